@@ -1,0 +1,29 @@
+"""The `prefloop` command: a thin layer over the library packages.
+
+Each area registers its commands from its own module in `app/commands/`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from app.cli_common import run_cli
+from app.commands import store as store_commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="prefloop")
+def cli() -> None:
+    """prefloop: fast RLHF iteration from a DuckDB preference store."""
+
+
+for command in store_commands.COMMANDS:
+    cli.add_command(command)
+
+
+def main(args: list[str] | None = None) -> None:
+    run_cli(cli, args)
+
+
+if __name__ == "__main__":
+    main()

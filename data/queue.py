@@ -1,0 +1,141 @@
+"""The human queue: routing results, leases and acknowledged human labels.
+
+A pair in the human queue is offered to one annotator at a time (a lease that
+expires), never to an annotator who already labelled it, until it has
+`needed_labels` human labels (overlap). Claiming and labelling each run in one
+store transaction, so two annotators never hold the same pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from data.errors import StoreError
+from data.store import PreferenceStore
+
+# Candidates: human-queue pairs that still want labels, not leased (or lease expired),
+# not labelled by this annotator. `pairs_queue_priority` serves the ORDER BY.
+_NEXT_PAIRS_SQL = """
+SELECT p.pair_id
+FROM pairs p
+WHERE p.queue = 'human'
+  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = p.pair_id
+                  AND l.expires_at > now()::TIMESTAMP AND l.annotator <> $annotator)
+  AND NOT EXISTS (SELECT 1 FROM labels x WHERE x.pair_id = p.pair_id AND x.source = 'human'
+                  AND x.who = $annotator AND x.retracted_at IS NULL)
+  AND p.needed_labels > (SELECT count(*) FROM labels y WHERE y.pair_id = p.pair_id
+                         AND y.source = 'human' AND y.retracted_at IS NULL)
+ORDER BY p.priority DESC, p.pair_id
+LIMIT $limit
+"""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where the router sends one pair."""
+
+    pair_id: str
+    queue: str  # human, judge or unrouted
+    priority: float = 0.0
+    reason: str | None = None
+    needed_labels: int = 1
+
+
+def assign(store: PreferenceStore, assignments: Sequence[Assignment], *, round: int | None = None) -> int:
+    """Write routing decisions in one transaction; returns how many pairs changed."""
+    import pyarrow as pa
+
+    for a in assignments:
+        if a.queue not in ("human", "judge", "unrouted"):
+            raise StoreError(f"queue {a.queue!r} for pair {a.pair_id} is not human, judge or unrouted")
+    table = pa.table({
+        "pair_id": [a.pair_id for a in assignments],
+        "queue": [a.queue for a in assignments],
+        "priority": pa.array([float(a.priority) for a in assignments], type=pa.float64()),
+        "reason": pa.array([a.reason for a in assignments], type=pa.string()),
+        "needed": pa.array([a.needed_labels for a in assignments], type=pa.int32()),
+    })
+    with store.transaction() as cur:
+        cur.register("_routing", table)
+        changed = cur.execute(
+            """
+            UPDATE pairs SET queue = r.queue, priority = r.priority, route_reason = r.reason,
+                             needed_labels = r.needed, routed_round = ?
+            FROM _routing r WHERE pairs.pair_id = r.pair_id RETURNING pairs.pair_id
+            """,
+            [store.current_round() if round is None else round],
+        ).fetchall()
+        cur.unregister("_routing")
+    return len(changed)
+
+
+def next_pair_ids(store: PreferenceStore, annotator: str, limit: int = 1) -> list[str]:
+    """Highest-priority pairs this annotator may label now (read only, no lease taken)."""
+    rows = store.cursor().execute(_NEXT_PAIRS_SQL, {"annotator": annotator, "limit": limit}).fetchall()
+    return [r[0] for r in rows]
+
+
+def claim_next(store: PreferenceStore, annotator: str, lease_seconds: float = 600.0) -> str | None:
+    """Lease the best pair to `annotator` and return its id, or None when the queue is empty.
+
+    An annotator holds at most one lease: asking again returns the pair already held.
+    """
+    with store.transaction() as cur:
+        held = cur.execute(
+            "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
+            [annotator],
+        ).fetchall()
+        if held:
+            return held[0][0]
+        rows = cur.execute(_NEXT_PAIRS_SQL, {"annotator": annotator, "limit": 1}).fetchall()
+        if not rows:
+            return None
+        pair_id = rows[0][0]
+        cur.execute(
+            "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
+            [pair_id, annotator, int(lease_seconds * 1e6)],
+        ).fetchall()
+        return pair_id
+
+
+def release(store: PreferenceStore, annotator: str) -> None:
+    """Give back whatever this annotator holds (skip, log out)."""
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
+
+
+def submit_human_label(
+    store: PreferenceStore,
+    pair_id: str,
+    annotator: str,
+    *,
+    verdict_shown: str,
+    swapped: bool,
+    rationale: str | None = None,
+) -> int:
+    """Store an annotator's verdict on the pair as it was shown; returns the label id.
+
+    `verdict_shown` refers to what the annotator saw as A/B; when the display was
+    swapped it is turned back into the stored orientation here, in one place.
+    """
+    verdict = {"a": "b", "b": "a"}.get(verdict_shown, verdict_shown) if swapped else verdict_shown
+    with store.transaction() as cur:
+        lease = cur.execute(
+            "SELECT annotator, expires_at > now()::TIMESTAMP FROM leases WHERE pair_id = ?", [pair_id]
+        ).fetchall()
+        if lease and lease[0][0] != annotator and lease[0][1]:
+            raise StoreError(f"pair {pair_id} is leased to another annotator; ask for the next pair")
+        already = cur.execute(
+            "SELECT 1 FROM labels WHERE pair_id = ? AND source = 'human' AND who = ? "
+            "AND retracted_at IS NULL",
+            [pair_id, annotator],
+        ).fetchall()
+        if already:
+            raise StoreError(f"{annotator} has already labelled pair {pair_id}")
+        label_id = store.add_label(
+            pair_id, source="human", who=annotator, verdict=verdict, rationale=rationale,
+            swapped=swapped, cursor=cur,
+        )
+        cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
+        return label_id

@@ -1,0 +1,159 @@
+"""The store's schema as an ordered list of migrations.
+
+Each migration runs once, inside one transaction, and bumps `meta.schema_version`.
+Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+SOURCES = ("human", "judge", "import", "model")
+VERDICTS = ("a", "b", "tie", "both_bad")
+QUEUES = ("unrouted", "human", "judge")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+MIGRATIONS: list[str] = [
+    # 1: everything the loop needs, so later packages add rows, not tables.
+    f"""
+    CREATE TABLE prompts (
+        prompt_id VARCHAR PRIMARY KEY,
+        messages JSON NOT NULL,          -- [{{"role": ..., "content": ...}}, ...]
+        text VARCHAR NOT NULL,           -- rendered transcript, for display and encoders
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE TABLE responses (
+        response_id VARCHAR PRIMARY KEY, -- hash of text: identical texts are one row
+        text VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    -- which responses were offered for which prompt (list-of-responses imports, generation)
+    CREATE TABLE prompt_responses (
+        prompt_id VARCHAR NOT NULL,
+        response_id VARCHAR NOT NULL,
+        origin VARCHAR NOT NULL,
+        meta JSON,                       -- e.g. sampling parameters of a generation
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (prompt_id, response_id)
+    );
+    CREATE TABLE pairs (
+        pair_id VARCHAR PRIMARY KEY,     -- independent of A/B order
+        prompt_id VARCHAR NOT NULL,
+        response_a_id VARCHAR NOT NULL,  -- A is the response with the smaller id
+        response_b_id VARCHAR NOT NULL,
+        origin VARCHAR NOT NULL,
+        queue VARCHAR NOT NULL DEFAULT 'unrouted' CHECK (queue IN {_in(QUEUES)}),
+        priority DOUBLE NOT NULL DEFAULT 0,
+        route_reason VARCHAR,
+        routed_round INTEGER,
+        needed_labels INTEGER NOT NULL DEFAULT 1, -- human labels wanted (overlap)
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE INDEX pairs_queue_priority ON pairs (queue, priority);
+    CREATE SEQUENCE label_id_seq START 1;
+    CREATE TABLE labels (
+        label_id BIGINT PRIMARY KEY DEFAULT nextval('label_id_seq'),
+        pair_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL CHECK (source IN {_in(SOURCES)}),
+        who VARCHAR NOT NULL,            -- annotator id, judge model, file name
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        confidence DOUBLE,               -- P(verdict), when known
+        rationale VARCHAR,
+        swapped BOOLEAN NOT NULL DEFAULT false, -- A/B were shown to the labeller swapped
+        round INTEGER NOT NULL DEFAULT 0,
+        meta JSON,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        retracted_at TIMESTAMP           -- undo keeps the row for audit
+    );
+    CREATE INDEX labels_pair ON labels (pair_id);
+    CREATE TABLE leases (
+        pair_id VARCHAR PRIMARY KEY,     -- one holder at a time
+        annotator VARCHAR NOT NULL,
+        expires_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE pair_flags (
+        pair_id VARCHAR NOT NULL,
+        flag VARCHAR NOT NULL,           -- judge_inconsistent, judge_ensemble_disagree, ...
+        detail JSON,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (pair_id, flag)
+    );
+    CREATE TABLE embeddings (
+        encoder VARCHAR NOT NULL,
+        text_hash VARCHAR NOT NULL,
+        vector FLOAT[] NOT NULL,
+        PRIMARY KEY (encoder, text_hash)
+    );
+    CREATE TABLE ensembles (
+        version INTEGER PRIMARY KEY,
+        encoder VARCHAR NOT NULL,
+        config JSON NOT NULL,
+        metrics JSON,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE TABLE scores (
+        pair_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        member_p_a FLOAT[] NOT NULL,     -- each member's P(A > B)
+        p_mean DOUBLE NOT NULL,
+        p_std DOUBLE NOT NULL,
+        PRIMARY KEY (pair_id, version)
+    );
+    CREATE TABLE judge_calls (
+        cache_key VARCHAR PRIMARY KEY,   -- hash of (endpoint, model, parameters, messages)
+        endpoint VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        request JSON NOT NULL,
+        response_text VARCHAR,
+        logprobs JSON,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE TABLE judgements (
+        pair_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        template_hash VARCHAR NOT NULL,
+        order_shown VARCHAR NOT NULL CHECK (order_shown IN ('ab', 'ba')),
+        cache_key VARCHAR,
+        status VARCHAR NOT NULL CHECK (status IN ('ok', 'failed')),
+        verdict VARCHAR,                 -- relative to stored A/B; NULL when failed
+        p_a DOUBLE,
+        raw_text VARCHAR,
+        error VARCHAR,
+        batch_id VARCHAR,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (pair_id, model, template_hash, order_shown)
+    );
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL CHECK (status IN {_in(RUN_STATUSES)}),
+        config JSON,
+        run_dir VARCHAR,
+        artifact_path VARCHAR,
+        metrics JSON,
+        log_tail VARCHAR,
+        promoted BOOLEAN NOT NULL DEFAULT false,
+        parent_run_id VARCHAR,
+        pid INTEGER,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP
+    );
+    CREATE TABLE ref_logprobs (
+        prompt_id VARCHAR NOT NULL,
+        response_id VARCHAR NOT NULL,
+        ref_model_hash VARCHAR NOT NULL,
+        template_hash VARCHAR NOT NULL,
+        logp DOUBLE NOT NULL,
+        n_tokens INTEGER NOT NULL,
+        PRIMARY KEY (prompt_id, response_id, ref_model_hash, template_hash)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,306 @@
+"""Row shapes prefloop imports, and how each becomes prompts, responses and labels.
+
+Shapes (auto-detected from the first readable row, or forced with `--format`):
+
+* ``trl``: TRL preference rows. Standard: ``prompt``, ``chosen``, ``rejected`` strings
+  (a prompt written as an HH transcript is read back as a conversation).
+  Conversational: lists of ``{"role", "content"}`` messages; with no ``prompt``, the
+  shared prefix of ``chosen`` and ``rejected`` is the prompt.
+* ``hh``: raw Anthropic HH-RLHF: ``chosen``/``rejected`` transcripts with
+  ``\\n\\nHuman:`` / ``\\n\\nAssistant:`` turns; the shared dialogue is the prompt and
+  the final assistant turns are the responses.
+* ``pairs``: ``prompt``, ``response_a``, ``response_b``, optional ``label``
+  (``a``, ``b``, ``tie``, ``both_bad``) and ``confidence``.
+* ``responses``: ``prompt`` and a list ``responses``, optional ``scores`` (one number
+  per response). Pair policy: every response is stored; pairs are all
+  combinations, or, past ``max_pairs_per_prompt``, that many chosen by a hash of
+  the texts (deterministic, spread over all responses). With ``scores`` the
+  higher-scored response is labelled the winner (equal scores: tie).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from data.errors import RowProblem
+from data.ids import Messages, text_hash
+from data.schema import VERDICTS
+
+FORMATS = ("auto", "trl", "hh", "pairs", "responses")
+ROLES = ("system", "user", "assistant")
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+_HH_ASSISTANT = "\n\nAssistant:"
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """Limits applied to every imported row."""
+
+    max_text_chars: int = 200_000
+    max_pairs_per_prompt: int = 10
+
+
+@dataclass
+class PairRecord:
+    """One comparison; ``verdict`` is relative to (response_1, response_2): "a" = response_1."""
+
+    messages: Messages
+    response_1: str
+    response_2: str
+    verdict: str | None = None
+    confidence: float | None = None
+
+
+@dataclass
+class ResponsesRecord:
+    messages: Messages
+    responses: list[str]
+    pairs: list[PairRecord]
+
+
+Record = PairRecord | ResponsesRecord
+
+
+class RowError(Exception):
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def detect_format(row: dict[str, Any]) -> str | None:
+    keys = set(row)
+    if {"chosen", "rejected"} <= keys:
+        chosen = row["chosen"]
+        if isinstance(chosen, list) or "prompt" in keys:
+            return "trl"
+        if isinstance(chosen, str) and "\n\nHuman:" in chosen:
+            return "hh"
+        return "trl"
+    if {"response_a", "response_b"} <= keys:
+        return "pairs"
+    if "responses" in keys:
+        return "responses"
+    return None
+
+
+def describe_unknown(row: dict[str, Any]) -> str:
+    keys = ", ".join(sorted(map(str, row))) or "(none)"
+    return (
+        f"unknown row shape with fields [{keys}]; expected prompt/chosen/rejected (trl), "
+        "chosen/rejected HH transcripts (hh), prompt/response_a/response_b (pairs) "
+        "or prompt/responses (responses)"
+    )
+
+
+def parse_row(row: dict[str, Any], fmt: str, config: ShapeConfig) -> Record:
+    """Turn one row into a record or raise RowError naming the field."""
+    if fmt == "trl":
+        return _parse_trl(row, config)
+    if fmt == "hh":
+        return _parse_hh(row, config)
+    if fmt == "pairs":
+        return _parse_pairs(row, config)
+    if fmt == "responses":
+        return _parse_responses(row, config)
+    raise RowError(None, f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def located(source: str, line: int, unit: str, error: RowError) -> RowProblem:
+    return RowProblem(source, line, error.field, error.message, unit)
+
+
+# -- field checks --------------------------------------------------------------------
+
+
+def _text(row: dict[str, Any], field: str, config: ShapeConfig) -> str:
+    if field not in row or row[field] is None:
+        raise RowError(field, "is missing")
+    value = row[field]
+    if not isinstance(value, str):
+        raise RowError(field, f"must be a string, got {type(value).__name__}")
+    return _checked_text(field, value, config)
+
+
+def _checked_text(field: str, value: str, config: ShapeConfig) -> str:
+    if not value.strip():
+        raise RowError(field, "is empty")
+    if len(value) > config.max_text_chars:
+        raise RowError(
+            field, f"is {len(value)} characters, over the {config.max_text_chars} limit "
+            "(raise max_text_chars to allow it)"
+        )
+    if "\x00" in value:
+        raise RowError(field, "contains a NUL character")
+    return value
+
+
+def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
+    if not isinstance(value, list) or not value:
+        raise RowError(field, "must be a non-empty list of {role, content} messages")
+    messages: Messages = []
+    for index, message in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(message, dict):
+            raise RowError(where, f"must be an object with role and content, got {type(message).__name__}")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise RowError(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise RowError(f"{where}.content", f"must be a string, got {type(content).__name__}")
+        messages.append({"role": role, "content": _checked_text(f"{where}.content", content, config)})
+    return messages
+
+
+def _prompt(row: dict[str, Any], config: ShapeConfig) -> Messages:
+    value = row.get("prompt")
+    if isinstance(value, list):
+        return _messages(value, "prompt", config)
+    text = _text(row, "prompt", config)
+    if text.startswith("\n\nHuman:"):
+        turns = _hh_turns(text.removesuffix("\n\nAssistant:").removesuffix("\n\nAssistant: "), "prompt")
+        return turns
+    return [{"role": "user", "content": text}]
+
+
+def _distinct(r1: str, r2: str, fields: tuple[str, str]) -> None:
+    if r1 == r2:
+        raise RowError(fields[1], f"is identical to {fields[0]}: a pair needs two different responses")
+
+
+def _verdict(row: dict[str, Any]) -> tuple[str | None, float | None]:
+    label = row.get("label")
+    if label is None or label == "":
+        return None, None
+    if not isinstance(label, str) or label.strip().lower() not in VERDICTS:
+        raise RowError("label", f"must be one of {', '.join(VERDICTS)}, got {label!r}")
+    confidence = row.get("confidence")
+    if confidence in (None, ""):
+        return label.strip().lower(), None
+    try:
+        value = float(confidence)
+    except (TypeError, ValueError):
+        raise RowError("confidence", f"must be a number between 0 and 1, got {confidence!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise RowError("confidence", f"must be between 0 and 1, got {value}")
+    return label.strip().lower(), value
+
+
+# -- shapes --------------------------------------------------------------------------
+
+
+def _parse_trl(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if isinstance(chosen, list) or isinstance(rejected, list):
+        c_msgs = _messages(chosen, "chosen", config)
+        r_msgs = _messages(rejected, "rejected", config)
+        if "prompt" in row and row["prompt"] is not None:
+            prompt = _prompt(row, config)
+        else:
+            prompt, c_msgs, r_msgs = _split_shared_prefix(c_msgs, r_msgs)
+        c_text = _final_assistant(c_msgs, "chosen")
+        r_text = _final_assistant(r_msgs, "rejected")
+    else:
+        prompt = _prompt(row, config)
+        c_text = _text(row, "chosen", config)
+        r_text = _text(row, "rejected", config)
+    _distinct(c_text, r_text, ("chosen", "rejected"))
+    return PairRecord(prompt, c_text, r_text, "a")
+
+
+def _split_shared_prefix(chosen: Messages, rejected: Messages) -> tuple[Messages, Messages, Messages]:
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0:
+        raise RowError("prompt", "is missing and chosen/rejected share no leading messages to use as one")
+    return chosen[:shared], chosen[shared:], rejected[shared:]
+
+
+def _final_assistant(messages: Messages, field: str) -> str:
+    if len(messages) != 1 or messages[0]["role"] != "assistant":
+        raise RowError(field, "must hold exactly one assistant message after the prompt")
+    return messages[0]["content"]
+
+
+def _hh_turns(text: str, field: str) -> Messages:
+    parts = _HH_TURN.split(text)
+    if parts[0].strip():
+        raise RowError(field, "must start with '\\n\\nHuman:' (HH-RLHF transcript)")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [
+        {"role": roles[speaker], "content": content}
+        for speaker, content in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+
+
+def _parse_hh(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
+    chosen = _text(row, "chosen", config)
+    rejected = _text(row, "rejected", config)
+    # The prompt ends at the last "\n\nAssistant:" the two transcripts share. Splitting each
+    # transcript into turns instead would break on responses that invent a "Human:" turn.
+    shared = len(os.path.commonprefix([chosen, rejected]))
+    marker = chosen.rfind(_HH_ASSISTANT, 0, shared)
+    if marker < 0:
+        raise RowError("rejected", "shares no dialogue ending in '\\n\\nAssistant:' with chosen")
+    prompt = _hh_turns(chosen[:marker], "chosen")
+    if not prompt or prompt[-1]["role"] != "user":
+        raise RowError("chosen", "must have a Human turn before the final Assistant turn")
+    start = marker + len(_HH_ASSISTANT)
+    # HH keeps a few empty final turns: an empty answer is a real (bad) response, so it stays.
+    c_text, r_text = (t[start:].removeprefix(" ") for t in (chosen, rejected))
+    _distinct(c_text, r_text, ("chosen", "rejected"))
+    return PairRecord(prompt, c_text, r_text, "a")
+
+
+def _parse_pairs(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
+    prompt = _prompt(row, config)
+    a = _text(row, "response_a", config)
+    b = _text(row, "response_b", config)
+    _distinct(a, b, ("response_a", "response_b"))
+    verdict, confidence = _verdict(row)
+    return PairRecord(prompt, a, b, verdict, confidence)
+
+
+def _parse_responses(row: dict[str, Any], config: ShapeConfig) -> ResponsesRecord:
+    prompt = _prompt(row, config)
+    value = row.get("responses")
+    if not isinstance(value, list):
+        raise RowError("responses", "must be a list of response strings")
+    responses: list[str] = []
+    for index, text in enumerate(value):
+        if not isinstance(text, str):
+            raise RowError(f"responses[{index}]", f"must be a string, got {type(text).__name__}")
+        responses.append(_checked_text(f"responses[{index}]", text, config))
+    unique = list(dict.fromkeys(responses))
+    if len(unique) < 2:
+        raise RowError("responses", "needs at least two different responses to form a pair")
+    scores = _scores(row, len(responses))
+    score_of = dict(zip(responses, scores, strict=True)) if scores else {}
+    combos = list(itertools.combinations(unique, 2))
+    if len(combos) > config.max_pairs_per_prompt:
+        combos = sorted(combos, key=lambda c: text_hash(c[0] + "\0" + c[1]))[: config.max_pairs_per_prompt]
+    pairs = []
+    for first, second in combos:
+        verdict = None
+        if score_of:
+            s1, s2 = score_of[first], score_of[second]
+            verdict = "a" if s1 > s2 else "b" if s2 > s1 else "tie"
+        pairs.append(PairRecord(prompt, first, second, verdict))
+    return ResponsesRecord(prompt, unique, pairs)
+
+
+def _scores(row: dict[str, Any], count: int) -> list[float] | None:
+    value = row.get("scores")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, list) or len(value) != count:
+        raise RowError("scores", f"must be a list of {count} numbers, one per response")
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise RowError("scores", "must hold only numbers") from None
