@@ -117,17 +117,19 @@ def located(source: str, line: int, unit: str, error: RowError) -> RowProblem:
 # -- field checks --------------------------------------------------------------------
 
 
-def _text(row: dict[str, Any], field: str, config: ShapeConfig) -> str:
+def _text(row: dict[str, Any], field: str, config: ShapeConfig, *, response: bool = False) -> str:
     if field not in row or row[field] is None:
         raise RowError(field, "is missing")
     value = row[field]
     if not isinstance(value, str):
         raise RowError(field, f"must be a string, got {type(value).__name__}")
-    return _checked_text(field, value, config)
+    return _checked_text(field, value, config, response=response)
 
 
-def _checked_text(field: str, value: str, config: ShapeConfig) -> str:
-    if not value.strip():
+def _checked_text(field: str, value: str, config: ShapeConfig, *, response: bool = False) -> str:
+    # A response may be empty: models do answer nothing, and HH-RLHF keeps such answers.
+    # A prompt or message may not.
+    if not response and not value.strip():
         raise RowError(field, "is empty")
     if len(value) > config.max_text_chars:
         raise RowError(
@@ -152,7 +154,10 @@ def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
             raise RowError(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"must be a string, got {type(content).__name__}")
-        messages.append({"role": role, "content": _checked_text(f"{where}.content", content, config)})
+        # assistant turns may be empty, like any response (HH dialogues have some)
+        messages.append({"role": role, "content": _checked_text(
+            f"{where}.content", content, config, response=role == "assistant"
+        )})
     return messages
 
 
@@ -206,8 +211,8 @@ def _parse_trl(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
         r_text = _final_assistant(r_msgs, "rejected")
     else:
         prompt = _prompt(row, config)
-        c_text = _text(row, "chosen", config)
-        r_text = _text(row, "rejected", config)
+        c_text = _text(row, "chosen", config, response=True)
+        r_text = _text(row, "rejected", config, response=True)
     _distinct(c_text, r_text, ("chosen", "rejected"))
     return PairRecord(prompt, c_text, r_text, "a")
 
@@ -259,8 +264,8 @@ def _parse_hh(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
 
 def _parse_pairs(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
     prompt = _prompt(row, config)
-    a = _text(row, "response_a", config)
-    b = _text(row, "response_b", config)
+    a = _text(row, "response_a", config, response=True)
+    b = _text(row, "response_b", config, response=True)
     _distinct(a, b, ("response_a", "response_b"))
     verdict, confidence = _verdict(row)
     return PairRecord(prompt, a, b, verdict, confidence)
@@ -275,7 +280,7 @@ def _parse_responses(row: dict[str, Any], config: ShapeConfig) -> ResponsesRecor
     for index, text in enumerate(value):
         if not isinstance(text, str):
             raise RowError(f"responses[{index}]", f"must be a string, got {type(text).__name__}")
-        responses.append(_checked_text(f"responses[{index}]", text, config))
+        responses.append(_checked_text(f"responses[{index}]", text, config, response=True))
     unique = list(dict.fromkeys(responses))
     if len(unique) < 2:
         raise RowError("responses", "needs at least two different responses to form a pair")

@@ -6,8 +6,10 @@ import click
 
 from app.cli_common import db_option, emit, json_option, open_store
 from data.errors import ImportValidationError
+from data.export import EXPORT_FORMATS, AggregationPolicy, export_pairs
 from data.importer import ImportOptions, import_sources
 from data.shapes import FORMATS, ShapeConfig
+from data.stats import store_stats
 
 
 @click.command("import")
@@ -60,4 +62,35 @@ def _import_summary(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-COMMANDS: list[click.Command] = [import_command]
+@click.command("export")
+@db_option
+@click.option("--out", "out", required=True,
+              help="Output: FILE.jsonl, FILE.parquet, or a folder (Hugging Face save_to_disk).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="trl", show_default=True,
+              help="trl: prompt/chosen/rejected strings; trl-conversational: message lists; "
+                   "pairs: prompt/response_a/response_b/label, ties kept.")
+@click.option("--test-fraction", type=float, default=0.0, show_default=True,
+              help="Share of prompts held out as a test split (split by prompt, never by pair).")
+@click.option("--min-confidence", type=float, default=None,
+              help="Ignore labels whose confidence is below this.")
+@json_option
+def export_command(db: str, out: str, fmt: str, test_fraction: float, min_confidence: float | None,
+                   as_json: bool) -> None:
+    """Export labelled pairs (human > import > judge > model; majority) as TRL-ready data."""
+    policy = AggregationPolicy(min_confidence=min_confidence, include_ties=fmt == "pairs")
+    with open_store(db, read_only=True) as store:
+        report = export_pairs(store, out, fmt=fmt, test_fraction=test_fraction, policy=policy)
+    emit(report.as_dict(), as_json,
+         lambda r: f"wrote {r['train']} train and {r['test']} test rows to {', '.join(r['files'])}")
+
+
+@click.command("stats")
+@db_option
+@json_option
+def stats_command(db: str, as_json: bool) -> None:
+    """Counts of pairs and labels, and human-human / human-judge agreement."""
+    with open_store(db, read_only=True) as store:
+        emit(store_stats(store), as_json)
+
+
+COMMANDS: list[click.Command] = [import_command, export_command, stats_command]

@@ -1,0 +1,182 @@
+"""Export labelled pairs as TRL-ready preference data.
+
+Aggregation policy (`AggregationPolicy`, all configurable):
+
+1. Only active labels count (undone labels are ignored), optionally only those
+   with confidence >= `min_confidence` (labels without a confidence are kept).
+2. Sources rank human > import > judge > model: a pair's verdict comes from the
+   highest-ranked source that labelled it; lower sources are ignored for that pair.
+3. Within that source, the majority verdict wins; a split vote gives no label.
+4. Ties and both_bad are left out of the TRL formats (they cannot express them);
+   the `pairs` format keeps them with `include_ties=True`.
+
+The train/test split is by prompt: a prompt's hash decides its side, so no
+prompt is in both, and the split is stable as data grows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.errors import ConfigError
+from data.ids import render_messages, text_hash
+from data.store import PreferenceStore
+
+EXPORT_FORMATS = ("trl", "trl-conversational", "pairs")
+SOURCE_RANK = ("human", "import", "judge", "model")
+
+
+@dataclass(frozen=True)
+class AggregationPolicy:
+    """How several labels on one pair become one training verdict."""
+
+    source_rank: tuple[str, ...] = SOURCE_RANK  # earlier sources outrank later ones
+    min_confidence: float | None = None  # drop labels below this confidence
+    include_ties: bool = False  # keep tie/both_bad verdicts (pairs format only)
+
+
+@dataclass(frozen=True)
+class AggregatedPair:
+    pair_id: str
+    prompt_id: str
+    messages: list[dict[str, str]]
+    response_a: str
+    response_b: str
+    verdict: str  # relative to stored A/B
+    source: str
+    votes: int
+
+
+def aggregate_verdicts(
+    labels: list[dict[str, Any]], policy: AggregationPolicy
+) -> dict[str, tuple[str, str, int]]:
+    """pair_id -> (verdict, source, votes) under the policy; pairs with no decision are absent."""
+    by_pair: dict[str, dict[str, list[str]]] = {}
+    for label in labels:
+        if policy.min_confidence is not None and label["confidence"] is not None \
+                and label["confidence"] < policy.min_confidence:
+            continue
+        if label["source"] not in policy.source_rank:
+            continue
+        by_pair.setdefault(label["pair_id"], {}).setdefault(label["source"], []).append(label["verdict"])
+    decided: dict[str, tuple[str, str, int]] = {}
+    for pair_id, per_source in by_pair.items():
+        source = min(per_source, key=policy.source_rank.index)
+        counts = Counter(per_source[source]).most_common()
+        if len(counts) > 1 and counts[0][1] == counts[1][1]:
+            continue  # split vote
+        verdict, votes = counts[0]
+        if verdict in ("tie", "both_bad") and not policy.include_ties:
+            continue
+        decided[pair_id] = (verdict, source, votes)
+    return decided
+
+
+def aggregated_pairs(store: PreferenceStore, policy: AggregationPolicy | None = None) -> list[AggregatedPair]:
+    policy = policy or AggregationPolicy()
+    labels = store.query_dicts(
+        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+    )
+    decided = aggregate_verdicts(labels, policy)
+    if not decided:
+        return []
+    views = {v.pair_id: v for v in store.pairs(
+        "WHERE p.pair_id IN (SELECT pair_id FROM labels WHERE retracted_at IS NULL)"
+    )}
+    out = []
+    for pair_id, (verdict, source, votes) in sorted(decided.items()):
+        view = views[pair_id]
+        out.append(AggregatedPair(pair_id, view.prompt_id, view.messages, view.response_a,
+                                  view.response_b, verdict, source, votes))
+    return out
+
+
+def is_test_prompt(prompt_id: str, test_fraction: float) -> bool:
+    return int(text_hash("split\0" + prompt_id)[:8], 16) / 0xFFFFFFFF < test_fraction
+
+
+def to_row(pair: AggregatedPair, fmt: str) -> dict[str, Any]:
+    if fmt == "pairs":
+        return {"prompt": pair.messages, "response_a": pair.response_a, "response_b": pair.response_b,
+                "label": pair.verdict, "pair_id": pair.pair_id}
+    chosen, rejected = (pair.response_a, pair.response_b) if pair.verdict == "a" else (pair.response_b, pair.response_a)
+    if fmt == "trl-conversational":
+        return {"prompt": pair.messages, "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+    prompt = render_messages(pair.messages)
+    if prompt.startswith("\n\nHuman:"):
+        prompt += "\n\nAssistant:"  # multi-turn: HH transcript the importer reads back losslessly
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+@dataclass
+class ExportReport:
+    train: int
+    test: int
+    files: list[str]
+    skipped_ties: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train": self.train, "test": self.test, "files": self.files, "skipped_ties": self.skipped_ties}
+
+
+def export_pairs(
+    store: PreferenceStore,
+    out: str | Path,
+    *,
+    fmt: str = "trl",
+    test_fraction: float = 0.0,
+    policy: AggregationPolicy | None = None,
+) -> ExportReport:
+    """Write JSONL, Parquet or a Hugging Face `save_to_disk` folder (by the extension of `out`)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"--test-fraction {test_fraction} must be in [0, 1)")
+    policy = policy or AggregationPolicy(include_ties=fmt == "pairs")
+    if fmt != "pairs" and policy.include_ties:
+        raise ConfigError("ties and both_bad cannot be written as chosen/rejected; use --format pairs")
+    pairs = aggregated_pairs(store, policy)
+    all_decided = aggregated_pairs(store, AggregationPolicy(policy.source_rank, policy.min_confidence, True))
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    for pair in pairs:
+        side = "test" if is_test_prompt(pair.prompt_id, test_fraction) else "train"
+        splits[side].append(to_row(pair, fmt))
+    files = _write(Path(out), splits, test_fraction > 0)
+    return ExportReport(len(splits["train"]), len(splits["test"]), files, len(all_decided) - len(pairs))
+
+
+def _write(out: Path, splits: dict[str, list[dict[str, Any]]], with_test: bool) -> list[str]:
+    suffix = "".join(out.suffixes[-1:]).lower()
+    if suffix not in (".jsonl", ".parquet", ""):
+        raise ConfigError(
+            f"--out {out}: use a .jsonl or .parquet file, or a folder name (no extension) for a "
+            "Hugging Face save_to_disk dataset"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == "":
+        import datasets
+
+        names = ["train", "test"] if with_test else ["train"]
+        dataset = datasets.DatasetDict({n: datasets.Dataset.from_list(splits[n]) for n in names})
+        dataset.save_to_disk(str(out))
+        return [str(out)]
+    names = {"train": out} if not with_test else {
+        "train": out.with_name(f"{out.stem}.train{suffix}"), "test": out.with_name(f"{out.stem}.test{suffix}")
+    }
+    for split, path in names.items():
+        rows = splits[split]
+        if suffix == ".jsonl":
+            with path.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), path)
+    return [str(p) for p in names.values()]
