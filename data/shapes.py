@@ -74,14 +74,12 @@ class RowError(Exception):
 
 def detect_format(row: dict[str, Any]) -> str | None:
     keys = set(row)
-    if {"chosen", "rejected"} <= keys:
-        chosen = row["chosen"]
-        if isinstance(chosen, list) or "prompt" in keys:
-            return "trl"
-        if isinstance(chosen, str) and "\n\nHuman:" in chosen:
+    if keys & {"chosen", "rejected"}:
+        sample = row.get("chosen", row.get("rejected"))
+        if isinstance(sample, str) and "prompt" not in keys and "\n\nHuman:" in sample:
             return "hh"
         return "trl"
-    if {"response_a", "response_b"} <= keys:
+    if keys & {"response_a", "response_b"}:
         return "pairs"
     if "responses" in keys:
         return "responses"
