@@ -1,0 +1,39 @@
+"""`python -m training <stage> --run-dir DIR`: the trainer subprocess a run executes.
+
+It reads only its run folder (config.json, snapshot.parquet) and writes status.json,
+metrics.jsonl, result.json and the artifact there; it never opens the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+MODULES = {"sft": "sft", "rm": "reward", "dpo": "dpo", "ppo": "ppo", "grpo": "grpo"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("stage", choices=sorted(MODULES))
+    parser.add_argument("--run-dir", required=True, type=Path, help="Run folder written by JobManager.")
+    args = parser.parse_args(argv)
+
+    from training.common import RunContext
+
+    ctx = RunContext(args.run_dir)
+    ctx.status("running", step=0, message=f"starting {args.stage}")
+    try:
+        module = importlib.import_module(f"training.{MODULES[args.stage]}")
+        module.run(ctx)
+    except Exception as exc:
+        traceback.print_exc()
+        ctx.status("failed", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""DPO stage: TRL `DPOTrainer` with LoRA, the adapter-disabled base as reference, and a
+reference log-prob cache that survives across runs.
+
+Reference cache: the snapshot carries the reference log-prob of every (prompt, response)
+already in the store's `ref_logprobs` table for this (reference model hash, template
+hash). `CachedReferenceDPOTrainer` fills in only the missing ones (one reference forward
+pass per new pair) and writes them to `ref_logprobs.parquet` for the owner to cache.
+TRL's own `precompute_ref_log_probs` would recompute every pair on every run.
+
+Incremental runs (`--incremental`) warm start from the last promoted adapter, train on
+the new pairs plus a replay sample, stop early on held-out preference accuracy
+(`eval_rewards/accuracies`) and are promoted only if that accuracy did not drop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from training.common import (
+    RunContext,
+    StageConfig,
+    gate,
+    help_field,
+    load_causal_lm,
+    load_tokenizer,
+    param_change,
+    progress_callback,
+    resolve_policy,
+    select_rows,
+    trainable_snapshot,
+    trainer_args,
+)
+from training.runfiles import ARTIFACT, REF_LOGPROBS
+from training.snapshot import model_hash
+
+
+@dataclass(frozen=True)
+class DPOStageConfig(StageConfig):
+    """DPO with LoRA and a cached reference."""
+
+    beta: float = help_field(0.1, "DPO temperature: how far the policy may move from the reference.")
+    cache_reference: bool = help_field(True, "Reuse cached reference log-probs; compute only new pairs.")
+
+
+def cached_reference_trainer_class():
+    """DPOTrainer whose reference precompute skips rows that already carry cached values."""
+    import torch
+    from trl import DPOTrainer
+
+    class CachedReferenceDPOTrainer(DPOTrainer):
+        ref_forward_rows = 0  # rows that needed a reference forward pass, over all datasets
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            chosen = dataset["ref_chosen_logps"]
+            rejected = dataset["ref_rejected_logps"]
+            missing = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
+                       if c is None or r is None or math.isnan(c) or math.isnan(r)]
+            if missing:
+                sub = dataset.select(missing)
+                loader = torch.utils.data.DataLoader(
+                    sub.remove_columns([c for c in sub.column_names if c not in
+                                        ("prompt_ids", "chosen_ids", "rejected_ids")]),
+                    batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+                model = self.ref_model or self.model
+                device = next(model.parameters()).device
+                new_c, new_r = [], []
+                for batch in loader:
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    c, r = self.compute_ref_log_probs(model, batch)
+                    new_c += c.float().cpu().tolist()
+                    new_r += r.float().cpu().tolist()
+                chosen, rejected = list(chosen), list(rejected)
+                for j, i in enumerate(missing):
+                    chosen[i], rejected[i] = new_c[j], new_r[j]
+                self.computed.extend(
+                    (dataset[i]["prompt_id"], dataset[i]["chosen_id"], new_c[j], len(dataset[i]["chosen_ids"]))
+                    for j, i in enumerate(missing))
+                self.computed.extend(
+                    (dataset[i]["prompt_id"], dataset[i]["rejected_id"], new_r[j], len(dataset[i]["rejected_ids"]))
+                    for j, i in enumerate(missing))
+            type(self).ref_forward_rows += len(missing)
+            dataset = dataset.remove_columns(["ref_chosen_logps", "ref_rejected_logps"])
+            if "length" not in dataset.column_names:  # for length-bucketed batches
+                dataset = dataset.add_column("length", [
+                    len(p) + max(len(c), len(r)) for p, c, r in
+                    zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)])
+            dataset = dataset.add_column("ref_chosen_logps", [float(x) for x in chosen])
+            return dataset.add_column("ref_rejected_logps", [float(x) for x in rejected])
+
+    CachedReferenceDPOTrainer.computed = []
+    return CachedReferenceDPOTrainer
+
+
+def dpo_rows(items: list[dict[str, Any]], use_cache: bool) -> list[dict[str, Any]]:
+    nan = math.nan
+    return [{
+        "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
+        "prompt_id": r["prompt_id"], "chosen_id": r["chosen_id"], "rejected_id": r["rejected_id"],
+        "ref_chosen_logps": r["ref_chosen_logps"] if use_cache else nan,
+        "ref_rejected_logps": r["ref_rejected_logps"] if use_cache else nan,
+    } for r in items]
+
+
+def run(ctx: RunContext) -> None:
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    cfg = ctx.stage_config(DPOStageConfig)
+    rows = ctx.snapshot()
+    train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
+    policy = resolve_policy(ctx, cfg, rows)
+    tokenizer = load_tokenizer(policy)
+    model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
+    # the reference is the adapter-disabled base: its hash keys the cache
+    ref_hash = ctx.config.get("ref_model_hash") or model_hash(policy)
+    use_cache = cfg.cache_reference and cfg.use_lora and ref_hash == model_hash(policy)
+
+    args = trainer_args(
+        ctx, cfg, DPOConfig, len(test_rows), beta=cfg.beta, max_length=cfg.max_length,
+        truncation_mode="keep_end", precompute_ref_log_probs=cfg.use_lora,
+        remove_unused_columns=False,
+    )
+    trainer_cls = cached_reference_trainer_class()
+    trainer = trainer_cls(
+        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(dpo_rows(train_rows, use_cache)),
+        eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
+        callbacks=[progress_callback(ctx, "eval_rewards/accuracies", cfg.patience)],
+    )
+    before = trainable_snapshot(trainer.model)
+    output = trainer.train()
+    metrics: dict[str, Any] = {
+        "train_loss": output.training_loss, "steps": trainer.state.global_step,
+        "param_change": param_change(before, trainer.model), "ref_forward_pairs": trainer_cls.ref_forward_rows,
+        "ref_cached_pairs": len(train_rows) + len(test_rows) - trainer_cls.ref_forward_rows, **counts,
+    }
+    if test_rows:
+        evaluation = trainer.evaluate()
+        metrics["heldout_accuracy"] = float(evaluation["eval_rewards/accuracies"])
+        metrics["heldout_margin"] = float(evaluation.get("eval_rewards/margins", 0.0))
+    promote, gate_numbers = gate(ctx, metrics.get("heldout_accuracy"))
+    metrics["gate"] = gate_numbers
+    if ctx.is_main:
+        trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
+        tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
+        write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
+    ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
+
+
+def write_ref_logprobs(ctx: RunContext, computed: list[tuple[str, str, float, int]],
+                       ref_hash: str, template: str | None) -> None:
+    if not computed or not template:
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "prompt_id": [c[0] for c in computed], "response_id": [c[1] for c in computed],
+        "ref_model_hash": [ref_hash] * len(computed), "template_hash": [template] * len(computed),
+        "logp": [float(c[2]) for c in computed], "n_tokens": [int(c[3]) for c in computed],
+    }), ctx.run_dir / REF_LOGPROBS)

@@ -1,0 +1,407 @@
+"""Start, watch, cancel and ingest training runs from the process that owns the store.
+
+The CLI and the Gradio app import this module; it never imports torch & co. A run is
+`python -m training <stage> --run-dir DIR` in its own process group. The owner
+
+1. records the run in the store's `runs` table (queued -> running -> succeeded/failed/
+   cancelled) and exports a Parquet snapshot of the labelled pairs into the run folder,
+2. launches the subprocess (through `accelerate launch` for `num_processes > 1`),
+3. follows `status.json`, `metrics.jsonl` and `train.log` in the run folder,
+4. after the process ends, ingests `result.json` (metrics, artifact, promotion gate) and
+   the new reference log-probs; a process that crashed or was killed leaves its run
+   `failed` with the log tail, and nothing else in the store changes.
+
+One run at a time: a request that arrives while a run is going is queued, and further
+requests for the same stage merge into that one queued run.
+
+Non-blocking use (the app): `submit()` -> run_id, then `status()`/`metrics()`/`cancel()`
+(call `tick()` or construct with `background=True` so finished runs are picked up).
+Blocking use (the CLI): `run()` = submit + wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from data.errors import ConfigError, TrainingError
+from data.store import PreferenceStore
+from training import runfiles
+from training.snapshot import export_snapshot, ingest_ref_logprobs, label_watermark, model_hash
+
+STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
+POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
+TINY = "tiny"  # the embedded default policy, built inside the run
+ACCELERATE_CONFIG = Path(__file__).resolve().parent / "accelerate" / "ddp_cpu.yaml"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
+
+    stage: str  # sft, rm, dpo, ppo or grpo
+    policy: str | None = None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
+    incremental: bool = False  # warm start from the last promoted run of this stage, new labels + replay
+    max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
+    num_processes: int = 1  # >1 launches through `accelerate launch` (gloo on CPU)
+    reward: str | None = None  # ppo/grpo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
+    test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
+    overrides: dict[str, Any] = field(default_factory=dict)  # fields of the stage's config dataclass
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"unknown stage {self.stage!r}; use one of {', '.join(STAGES)}")
+        if self.num_processes < 1:
+            raise ConfigError("--num-processes must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+
+
+class JobManager:
+    """Runs training jobs one at a time for one store."""
+
+    def __init__(
+        self,
+        store: PreferenceStore,
+        runs_root: str | os.PathLike[str] | None = None,
+        *,
+        python: str = sys.executable,
+        background: bool = False,
+        poll_interval: float = 0.5,
+    ):
+        self.store = store
+        default_root = Path(store.path).resolve().parent / "runs"
+        self.runs_root = Path(runs_root) if runs_root else default_root
+        self.python = python
+        self._procs: dict[str, subprocess.Popen[bytes] | None] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._recover()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._watch, args=(poll_interval,), daemon=True, name="prefloop-jobs"
+            )
+            self._thread.start()
+
+    # -- public API ---------------------------------------------------------------------
+
+    def submit(self, request: TrainRequest) -> str:
+        """Start the run now, or queue it (merging into a queued run of the same stage)."""
+        with self._lock:
+            self.tick()
+            queued = self.store.query(
+                "SELECT run_id, config FROM runs WHERE status = 'queued' AND kind = ? "
+                "ORDER BY created_at LIMIT 1", [request.stage],
+            )
+            if queued and self._running_id() is not None:
+                run_id, config = queued[0][0], json.loads(queued[0][1])
+                config["request"] = asdict(request)
+                config["merged_requests"] = int(config.get("merged_requests", 1)) + 1
+                with self.store.transaction() as cur:
+                    cur.execute("UPDATE runs SET config = ? WHERE run_id = ?",
+                                [json.dumps(config), run_id]).fetchall()
+                return run_id
+            run_id = f"{request.stage}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            with self.store.transaction() as cur:
+                cur.execute(
+                    "INSERT INTO runs (run_id, kind, status, config, run_dir) VALUES (?, ?, 'queued', ?, ?)",
+                    [run_id, request.stage, json.dumps({"request": asdict(request), "merged_requests": 1}),
+                     str(self.runs_root / run_id)],
+                ).fetchall()
+            self.tick()
+            return run_id
+
+    def run(self, request: TrainRequest, on_progress: Callable[[dict[str, Any]], None] | None = None,
+            timeout: float | None = None) -> dict[str, Any]:
+        """Blocking: submit and wait for the run to end; returns its final status."""
+        return self.wait(self.submit(request), timeout=timeout, on_progress=on_progress)
+
+    def wait(self, run_id: str, *, timeout: float | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None,
+             interval: float = 0.25) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(run_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status["status"] in ("succeeded", "failed", "cancelled"):
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrainingError(f"run {run_id} still {status['status']} after {timeout:.0f}s; "
+                                    f"cancel it with JobManager.cancel({run_id!r}) or wait longer")
+            time.sleep(interval)
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """The run's row plus live progress from its folder (step, last metrics)."""
+        self.tick()
+        rows = self.store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise TrainingError(f"no run {run_id!r}; list runs with `prefloop runs`")
+        row = _decode(rows[0])
+        run_dir = Path(row["run_dir"])
+        live = runfiles.read_json(run_dir / runfiles.STATUS, {}) or {}
+        metrics = runfiles.read_metrics(run_dir)
+        row["progress"] = {k: live.get(k) for k in ("state", "step", "max_steps", "message")}
+        row["last_metrics"] = metrics[-1] if metrics else None
+        return row
+
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        return runfiles.read_metrics(Path(self.status(run_id)["run_dir"]))
+
+    def log_tail(self, run_id: str, lines: int = 30) -> str:
+        return runfiles.log_tail(Path(self.status(run_id)["run_dir"]), lines)
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        self.tick()
+        return [_decode(r) for r in self.store.query_dicts(
+            "SELECT run_id, kind, status, promoted, artifact_path, metrics, parent_run_id, "
+            "created_at, started_at, finished_at, run_dir FROM runs ORDER BY created_at DESC LIMIT ?",
+            [limit],
+        )]
+
+    def cancel(self, run_id: str, grace: float = 5.0) -> bool:
+        """Stop a queued or running run (its whole process group); False if it had ended."""
+        with self._lock:
+            row = self.store.query("SELECT status, pid FROM runs WHERE run_id = ?", [run_id])
+            if not row or row[0][0] not in ("queued", "running"):
+                return False
+            if row[0][0] == "running":
+                proc = self._procs.get(run_id)
+                _terminate_group(row[0][1], proc, grace)
+                self._procs.pop(run_id, None)
+            self._finish(run_id, "cancelled", log_tail=runfiles.log_tail(self._run_dir(run_id)))
+        self.tick()
+        return True
+
+    def tick(self) -> None:
+        """Pick up ended processes and start the next queued run when none is going."""
+        with self._lock:
+            for run_id, proc in list(self._procs.items()):
+                if proc is not None:
+                    code = proc.poll()
+                    if code is not None:
+                        self._procs.pop(run_id)
+                        self._ingest(run_id, code)
+                elif _adopted_poll(self._pid(run_id)) is not None:
+                    self._procs.pop(run_id)
+                    self._ingest(run_id, None)  # exit status of an adopted process is unknown
+            if self._running_id() is None:
+                nxt = self.store.query(
+                    "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT 1")
+                if nxt:
+                    self._start(nxt[0][0])
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.tick()
+            except Exception as exc:  # keep watching; the app shows the run's own status
+                print(f"prefloop-jobs: {exc}", file=sys.stderr)
+
+    def _running_id(self) -> str | None:
+        return self.store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")
+
+    def _run_dir(self, run_id: str) -> Path:
+        return Path(self.store.scalar("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]))
+
+    def _pid(self, run_id: str) -> int | None:
+        return self.store.scalar("SELECT pid FROM runs WHERE run_id = ?", [run_id])
+
+    def _recover(self) -> None:
+        """Runs left `running` by an owner that went away: adopt a live process, else fail it."""
+        for run_id, pid in self.store.query("SELECT run_id, pid FROM runs WHERE status = 'running'"):
+            if pid and _adopted_poll(pid) is None:
+                self._procs[run_id] = None
+            else:
+                self._ingest(run_id, None)
+
+    def _start(self, run_id: str) -> None:
+        config = json.loads(self.store.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id]))
+        request = TrainRequest(**config["request"])
+        run_dir = self._run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plan = self._plan(run_id, request)
+            plan["snapshot"] = export_snapshot(
+                self.store, run_dir / runfiles.SNAPSHOT, test_fraction=request.test_fraction,
+                watermark=plan["watermark"] if plan["warm_start"] else 0,
+                ref_model_hash=plan["ref_model_hash"], template=plan["template_hash"],
+            )
+            if plan["snapshot"]["train"] == 0:
+                raise TrainingError(
+                    "no labelled pairs to train on (ties, both_bad and split votes are left out); "
+                    "label some pairs or import a labelled file with `prefloop import`"
+                )
+        except Exception as exc:
+            self._finish(run_id, "failed", log_tail=f"could not start: {exc}")
+            if isinstance(exc, TrainingError | ConfigError):
+                return
+            raise
+        config.update(plan)
+        runfiles.write_json(run_dir / runfiles.CONFIG, {"run_id": run_id, **config})
+        runfiles.write_status(run_dir, "queued", step=0, max_steps=request.max_steps)
+        cmd = [self.python, "-m", "training", request.stage, "--run-dir", str(run_dir)]
+        if request.num_processes > 1:
+            cmd = [self.python, "-m", "accelerate.commands.launch", "--config_file",
+                   str(ACCELERATE_CONFIG), "--num_processes", str(request.num_processes),
+                   "-m", "training", request.stage, "--run-dir", str(run_dir)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+        repo_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
+        with (run_dir / runfiles.LOG).open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env, cwd=run_dir)
+        self._procs[run_id] = proc
+        with self.store.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = 'running', pid = ?, config = ?, parent_run_id = ?, "
+                "started_at = current_timestamp WHERE run_id = ?",
+                [proc.pid, json.dumps(config), plan["parent_run_id"], run_id],
+            ).fetchall()
+
+    def _plan(self, run_id: str, request: TrainRequest) -> dict[str, Any]:
+        """Resolve policy, warm start, reward and cache keys for a run, from the store."""
+        policy = request.policy
+        if policy in (None, "latest"):
+            policy = self._latest_artifact(("sft",)) if request.stage != "sft" else None
+            policy = policy or TINY
+        elif policy != TINY and not Path(policy).exists() and "/" not in policy:
+            raise ConfigError(f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
+                              "(owner/name); pass a path, an id, or leave it out for the default")
+        parent = None
+        if request.incremental:
+            parent = self._latest_promoted(request.stage, policy)
+        reward = request.reward
+        if request.stage in ("ppo", "grpo"):
+            reward = reward or ("rm" if self._latest_artifact(("rm",)) else None)
+            if reward == "rm":
+                reward = self._latest_artifact(("rm",))
+                if reward is None:
+                    raise ConfigError("--reward rm: no promoted reward model yet; run "
+                                      "`prefloop train rm` first or pass --reward ENSEMBLE_DIR")
+            if reward is None:
+                raise ConfigError("PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
+                                  "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)")
+        max_length = int(request.overrides.get("max_length", 256))
+        from training.snapshot import template_hash
+
+        return {
+            "stage": request.stage,
+            "policy": policy,
+            "reward": reward,
+            "warm_start": parent["artifact_path"] if parent else None,
+            "parent_run_id": parent["run_id"] if parent else None,
+            "parent_metrics": parent["metrics"] if parent else None,
+            "watermark": parent["config"].get("label_watermark", 0) if parent else 0,
+            "label_watermark": label_watermark(self.store),
+            "ref_model_hash": model_hash(policy) if policy != TINY else None,
+            "template_hash": template_hash(max_length, "keep_end"),
+        }
+
+    def _latest_artifact(self, kinds: tuple[str, ...]) -> str | None:
+        marks = ", ".join("?" for _ in kinds)
+        return self.store.scalar(
+            f"SELECT artifact_path FROM runs WHERE promoted AND status = 'succeeded' AND kind IN ({marks}) "
+            "ORDER BY finished_at DESC LIMIT 1", list(kinds),
+        )
+
+    def _latest_promoted(self, stage: str, policy: str) -> dict[str, Any] | None:
+        for row in self.store.query_dicts(
+            "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
+            "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC", [stage],
+        ):
+            row = _decode(row)
+            if row["config"].get("policy") == policy and row["artifact_path"]:
+                return row
+        return None
+
+    def _ingest(self, run_id: str, exit_code: int | None) -> None:
+        run_dir = self._run_dir(run_id)
+        result = runfiles.read_json(run_dir / runfiles.RESULT)
+        tail = runfiles.log_tail(run_dir)
+        if exit_code in (0, None) and result is not None:
+            added = ingest_ref_logprobs(self.store, run_dir / runfiles.REF_LOGPROBS)
+            metrics = {**result.get("metrics", {}), "ref_logprobs_added": added}
+            artifact = result.get("artifact")
+            self._finish(run_id, "succeeded", metrics=metrics, log_tail=tail,
+                         artifact=str(run_dir / artifact) if artifact else None,
+                         promoted=bool(result.get("promote", False)))
+        else:
+            why = ("the trainer process is gone (owner restarted or it was killed)" if exit_code is None
+                   else f"the trainer exited with code {exit_code}")
+            if exit_code is not None and exit_code < 0:
+                why = f"the trainer was killed by signal {-exit_code}"
+            self._finish(run_id, "failed", log_tail=f"{why}\n{tail}", metrics={"exit_code": exit_code})
+
+    def _finish(self, run_id: str, status: str, *, log_tail: str = "", metrics: dict[str, Any] | None = None,
+                artifact: str | None = None, promoted: bool = False) -> None:
+        with self.store.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = ?, log_tail = ?, metrics = ?, artifact_path = ?, promoted = ?, "
+                "finished_at = current_timestamp WHERE run_id = ?",
+                [status, log_tail[-4000:], json.dumps(metrics or {}, default=str), artifact, promoted, run_id],
+            ).fetchall()
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("config", "metrics"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+        elif key in row and row[key] is None:
+            row[key] = {}
+    return row
+
+
+def _adopted_poll(pid: int | None) -> int | None:
+    """Exit status of a process we did not start: None while it lives, else unknown (-1)."""
+    if not pid:
+        return -1
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return -1
+    except PermissionError:
+        return None
+    return None
+
+
+def _terminate_group(pid: int | None, proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    if not pid:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return
+        if proc is None and _adopted_poll(pid) is not None:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if proc is not None:
+        proc.wait(timeout=5)

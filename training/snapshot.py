@@ -1,0 +1,146 @@
+"""Owner side of a run: the label snapshot, the prompt template and the cache keys.
+
+The snapshot is one Parquet file of decided pairs (aggregation policy of `data.export`:
+human > import > judge > model, majority, ties and both_bad left out) with, per pair,
+the train/test side, whether its label is new since the parent run, and the cached
+reference log-probs when the reference model and template match. No heavy imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from data.export import AggregationPolicy, aggregated_pairs, is_test_prompt
+from data.ids import render_messages, response_id, stable_json_hash
+from data.store import PreferenceStore
+
+TEMPLATE_VERSION = "prefloop-plain/1"
+"""Prompt = HH-style transcript + "\\n\\nAssistant:"; completion = " " + response."""
+
+_MODEL_FILES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja")
+
+
+def prompt_text(messages: list[dict[str, str]]) -> str:
+    transcript = render_messages(messages)
+    if not transcript.startswith("\n\nHuman:"):
+        transcript = "\n\nHuman: " + transcript
+    return transcript + "\n\nAssistant:"
+
+
+def completion_text(response: str) -> str:
+    return " " + response.strip()
+
+
+def model_hash(policy: str | Path) -> str:
+    """Content hash of a local model folder (weights, config, tokenizer); else the hub id.
+
+    A hub id names no fixed weights here (no network at run time), so its hash is the id
+    itself: point `--policy` at a local folder to make the reference cache exact.
+    """
+    path = Path(policy)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and file.suffix in _MODEL_FILES and "checkpoint-" not in str(file):
+                digest.update(str(file.relative_to(path)).encode())
+                with file.open("rb") as handle:
+                    for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                        digest.update(chunk)
+        return digest.hexdigest()[:32]
+    digest.update(f"hub:{policy}".encode())
+    return digest.hexdigest()[:32]
+
+
+def template_hash(max_length: int, truncation_mode: str) -> str:
+    return stable_json_hash(
+        {"template": TEMPLATE_VERSION, "max_length": max_length, "truncation": truncation_mode}
+    )[:32]
+
+
+def label_watermark(store: PreferenceStore) -> int:
+    """The newest active label id: labels above a run's watermark are new to it."""
+    return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)
+
+
+def export_snapshot(
+    store: PreferenceStore,
+    path: Path,
+    *,
+    test_fraction: float = 0.1,
+    watermark: int = 0,
+    ref_model_hash: str | None = None,
+    template: str | None = None,
+) -> dict[str, Any]:
+    """Write the run's training pairs; returns counts (rows, train, test, new, cached)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pairs = aggregated_pairs(store, AggregationPolicy())
+    last_label = dict(store.query(
+        "SELECT pair_id, max(label_id) FROM labels WHERE retracted_at IS NULL GROUP BY pair_id"
+    ))
+    cache: dict[tuple[str, str], float] = {}
+    if ref_model_hash and template:
+        cache = {
+            (p, r): logp for p, r, logp in store.query(
+                "SELECT prompt_id, response_id, logp FROM ref_logprobs "
+                "WHERE ref_model_hash = ? AND template_hash = ?", [ref_model_hash, template],
+            )
+        }
+    rows: dict[str, list[Any]] = {k: [] for k in (
+        "pair_id", "prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id",
+        "source", "split", "last_label_id", "is_new", "ref_chosen_logps", "ref_rejected_logps",
+    )}
+    for pair in pairs:
+        chosen, rejected = (
+            (pair.response_a, pair.response_b) if pair.verdict == "a"
+            else (pair.response_b, pair.response_a)
+        )
+        chosen_id, rejected_id = response_id(chosen), response_id(rejected)
+        last = int(last_label.get(pair.pair_id, 0))
+        values = {
+            "pair_id": pair.pair_id, "prompt_id": pair.prompt_id,
+            "prompt": prompt_text(pair.messages), "chosen": completion_text(chosen),
+            "rejected": completion_text(rejected), "chosen_id": chosen_id,
+            "rejected_id": rejected_id, "source": pair.source,
+            "split": "test" if is_test_prompt(pair.prompt_id, test_fraction) else "train",
+            "last_label_id": last, "is_new": last > watermark,
+            "ref_chosen_logps": cache.get((pair.prompt_id, chosen_id), math.nan),
+            "ref_rejected_logps": cache.get((pair.prompt_id, rejected_id), math.nan),
+        }
+        for key, value in values.items():
+            rows[key].append(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path)
+    cached = sum(
+        1 for c, r in zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
+        if not (math.isnan(c) or math.isnan(r))
+    )
+    return {
+        "rows": len(rows["pair_id"]), "train": rows["split"].count("train"),
+        "test": rows["split"].count("test"), "new": sum(rows["is_new"]), "ref_cached_pairs": cached,
+    }
+
+
+def ingest_ref_logprobs(store: PreferenceStore, path: Path) -> int:
+    """Add a run's new reference log-probs to the cache table; returns rows added."""
+    if not path.exists():
+        return 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if table.num_rows == 0:
+        return 0
+    with store.transaction() as cur:
+        before = cur.execute("SELECT count(*) FROM ref_logprobs").fetchall()[0][0]
+        cur.register("_new_ref", table)
+        cur.execute(
+            "INSERT OR IGNORE INTO ref_logprobs "
+            "SELECT prompt_id, response_id, ref_model_hash, template_hash, logp, n_tokens FROM _new_ref"
+        ).fetchall()
+        cur.unregister("_new_ref")
+        after = cur.execute("SELECT count(*) FROM ref_logprobs").fetchall()[0][0]
+    return int(after - before)
