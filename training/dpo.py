@@ -145,6 +145,7 @@ def run(ctx: RunContext) -> None:
     if ctx.is_main:
         trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
         tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
+        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(policy, encoding="utf-8")
         write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
 

@@ -144,3 +144,12 @@ def ingest_ref_logprobs(store: PreferenceStore, path: Path) -> int:
         cur.unregister("_new_ref")
         after = cur.execute("SELECT count(*) FROM ref_logprobs").fetchall()[0][0]
     return int(after - before)
+
+
+def transcript_from_prompt(prompt: str) -> str:
+    """Inverse of `prompt_text`: the `render_messages` transcript (what encoders saw)."""
+    transcript = prompt.removesuffix("\n\nAssistant:")
+    if transcript.startswith("\n\nHuman: ") and "\n\nAssistant:" not in transcript \
+            and transcript.count("\n\nHuman:") == 1:
+        return transcript.removeprefix("\n\nHuman: ")
+    return transcript

@@ -1,0 +1,79 @@
+"""GRPO stage: TRL `GRPOTrainer` with the reward model or ensemble as `reward_funcs`
+(critic-free: group-relative advantages over several completions per prompt), LoRA policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from training.common import (
+    RunContext,
+    StageConfig,
+    help_field,
+    load_causal_lm,
+    load_tokenizer,
+    param_change,
+    progress_callback,
+    resolve_policy,
+    select_rows,
+    trainable_snapshot,
+    trainer_args,
+)
+from training.runfiles import ARTIFACT
+
+
+@dataclass(frozen=True)
+class GRPOStageConfig(StageConfig):
+    """GRPO through TRL."""
+
+    max_steps: int = help_field(10, "Optimizer steps.")
+    learning_rate: float = help_field(5e-4, "Peak learning rate.")
+    num_generations: int = help_field(4, "Completions sampled per prompt (the group).")
+    max_new_tokens: int = help_field(24, "Tokens generated per completion.")
+    beta: float = help_field(0.04, "KL penalty to the reference (adapter-disabled base).")
+    conservative_lambda: float = help_field(1.0, "Ensemble rewards: mean - lambda * std.")
+    eval_every: int = help_field(0, "GRPO evaluation is generation-heavy: off by default.")
+
+
+def run(ctx: RunContext) -> None:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from training.rewards import load_reward_fn
+
+    cfg = ctx.stage_config(GRPOStageConfig)
+    rows = ctx.snapshot()
+    train_rows, _test_rows, counts = select_rows(ctx, rows, cfg)
+    policy = resolve_policy(ctx, cfg, rows)
+    tokenizer = load_tokenizer(policy)
+    tokenizer.padding_side = "left"
+    model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
+    score = load_reward_fn(ctx.config.get("reward"), cfg.conservative_lambda, cfg.max_length)
+
+    def prefloop_reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+        return score(list(prompts), list(completions))
+
+    batch = max(cfg.batch_size // cfg.num_generations, 1) * cfg.num_generations  # whole groups
+    args = trainer_args(ctx, replace(cfg, batch_size=batch, bucket_by_length=False), GRPOConfig, 0,
+                        num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
+                        beta=cfg.beta)
+    prompts = sorted({r["prompt"] for r in train_rows})
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=prefloop_reward, args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), peft_config=peft_config,
+        callbacks=[progress_callback(ctx, None, 0)],
+    )
+    before = trainable_snapshot(trainer.model)
+    output = trainer.train()
+    rewards = [m["reward"] for m in trainer.state.log_history if "reward" in m]
+    metrics = {"train_loss": output.training_loss, "steps": trainer.state.global_step,
+               "param_change": param_change(before, trainer.model),
+               "first_reward": rewards[0] if rewards else None,
+               "final_reward": rewards[-1] if rewards else None, **counts}
+    if ctx.is_main:
+        out = ctx.run_dir / ARTIFACT
+        trainer.model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+    ctx.finish(metrics, artifact=ARTIFACT, promote=True, extra={"base_policy": policy})

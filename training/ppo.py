@@ -1,0 +1,212 @@
+"""PPO stage, written here (trl 1.16 has no PPOTrainer).
+
+* Policy: the base model with a LoRA adapter, plus a scalar value head on the same
+  backbone's last hidden state; the reference is the same model with the adapter disabled
+  (one model in memory).
+* Reward: a reward model run's artifact or an embedding ensemble (conservative
+  `mean - lambda * std`), scored on the whole completion, plus a per-token KL penalty
+  to the reference whose coefficient follows an adaptive KL controller.
+* Advantages by GAE; clipped policy and value losses; several PPO epochs over
+  minibatches of each rollout batch.
+* Early stopping when the mean reward has not improved over the last N updates, or the
+  KL to the reference passes a bound.
+
+The arithmetic lives in `training.ppo_core` (unit-tested against hand-computed values).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from data.errors import ConfigError
+from training.common import (
+    RunContext,
+    StageConfig,
+    help_field,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_policy,
+    select_rows,
+    trainable_snapshot,
+)
+from training.runfiles import ARTIFACT
+
+
+@dataclass(frozen=True)
+class PPOStageConfig(StageConfig):
+    """PPO with LoRA policy, value head and adaptive KL."""
+
+    max_steps: int = help_field(20, "PPO updates (one rollout batch each).")
+    learning_rate: float = help_field(5e-4, "AdamW learning rate for LoRA and value head.")
+    rollout_batch: int = help_field(8, "Prompts sampled per rollout.")
+    minibatch: int = help_field(4, "Sequences per gradient step inside a PPO epoch.")
+    ppo_epochs: int = help_field(4, "Passes over each rollout batch.")
+    max_new_tokens: int = help_field(24, "Tokens generated per response.")
+    max_prompt_tokens: int = help_field(128, "Prompt tokens kept (from the end).")
+    gamma: float = help_field(1.0, "Discount factor.")
+    lam: float = help_field(0.95, "GAE lambda.")
+    clip_range: float = help_field(0.2, "Policy ratio clip epsilon.")
+    value_clip: float = help_field(0.2, "Value prediction clip around the rollout's values.")
+    vf_coef: float = help_field(0.1, "Weight of the value loss.")
+    init_kl_coef: float = help_field(0.05, "Initial KL penalty coefficient.")
+    target_kl: float = help_field(6.0, "Adaptive KL controller: target KL per sequence.")
+    kl_horizon: int = help_field(10_000, "Adaptive KL controller: horizon in samples.")
+    conservative_lambda: float = help_field(1.0, "Ensemble rewards: mean - lambda * std.")
+    whiten_advantages: bool = help_field(True, "Normalise advantages per rollout batch.")
+    stop_patience: int = help_field(5, "Stop if mean reward has not improved over this many updates (0: off).")
+    stop_min_delta: float = help_field(0.01, "Improvement that counts for stop_patience.")
+    kl_bound: float = help_field(20.0, "Stop when mean KL per sequence exceeds this.")
+    max_grad_norm: float = help_field(1.0, "Gradient clipping norm.")
+
+
+def _forward(model, value_head, ids, attn, prompt_len: int):
+    """Log-probs of the response tokens and the value before each of them."""
+    import torch
+
+    pos = (attn.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, output_hidden_states=True)
+    logits = out.logits[:, prompt_len - 1:-1].float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1)
+    values = value_head(out.hidden_states[-1][:, prompt_len - 1:-1].float()).squeeze(-1)
+    return logp, values
+
+
+def rollout(model, value_head, tokenizer, prompts: list[str], cfg: PPOStageConfig) -> dict[str, Any]:
+    import torch
+
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                    max_length=cfg.max_prompt_tokens)
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        generated = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                                   max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=eos)
+    prompt_len = enc["input_ids"].shape[1]
+    response = generated[:, prompt_len:]
+    is_eos = (response == eos).long()
+    mask = ((is_eos.cumsum(1) - is_eos) == 0).float()  # up to and including the first eos
+    attn = torch.cat([enc["attention_mask"], mask.long()], dim=1)
+    with torch.no_grad():
+        old_logp, old_values = _forward(model, value_head, generated, attn, prompt_len)
+        with model.disable_adapter():
+            ref_logp, _ = _forward(model, value_head, generated, attn, prompt_len)
+    completions = [tokenizer.decode(r[: int(m.sum())], skip_special_tokens=True)
+                   for r, m in zip(response, mask, strict=True)]
+    return {"ids": generated, "attn": attn, "prompt_len": prompt_len, "mask": mask,
+            "old_logp": old_logp, "old_values": old_values, "ref_logp": ref_logp,
+            "completions": completions}
+
+
+def run(ctx: RunContext) -> None:
+    import torch
+    from peft import get_peft_model
+
+    from training.ppo_core import (
+        AdaptiveKLController,
+        PlateauStopper,
+        gae,
+        kl_penalized_rewards,
+        masked_mean,
+        policy_loss,
+        value_loss,
+        whiten,
+    )
+    from training.rewards import load_reward_fn
+
+    cfg = ctx.stage_config(PPOStageConfig)
+    if not cfg.use_lora:
+        raise ConfigError("PPO here needs use_lora=true: the reference is the adapter-disabled base")
+    torch.manual_seed(cfg.seed)
+    rows = ctx.snapshot()
+    train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
+    prompts = sorted({r["prompt"] for r in train_rows})
+    heldout = sorted({r["prompt"] for r in test_rows})[: cfg.rollout_batch]
+    policy = resolve_policy(ctx, cfg, rows)
+    tokenizer = load_tokenizer(policy)
+    tokenizer.padding_side = "left"
+    warm = ctx.config.get("warm_start")
+    model, lora = load_causal_lm(policy, warm, cfg)
+    if lora is not None:
+        model = get_peft_model(model, lora)
+    value_head = torch.nn.Linear(model.config.hidden_size if hasattr(model.config, "hidden_size")
+                                 else model.config.n_embd, 1)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    if warm:
+        value_head.load_state_dict(torch.load(f"{warm}/value_head.pt"))
+    reward_fn = load_reward_fn(ctx.config.get("reward"), cfg.conservative_lambda, cfg.max_length)
+    params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+    stopper = PlateauStopper(cfg.stop_patience, cfg.stop_min_delta, cfg.kl_bound)
+    rng = random.Random(cfg.seed)
+    before = trainable_snapshot(model)
+    history: list[float] = []
+
+    step = 0
+    for step in range(1, cfg.max_steps + 1):
+        batch_prompts = rng.sample(prompts, min(len(prompts), cfg.rollout_batch))
+        model.eval()
+        roll = rollout(model, value_head, tokenizer, batch_prompts, cfg)
+        scores = torch.tensor(reward_fn(batch_prompts, roll["completions"]), dtype=torch.float32)
+        mask = roll["mask"]
+        rewards, kl = kl_penalized_rewards(scores, roll["old_logp"], roll["ref_logp"], mask, kl_ctl.value)
+        advantages, returns = gae(rewards, roll["old_values"], mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = whiten(advantages, mask) * mask
+        model.train()
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": []}
+        n = len(batch_prompts)
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(n)
+            for start in range(0, n, cfg.minibatch):
+                mb = order[start:start + cfg.minibatch]
+                logp, values = _forward(model, value_head, roll["ids"][mb], roll["attn"][mb], roll["prompt_len"])
+                pl, clip_frac = policy_loss(logp, roll["old_logp"][mb], advantages[mb], mask[mb], cfg.clip_range)
+                vl = value_loss(values, roll["old_values"][mb], returns[mb], mask[mb], cfg.value_clip)
+                loss = pl + cfg.vf_coef * vl
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                stats["policy_loss"].append(float(pl))
+                stats["value_loss"].append(float(vl))
+                stats["clip_frac"].append(float(clip_frac))
+        mean_kl = float(kl.sum(dim=1).mean())
+        mean_score = float(scores.mean())
+        history.append(mean_score)
+        row = {"step": step, "reward": mean_score, "kl": mean_kl, "kl_coef": kl_ctl.value,
+               "response_tokens": float(mask.sum(1).mean()),
+               "advantage_mean": float(masked_mean(advantages, mask)),
+               **{k: sum(v) / len(v) for k, v in stats.items()}}
+        kl_ctl.update(mean_kl, n)
+        ctx.log_metrics(row)
+        ctx.status("running", step=step, max_steps=cfg.max_steps)
+        if stopper.should_stop(mean_score, mean_kl):
+            ctx.log_metrics({"step": step, "early_stop": stopper.reason})
+            break
+
+    metrics: dict[str, Any] = {
+        "steps": step, "final_reward": history[-1] if history else None,
+        "first_reward": history[0] if history else None, "kl_coef": kl_ctl.value,
+        "early_stop": stopper.reason, "param_change": _change(before, model), **counts,
+    }
+    if heldout:
+        model.eval()
+        roll = rollout(model, value_head, tokenizer, heldout, cfg)
+        metrics["heldout_reward"] = sum(reward_fn(heldout, roll["completions"])) / len(heldout)
+    if ctx.is_main:
+        out = ctx.run_dir / ARTIFACT
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        torch.save(value_head.state_dict(), out / "value_head.pt")
+        (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+    ctx.finish(metrics, artifact=ARTIFACT, promote=True, extra={"base_policy": policy})
+
+
+def _change(before: dict[str, Any], model: Any) -> float:
+    from training.common import param_change
+
+    return param_change(before, model)
