@@ -1,0 +1,186 @@
+"""The Annotate tab's logic, free of Gradio so it can be tested and benchmarked directly.
+
+* The next pair comes from `data.queue.claim_next` (a lease on the human queue); after
+  a Skip the annotator's skipped pairs are passed over until nothing else is left.
+* Blind: only the prompt and the two responses are shown, never scores or other labels.
+* A/B order is swapped for half the (annotator, pair) combinations, decided by a keyed
+  hash (a salt kept in the store), so a reload shows the same order and the verdict can
+  be turned back into the stored orientation by `submit_human_label(..., swapped=)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from data.errors import StoreError
+from data.queue import claim_next, next_pair_ids, submit_human_label
+from data.store import PairView, PreferenceStore
+
+SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
+_SKIP_MEMORY = 200  # skipped pairs remembered per annotator (in memory)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """How the human queue is served to annotators."""
+
+    lease_seconds: float = 600.0  # a pair returns to the queue when its lease is this old
+    queue_count_ttl: float = 2.0  # seconds the "queue left" count may be stale
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A pair as one annotator sees it: maybe swapped, nothing else attached."""
+
+    pair_id: str
+    messages: list[dict[str, str]]
+    left: str  # shown as "A"
+    right: str  # shown as "B"
+    swapped: bool
+
+
+@dataclass(frozen=True)
+class Progress:
+    mine_today: int
+    queue_left: int
+
+
+class Annotator:
+    """Claims, labels, skips and undoes for every annotator of one store."""
+
+    def __init__(self, store: PreferenceStore, config: AnnotateConfig | None = None):
+        self.store = store
+        self.config = config or AnnotateConfig()
+        salt = store.get_meta("app_swap_salt")
+        if salt is None and not store.read_only:
+            salt = secrets.token_hex(16)
+            store.set_meta("app_swap_salt", salt)
+        self._salt = (salt or "prefloop").encode()
+        self._skipped: dict[str, deque[str]] = {}
+        self._lock = threading.Lock()
+        self._queue_count: tuple[float, int] = (0.0, 0)
+
+    # -- what the annotator sees -----------------------------------------------------
+
+    def swapped(self, annotator: str, pair_id: str) -> bool:
+        digest = hashlib.sha256(self._salt + b"\0" + annotator.encode() + b"\0" + pair_id.encode())
+        return digest.digest()[0] & 1 == 1
+
+    def show(self, annotator: str, pair: PairView) -> Shown:
+        swap = self.swapped(annotator, pair.pair_id)
+        left, right = (pair.response_b, pair.response_a) if swap else (pair.response_a, pair.response_b)
+        return Shown(pair.pair_id, pair.messages, left, right, swap)
+
+    def next(self, annotator: str) -> Shown | None:
+        """The pair this annotator holds, or a newly leased one; None when nothing is left."""
+        pair_id = self._claim(annotator)
+        return None if pair_id is None else self.show(annotator, self.store.get_pair(pair_id))
+
+    def _claim(self, annotator: str) -> str | None:
+        skipped = self._skipped.get(annotator)
+        if not skipped:
+            return claim_next(self.store, annotator, self.config.lease_seconds)
+        with self.store.transaction() as cur:
+            held = cur.execute(
+                "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
+                [annotator],
+            ).fetchall()
+            if held:
+                return held[0][0]
+            # next_pair_ids reads through the same thread-local cursor, inside this transaction
+            candidates = next_pair_ids(self.store, annotator, limit=len(skipped) + 1)
+            fresh = [c for c in candidates if c not in skipped]
+            if not fresh:
+                if not candidates:
+                    return None
+                skipped.clear()  # only skipped pairs are left: offer them again
+                fresh = candidates
+            cur.execute(
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
+                [fresh[0], annotator, int(self.config.lease_seconds * 1e6)],
+            ).fetchall()
+            return fresh[0]
+
+    # -- actions ----------------------------------------------------------------------
+
+    def label(self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None) -> int:
+        """Store a verdict given on the pair as shown; returns the label id."""
+        if verdict_shown not in SHOWN_VERDICTS:
+            raise StoreError(f"verdict {verdict_shown!r} is not one of {', '.join(SHOWN_VERDICTS)}")
+        if not pair_id:
+            raise StoreError("no pair is shown; ask for the next pair first")
+        queue = self.store.scalar("SELECT queue FROM pairs WHERE pair_id = ?", [pair_id])
+        if queue != "human":
+            raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
+        label_id = submit_human_label(
+            self.store, pair_id, annotator, verdict_shown=verdict_shown,
+            swapped=self.swapped(annotator, pair_id), rationale=(rationale or "").strip() or None,
+        )
+        self._queue_count = (0.0, 0)
+        return label_id
+
+    def skip(self, annotator: str, pair_id: str | None) -> None:
+        """Give the pair back and pass over it for this annotator while others remain."""
+        with self._lock:
+            skipped = self._skipped.setdefault(annotator, deque(maxlen=_SKIP_MEMORY))
+            if pair_id and pair_id not in skipped:
+                skipped.append(pair_id)
+        with self.store.transaction() as cur:
+            cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
+
+    def undo(self, annotator: str) -> str | None:
+        """Retract this annotator's last human label and show that pair again.
+
+        Returns the pair id, or None when there is nothing to undo. The pair is leased
+        back unless another annotator holds it now.
+        """
+        last = self.store.query(
+            "SELECT label_id, pair_id FROM labels WHERE source = 'human' AND who = ? "
+            "AND retracted_at IS NULL ORDER BY label_id DESC LIMIT 1",
+            [annotator],
+        )
+        if not last:
+            return None
+        label_id, pair_id = last[0]
+        # retract_label keeps the store's own bookkeeping (queue counts) right
+        if not self.store.retract_label(label_id, who=annotator):
+            return None
+        with self.store.transaction() as cur:
+            other = cur.execute(
+                "SELECT 1 FROM leases WHERE pair_id = ? AND annotator <> ? "
+                "AND expires_at > now()::TIMESTAMP",
+                [pair_id, annotator],
+            ).fetchall()
+            if not other:
+                cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
+                cur.execute(
+                    "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
+                    [pair_id, annotator, int(self.config.lease_seconds * 1e6)],
+                ).fetchall()
+        self._queue_count = (0.0, 0)
+        return pair_id
+
+    def progress(self, annotator: str) -> Progress:
+        mine = self.store.scalar(
+            "SELECT count(*) FROM labels WHERE source = 'human' AND who = ? "
+            "AND retracted_at IS NULL AND created_at >= current_date",
+            [annotator],
+        )
+        stamp, count = self._queue_count
+        if time.monotonic() - stamp > self.config.queue_count_ttl:
+            count = int(self.store.scalar(
+                """
+                SELECT count(*) FROM pairs p
+                LEFT JOIN (SELECT pair_id, count(*) AS n FROM labels
+                           WHERE source = 'human' AND retracted_at IS NULL GROUP BY pair_id) h
+                  USING (pair_id)
+                WHERE p.queue = 'human' AND p.needed_labels > coalesce(h.n, 0)
+                """
+            ))
+            self._queue_count = (time.monotonic(), count)
+        return Progress(int(mine), count)

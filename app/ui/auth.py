@@ -1,0 +1,159 @@
+"""Users, roles and hashed passwords for `prefloop serve --auth USERS_FILE`.
+
+The users file is JSON written by `prefloop users add`::
+
+    {"users": {"alice": {"role": "admin", "password": "scrypt$16384$8$1$<salt hex>$<hash hex>"}}}
+
+Passwords are never stored: only a salted scrypt hash. Roles:
+
+* ``annotator``: the Annotate tab and the read-only Dashboard.
+* ``admin``: everything (annotate, judge, train, data).
+
+Roles are checked on the server in every handler (`Access.require`), so calling an
+admin endpoint through the API as an annotator fails just like the hidden button would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.errors import ConfigError, PrefloopError
+
+ROLES = ("annotator", "admin")
+LOCAL_USER = "local"  # who you are when the app runs on loopback without --auth
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class AccessDenied(PrefloopError):
+    """The logged-in user's role does not allow this action."""
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """A salted scrypt hash in one self-describing string."""
+    if not password:
+        raise ConfigError("empty password; choose a non-empty one")
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of `password` against a `hash_password` string."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
+            dklen=len(bytes.fromhex(digest)),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    password: str  # the scrypt hash string, never the password
+
+
+def load_users(path: str | os.PathLike[str]) -> dict[str, User]:
+    """Read a users file; every problem names the file and the fix."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(
+            f"{file}: no such users file; create it with `prefloop users add --file {file} NAME`"
+        )
+    try:
+        raw: Any = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: not a readable JSON users file ({exc})") from None
+    entries = raw.get("users") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        raise ConfigError(f'{file}: expected {{"users": {{NAME: {{"role": ..., "password": ...}}}}}}')
+    users: dict[str, User] = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or entry.get("role") not in ROLES or not isinstance(
+            entry.get("password"), str
+        ):
+            raise ConfigError(
+                f"{file}: user {name!r} needs a role ({' or '.join(ROLES)}) and a password hash; "
+                f"re-add it with `prefloop users add --file {file} {name}`"
+            )
+        if not entry["password"].startswith("scrypt$"):
+            raise ConfigError(
+                f"{file}: user {name!r} has a password that is not a scrypt hash; plain-text "
+                f"passwords are refused; re-add it with `prefloop users add --file {file} {name}`"
+            )
+        users[name] = User(name, entry["role"], entry["password"])
+    if not users:
+        raise ConfigError(f"{file}: no users; add one with `prefloop users add --file {file} NAME`")
+    return users
+
+
+def add_user(path: str | os.PathLike[str], name: str, password: str, role: str) -> None:
+    """Add or replace a user in the users file (created if missing), storing only a hash."""
+    if role not in ROLES:
+        raise ConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"user name {name!r}: use letters, digits, '-', '_' or '.'")
+    file = Path(path)
+    data: dict[str, Any] = {"users": {}}
+    if file.exists():
+        data = json.loads(file.read_text(encoding="utf-8") or '{"users": {}}')
+        data.setdefault("users", {})
+    data["users"][name] = {"role": role, "password": hash_password(password)}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(file.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    tmp.replace(file)
+
+
+class Access:
+    """Who may do what. `users=None` means no login (loopback only): everyone is an admin."""
+
+    def __init__(self, users: dict[str, User] | None):
+        self.users = users
+
+    @property
+    def enabled(self) -> bool:
+        return self.users is not None
+
+    def check_login(self, username: str, password: str) -> bool:
+        """Gradio's `auth=` callable."""
+        if self.users is None:
+            return True
+        user = self.users.get(username)
+        return user is not None and verify_password(password, user.password)
+
+    def role_of(self, username: str | None) -> str | None:
+        if self.users is None:
+            return "admin"
+        user = self.users.get(username or "")
+        return None if user is None else user.role
+
+    def require(self, username: str | None, role: str = "annotator") -> str:
+        """The user's name when their role allows `role`; AccessDenied otherwise."""
+        if self.users is None:
+            return username or LOCAL_USER
+        have = self.role_of(username)
+        if have is None:
+            raise AccessDenied("not logged in; log in with a user from the --auth users file")
+        if role == "admin" and have != "admin":
+            raise AccessDenied(
+                f"{username} is an annotator; this action needs an admin "
+                "(an admin can change roles with `prefloop users add --role admin`)"
+            )
+        return str(username)

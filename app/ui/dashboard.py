@@ -1,0 +1,146 @@
+"""Dashboard figures and numbers, read from the store (matplotlib, shown with gr.Plot).
+
+* labels by source over time (cumulative, per hour);
+* human-human and human-judge agreement (`data.stats` when present);
+* ensemble accuracy on the calibration slice per ensemble version (pairs the router
+  sent to humans at random: `route_reason` mentions "calib");
+* the label-efficiency curve: that accuracy against human labels available at the time;
+* the uncertainty histogram: std of P(A > B) across ensemble members, latest version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data.store import PreferenceStore
+
+
+def _figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.set_title(title, fontsize=11)
+    fig.set_layout_engine("tight")
+    return fig, ax
+
+
+def _empty(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def labels_over_time(store: PreferenceStore):  # noqa: ANN201
+    rows = store.query(
+        """
+        SELECT source, date_trunc('hour', created_at) AS t, count(*) FROM labels
+        WHERE retracted_at IS NULL GROUP BY ALL ORDER BY t
+        """
+    )
+    fig, ax = _figure("Labels by source over time (cumulative)")
+    if not rows:
+        _empty(ax, "no labels yet")
+        return fig
+    by_source: dict[str, list[tuple[Any, int]]] = {}
+    for source, t, n in rows:
+        by_source.setdefault(source, []).append((t, n))
+    for source, points in sorted(by_source.items()):
+        total, xs, ys = 0, [], []
+        for t, n in points:
+            total += n
+            xs.append(t)
+            ys.append(total)
+        ax.step(xs, ys, where="post", label=source, marker="o", markersize=3)
+    ax.set_ylabel("labels")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return fig
+
+
+def calibration_accuracy(store: PreferenceStore) -> list[dict[str, Any]]:
+    """Per ensemble version: accuracy of P(A>B) > 0.5 against human a/b labels on calibration pairs."""
+    return store.query_dicts(
+        """
+        WITH human AS (
+            SELECT l.pair_id, l.verdict FROM labels l JOIN pairs p USING (pair_id)
+            WHERE l.source = 'human' AND l.retracted_at IS NULL AND l.verdict IN ('a', 'b')
+              AND lower(coalesce(p.route_reason, '')) LIKE '%calib%'
+        )
+        SELECT s.version, count(*) AS n,
+               avg(CASE WHEN (s.p_mean > 0.5) = (h.verdict = 'a') THEN 1.0 ELSE 0.0 END) AS accuracy,
+               (SELECT count(*) FROM labels x WHERE x.source = 'human' AND x.retracted_at IS NULL
+                  AND x.created_at <= any_value(e.created_at)) AS human_labels
+        FROM scores s JOIN human h USING (pair_id) JOIN ensembles e ON e.version = s.version
+        GROUP BY s.version ORDER BY s.version
+        """
+    )
+
+
+def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: ANN201
+    title = "Label efficiency (calibration slice)" if efficiency else "Ensemble accuracy on calibration slice"
+    fig, ax = _figure(title)
+    if not rows:
+        _empty(ax, "no scored calibration pairs with human labels yet")
+        return fig
+    xs = [r["human_labels"] if efficiency else r["version"] for r in rows]
+    ax.plot(xs, [r["accuracy"] for r in rows], marker="o")
+    for x, r in zip(xs, rows, strict=True):
+        ax.annotate(f"n={r['n']}", (x, r["accuracy"]), fontsize=7, textcoords="offset points", xytext=(0, 5))
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("human labels" if efficiency else "ensemble version (round)")
+    ax.set_ylabel("accuracy")
+    return fig
+
+
+def uncertainty_histogram(store: PreferenceStore):  # noqa: ANN201
+    rows = store.query("SELECT p_std FROM scores WHERE version = (SELECT max(version) FROM scores)")
+    fig, ax = _figure("Ensemble uncertainty (std of P(A>B)), latest version")
+    if not rows:
+        _empty(ax, "no scores yet: run `prefloop score`")
+        return fig
+    ax.hist([r[0] for r in rows], bins=30, color="#4c72b0")
+    ax.set_xlabel("std across members")
+    ax.set_ylabel("pairs")
+    return fig
+
+
+def agreement_markdown(store: PreferenceStore) -> str:
+    try:
+        from data.stats import human_human_agreement, human_judge_agreement
+    except ImportError:
+        return "Agreement needs `data/stats.py` (not in this install)."
+    labels = store.query_dicts(
+        "SELECT pair_id, source, who, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+    )
+    hh = human_human_agreement(labels)
+    hj = human_judge_agreement(labels)
+    counts = store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")
+    return "\n".join([
+        "| measure | value | pairs |",
+        "|---|---|---|",
+        f"| human-human Krippendorff's alpha | {_fmt(hh.get('krippendorff_alpha'))} | {hh.get('pairs_with_overlap', 0)} |",
+        f"| human-human percent agreement | {_fmt(hh.get('percent_agreement'))} | {hh.get('pairs_with_overlap', 0)} |",
+        f"| human-judge accuracy | {_fmt(hj.get('accuracy'))} | {hj.get('pairs', 0)} |",
+        f"| human-judge Cohen's kappa | {_fmt(hj.get('cohen_kappa'))} | {hj.get('pairs', 0)} |",
+        "",
+        "Queues: " + ", ".join(f"{q} {n}" for q, n in counts),
+    ])
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def dashboard(store: PreferenceStore) -> tuple[Any, ...]:
+    """Everything the Dashboard tab shows, in its output order."""
+    rows = calibration_accuracy(store)
+    return (
+        agreement_markdown(store),
+        labels_over_time(store),
+        calibration_plot(rows, efficiency=False),
+        uncertainty_histogram(store),
+        calibration_plot(rows, efficiency=True),
+    )

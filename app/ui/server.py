@@ -1,0 +1,73 @@
+"""Starting the app: the host check, auth, and `launch` (used by `prefloop serve`/`demo` and tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from app.ui.annotate import AnnotateConfig
+from app.ui.auth import Access, load_users
+from app.ui.context import AppContext
+from data.errors import ConfigError
+from data.store import PreferenceStore
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How `prefloop serve` runs."""
+
+    host: str = "127.0.0.1"  # interface to listen on; non-loopback needs --auth or --insecure
+    port: int = 7860  # TCP port
+    auth: str | None = None  # users file (JSON, hashed passwords) from `prefloop users add`
+    insecure: bool = False  # allow a non-loopback host without --auth (anyone on the network is admin)
+    lease_seconds: float = 600.0  # how long a pair stays with one annotator
+    rescore_budget: int = 50  # pairs the re-score after a training run sends to humans
+    max_threads: int = 64  # Gradio worker threads (concurrent requests)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(config: ServeConfig) -> None:
+    if not is_loopback(config.host) and config.auth is None and not config.insecure:
+        raise ConfigError(
+            f"--host {config.host} is reachable from the network and there is no --auth users file: "
+            "anyone could label and train. Create users with `prefloop users add --file users.json NAME` "
+            "and pass --auth users.json, or pass --insecure if the network is trusted."
+        )
+
+
+def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, Any]:
+    """The context and the Blocks for one store (not launched)."""
+    from app.ui.blocks import build_blocks
+
+    check_host(config)
+    access = Access(load_users(config.auth) if config.auth else None)
+    ctx = AppContext.create(store, access, AnnotateConfig(lease_seconds=config.lease_seconds))
+    ctx.rescore_budget = config.rescore_budget
+    blocks = build_blocks(ctx)
+    blocks.queue(default_concurrency_limit=None)
+    return ctx, blocks
+
+
+def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = True) -> Any:
+    """Serve; with block=False return at once (tests), else until Ctrl-C."""
+    from app.ui.blocks import CSS, KEYBOARD_JS
+
+    ctx.start_background()
+    auth = ctx.access.check_login if ctx.access.enabled else None
+    return blocks.launch(
+        server_name=config.host, server_port=config.port, auth=auth,
+        auth_message="prefloop: log in with a user from the --auth users file",
+        prevent_thread_lock=not block, show_error=True, quiet=not block, head=KEYBOARD_JS, css=CSS,
+        max_threads=config.max_threads, footer_links=["api"], ssr_mode=False,
+    )

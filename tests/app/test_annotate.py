@@ -1,0 +1,122 @@
+"""The Annotate tab's logic on a real store: leases, overlap, swap, skip, undo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from app.ui.annotate import AnnotateConfig, Annotator
+from data.store import PreferenceStore
+from tests.app.conftest import make_store
+
+
+def open_annotator(tmp_path: Path, n: int = 6, *, needed: int = 1, lease: float = 600.0) -> tuple[PreferenceStore, Annotator]:
+    make_store(tmp_path / "s.duckdb", n, needed_labels=needed)
+    store = PreferenceStore(tmp_path / "s.duckdb")
+    return store, Annotator(store, AnnotateConfig(lease_seconds=lease))
+
+
+def test_swap_is_shown_and_undone_when_stored(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=12)
+    swaps = set()
+    while (shown := annotator.next("ann")) is not None:
+        pair = store.get_pair(shown.pair_id)
+        assert annotator.next("ann").pair_id == shown.pair_id  # held lease, same order again
+        if shown.swapped:
+            assert (shown.left, shown.right) == (pair.response_b, pair.response_a)
+        else:
+            assert (shown.left, shown.right) == (pair.response_a, pair.response_b)
+        label_id = annotator.label("ann", shown.pair_id, "a", "left looked better")
+        stored = store.labels("AND label_id = ?", [label_id])[0]
+        # the annotator preferred what was shown on the left
+        assert stored["verdict"] == ("b" if shown.swapped else "a")
+        assert stored["swapped"] == shown.swapped
+        assert stored["rationale"] == "left looked better"
+        swaps.add(shown.swapped)
+    assert swaps == {True, False}  # 12 pairs: both orders occur
+    store.close()
+
+
+def test_overlap_needs_distinct_annotators(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=3, needed=2)
+    first = annotator.next("x")
+    # while x holds it, y gets another pair
+    other = annotator.next("y")
+    assert other.pair_id != first.pair_id
+    annotator.label("x", first.pair_id, "tie", None)
+    seen_by_x = {first.pair_id}
+    while (shown := annotator.next("x")) is not None:
+        assert shown.pair_id not in seen_by_x  # never the same annotator twice
+        seen_by_x.add(shown.pair_id)
+        annotator.label("x", shown.pair_id, "b", None)
+    assert len(seen_by_x) == 2 and other.pair_id not in seen_by_x  # y's lease is respected
+    annotator.label("y", other.pair_id, "a", None)
+    last = annotator.next("x")
+    assert last.pair_id == other.pair_id  # free now, and x has not labelled it
+    annotator.label("x", last.pair_id, "a", None)
+    seen_by_x.add(last.pair_id)
+    labelled_by_y = {other.pair_id}
+    while (shown := annotator.next("y")) is not None:
+        labelled_by_y.add(shown.pair_id)
+        annotator.label("y", shown.pair_id, "a", None)
+    assert labelled_by_y == seen_by_x
+    assert annotator.next("z") is None  # two labels each: the queue is done
+    counts = store.query("SELECT pair_id, count(DISTINCT who) FROM labels WHERE source = 'human' GROUP BY 1")
+    assert sorted(c for _, c in counts) == [2, 2, 2]
+    store.close()
+
+
+def test_lease_expiry_returns_the_pair(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=1, lease=0.5)
+    held = annotator.next("slow")
+    assert annotator.next("fast") is None  # leased to slow
+    time.sleep(0.7)
+    assert annotator.next("fast").pair_id == held.pair_id
+    store.close()
+
+
+def test_skip_passes_over_until_nothing_else(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=2)
+    first = annotator.next("ann")
+    annotator.skip("ann", first.pair_id)
+    second = annotator.next("ann")
+    assert second.pair_id != first.pair_id
+    annotator.label("ann", second.pair_id, "a", None)
+    assert annotator.next("ann").pair_id == first.pair_id  # only the skipped one is left
+    store.close()
+
+
+def test_undo_retracts_and_shows_the_pair_again(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=3)
+    assert annotator.undo("ann") is None
+    shown = annotator.next("ann")
+    annotator.label("ann", shown.pair_id, "both_bad", None)
+    assert annotator.progress("ann").mine_today == 1
+    assert annotator.undo("ann") == shown.pair_id
+    assert store.labels("AND who = 'ann'") == []
+    assert store.scalar("SELECT count(*) FROM labels WHERE retracted_at IS NOT NULL") == 1  # kept for audit
+    again = annotator.next("ann")
+    assert again.pair_id == shown.pair_id and again.swapped == shown.swapped
+    assert annotator.progress("ann").mine_today == 0
+    annotator.label("ann", again.pair_id, "a", None)
+    store.close()
+
+
+def test_label_rejects_bad_input(tmp_path: Path) -> None:
+    import pytest
+
+    from data.errors import StoreError
+
+    store, annotator = open_annotator(tmp_path, n=2)
+    shown = annotator.next("ann")
+    with pytest.raises(StoreError, match="verdict"):
+        annotator.label("ann", shown.pair_id, "c", None)
+    with pytest.raises(StoreError, match="no pair is shown"):
+        annotator.label("ann", "", "a", None)
+    other = annotator.next("bob")
+    with pytest.raises(StoreError, match="leased to another annotator"):
+        annotator.label("ann", other.pair_id, "a", None)
+    annotator.label("ann", shown.pair_id, "a", None)
+    with pytest.raises(StoreError, match="already labelled"):
+        annotator.label("ann", shown.pair_id, "a", None)
+    store.close()
