@@ -22,6 +22,7 @@ Run it standalone (the benchmark does, to keep the server off the client's GIL):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -56,8 +57,11 @@ class Reply:
 
     @classmethod
     def rate_limited(cls, retry_after: float = 0.2) -> Reply:
-        return cls(status=429, headers={"Retry-After": f"{retry_after:g}"},
-                   error_message="Rate limit reached; retry later")
+        return cls(
+            status=429,
+            headers={"Retry-After": f"{retry_after:g}"},
+            error_message="Rate limit reached; retry later",
+        )
 
     @classmethod
     def server_error(cls, status: int = 500) -> Reply:
@@ -77,8 +81,11 @@ class Reply:
 
     @classmethod
     def logprobs_unsupported(cls) -> Reply:
-        return cls(status=400, error_message="logprobs is not supported by this model",
-                   headers={"x-fake-param": "logprobs"})
+        return cls(
+            status=400,
+            error_message="logprobs is not supported by this model",
+            headers={"x-fake-param": "logprobs"},
+        )
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -138,8 +145,12 @@ class FakeOpenAIServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FakeOpenAIServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-openai",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -242,10 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: dict[str, Any], reply: Reply) -> None:
         if reply.fault == "drop":
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if reply.status != 200:
             error = {"message": reply.error_message, "type": "fake_error", "code": reply.status}
@@ -293,8 +302,10 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
     if body.get("logprobs") and reply.logprobs:
         top_n = int(body.get("top_logprobs") or 0)
-        choice["logprobs"] = {"content": [_token_logprobs(t, reply.p_a, top_n) for t in tokens],
-                              "refusal": None}
+        choice["logprobs"] = {
+            "content": [_token_logprobs(t, reply.p_a, top_n) for t in tokens],
+            "refusal": None,
+        }
     prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
     return {
         "id": "chatcmpl-fake",
@@ -303,8 +314,12 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "model": body.get("model", "fake"),
         "choices": [choice],
         "usage": {
-            "prompt_tokens": reply.prompt_tokens if reply.prompt_tokens is not None else prompt_chars // 4 + 1,
-            "completion_tokens": reply.completion_tokens if reply.completion_tokens is not None else len(tokens),
+            "prompt_tokens": reply.prompt_tokens
+            if reply.prompt_tokens is not None
+            else prompt_chars // 4 + 1,
+            "completion_tokens": reply.completion_tokens
+            if reply.completion_tokens is not None
+            else len(tokens),
             "total_tokens": 0,
         },
     }
@@ -315,8 +330,10 @@ def _token_logprobs(token: str, p_a: float, top_n: int) -> dict[str, Any]:
     if stripped in ("A", "B"):
         space = token[: len(token) - len(token.lstrip())]
         probs = {"A": p_a, "B": 1.0 - p_a}
-        alts = [{"token": space + name, "logprob": math.log(max(p, 1e-9)), "bytes": None}
-                for name, p in sorted(probs.items(), key=lambda kv: -kv[1])]
+        alts = [
+            {"token": space + name, "logprob": math.log(max(p, 1e-9)), "bytes": None}
+            for name, p in sorted(probs.items(), key=lambda kv: -kv[1])
+        ]
         alts = alts[:top_n]
         own = math.log(max(probs[stripped], 1e-9))
     else:
@@ -329,8 +346,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible server.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds before every answer.")
-    parser.add_argument("--answer", default=None,
-                        help="Always answer this text (default: a hashed A or B per request).")
+    parser.add_argument(
+        "--answer",
+        default=None,
+        help="Always answer this text (default: a hashed A or B per request).",
+    )
     args = parser.parse_args(argv)
     responder = always(args.answer) if args.answer else hashed_verdict
     server = FakeOpenAIServer(responder, latency=args.latency, port=args.port, log_bodies=False)
@@ -339,8 +359,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for line in sys.stdin:  # a line "stats" prints counters; EOF stops the server
             if line.strip() == "stats":
-                print(json.dumps({"requests": server.request_count,
-                                  "max_in_flight": server.max_in_flight}), flush=True)
+                print(
+                    json.dumps(
+                        {"requests": server.request_count, "max_in_flight": server.max_in_flight}
+                    ),
+                    flush=True,
+                )
             elif line.strip() == "reset":
                 server.reset_counts()
                 print("{}", flush=True)

@@ -1,0 +1,213 @@
+"""Judge commands: `prefloop judge` (run an LLM-judge batch) and `prefloop judge-report`."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli_common import db_option, emit, json_option, open_store
+from judges.config import BACKENDS, JudgeConfig
+
+
+@click.command("judge")
+@db_option
+@click.option(
+    "--base-url",
+    default=None,
+    help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL). "
+    "The key is read from $OPENAI_API_KEY and never stored.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    help="Judge model; repeat for a panel (the label is the majority). With --backend hf: a model folder.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="openai",
+    show_default=True,
+    help="'openai': any OpenAI-compatible server; 'hf': a causal LM in this process (A vs B logprobs).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=JudgeConfig.concurrency,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--swap",
+    is_flag=True,
+    help="Judge both A/B orders; inconsistent pairs get no label and are flagged for humans.",
+)
+@click.option("--limit", type=int, default=None, help="Judge at most this many pairs.")
+@click.option(
+    "--all-unlabelled",
+    is_flag=True,
+    help="Judge every pair without a label, not just the judge queue.",
+)
+@click.option("--retry-failed", is_flag=True, help="Re-run only judgements that failed before.")
+@click.option(
+    "--template",
+    "template_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Template file with {{prompt}}, {{response_a}}, {{response_b}} (and the rubric); "
+    "text before a '=== user ===' line is the system message.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=JudgeConfig.timeout,
+    show_default=True,
+    help="Seconds per request before it is retried.",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=JudgeConfig.max_retries,
+    show_default=True,
+    help="Retries per request on 429 (honouring Retry-After), 5xx, timeouts, dropped connections.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=JudgeConfig.max_tokens,
+    show_default=True,
+    help="Completion token cap; raise it for templates that ask for reasoning first.",
+)
+@click.option(
+    "--no-logprobs",
+    is_flag=True,
+    help="Do not ask for logprobs (they are switched off automatically if the endpoint refuses).",
+)
+@click.option(
+    "--prices",
+    "prices_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help='JSON/TOML price table {"MODEL": {"prompt": USD_PER_1M, "completion": USD_PER_1M}} for cost_usd.',
+)
+@json_option
+def judge_command(
+    db: str,
+    base_url: str | None,
+    models: tuple[str, ...],
+    backend: str,
+    concurrency: int,
+    swap: bool,
+    limit: int | None,
+    all_unlabelled: bool,
+    retry_failed: bool,
+    template_path: str | None,
+    timeout: float,
+    max_retries: int,
+    max_tokens: int,
+    no_logprobs: bool,
+    prices_path: str | None,
+    as_json: bool,
+) -> None:
+    """Judge the judge queue (pairs routed to the LLM judge) and store the judge's labels."""
+    from judges.batch import run_batch
+    from judges.config import load_prices
+
+    config = JudgeConfig(
+        models=models,
+        base_url=base_url,
+        backend=backend,
+        concurrency=concurrency,
+        swap=swap,
+        limit=limit,
+        all_unlabelled=all_unlabelled,
+        retry_failed=retry_failed,
+        template_path=template_path,
+        timeout=timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        logprobs=not no_logprobs,
+        prices=load_prices(prices_path) if prices_path else {},
+        progress=not as_json,
+    )
+    with open_store(db) as store:
+        report = run_batch(store, config)
+    keys = (
+        "judged",
+        "labels",
+        "failed",
+        "inconsistent",
+        "calls",
+        "cache_hits",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+    )
+    full = report.as_dict()
+    result = {k: full[k] for k in keys} | {k: v for k, v in full.items() if k not in keys}
+    emit(result, as_json, _summary)
+
+
+def _summary(r: dict[str, object]) -> str:
+    lines = [
+        f"judged {r['judged']} pairs: {r['labels']} labels, {r['failed']} failed judgements, "
+        f"{r['inconsistent']} inconsistent (flagged for humans)",
+        f"{r['calls']} calls, {r['cache_hits']} cache hits, {r['prompt_tokens']} prompt + "
+        f"{r['completion_tokens']} completion tokens, ${r['cost_usd']}",
+    ]
+    if not r["logprobs"]:
+        lines.append(
+            "the endpoint gave no logprobs: verdicts were parsed from text, confidences left empty"
+        )
+    if r["failed"]:
+        lines.append("re-run the failures with --retry-failed")
+    return "\n".join(lines)
+
+
+@click.command("judge-report")
+@db_option
+@click.option(
+    "--reference",
+    default="human",
+    show_default=True,
+    help="Comma-separated label sources taken as ground truth (human, import).",
+)
+@click.option("--judge", default=None, help="Only this judge (model name or panel:...).")
+@json_option
+def judge_report_command(db: str, reference: str, judge: str | None, as_json: bool) -> None:
+    """Judge vs reference accuracy and Cohen's kappa, position consistency and length bias."""
+    from judges.agreement import agreement_report
+
+    sources = tuple(s.strip() for s in reference.split(",") if s.strip())
+    with open_store(db, read_only=True) as store:
+        report = agreement_report(store, reference_sources=sources, judge=judge)
+    emit(report, as_json, _report_text)
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _report_text(report: dict[str, object]) -> str:
+    ref = report["reference"]
+    lines = [
+        f"reference ({', '.join(ref['sources'])}): {ref['pairs']} pairs, "  # type: ignore[index]
+        f"prefers longer {_fmt(ref['prefers_longer'])}"
+    ]  # type: ignore[index]
+    for j in report["judges"]:  # type: ignore[attr-defined]
+        vs = j["vs_reference"]
+        lines.append(
+            f"judge {j['who']}: {j['labels']} labels; vs reference on {vs['pairs']} pairs: "
+            f"accuracy {_fmt(vs['accuracy'])}, kappa {_fmt(vs['kappa'])}; "
+            f"prefers longer {_fmt(j['prefers_longer'])}"
+        )
+    for m in report["models"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"model {m['model']} (template {m['template_hash']}): {m['judgements']} judgements, "
+            f"{m['failed']} failed; position consistency {_fmt(m['position_consistency'])} "
+            f"over {m['swapped_pairs']} swapped pairs; first-position rate {_fmt(m['first_position_rate'])}"
+        )
+    return "\n".join(lines)
+
+
+COMMANDS: list[click.Command] = [judge_command, judge_report_command]

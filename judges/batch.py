@@ -1,0 +1,274 @@
+"""One judge batch: select the work, call the judge concurrently, commit as results arrive.
+
+    report = run_batch(store, JudgeConfig(models=("gpt-4o-mini",), base_url=url, swap=True))
+
+Calls run on one asyncio loop behind a semaphore of `concurrency`. Each finished unit
+goes to the single `Writer`, which commits every `flush_every` units on its own thread
+while calls continue, so the store is written by one thread and a killed batch keeps
+its committed work. Starting the batch again sends only the units that have no
+judgement yet; `retry_failed` sends only the failed ones; a finished batch sends none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from data.store import PairView, PreferenceStore
+from judges.client import Completion
+from judges.config import JudgeConfig
+from judges.parsing import p_a_from_logprobs, parse_verdict
+from judges.prompts import Template, load_template, repair_messages
+from judges.store_io import (
+    FLIP,
+    ORDERS_SWAP,
+    Outcome,
+    Unit,
+    Writer,
+    cache_key,
+    prefetch_cache,
+    select_work,
+)
+
+
+class Backend(Protocol):
+    endpoint: str
+    logprobs_enabled: bool
+    logprobs_disabled_reason: str | None
+
+    def params(self) -> dict[str, Any]: ...
+
+    async def complete(self, model: str, messages: list[dict[str, str]]) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class BatchReport:
+    """What `prefloop judge` prints. `calls` counts requests sent (repairs included, SDK retries not)."""
+
+    judged: int = 0
+    labels: int = 0
+    failed: int = 0
+    inconsistent: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    units: int = 0
+    ensemble_disagreements: int = 0
+    template_hash: str = ""
+    batch_id: str = ""
+    logprobs: bool = True
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cost_usd"] = round(self.cost_usd, 6)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def make_backend(config: JudgeConfig) -> Backend:
+    if config.backend == "hf":
+        from judges.hf_backend import HFBackend
+
+        return HFBackend(config)
+    from judges.client import OpenAIBackend
+
+    return OpenAIBackend(config)
+
+
+def run_batch(
+    store: PreferenceStore, config: JudgeConfig, backend: Backend | None = None
+) -> BatchReport:
+    """Judge the selected pairs and store calls, judgements, labels and flags."""
+    started = time.perf_counter()
+    template = load_template(config.template_path)
+    store.set_meta(f"judge_template:{template.hash}", template.text)
+    orders = ORDERS_SWAP if config.swap else ("ab",)
+    units, views = select_work(
+        store,
+        models=config.models,
+        orders=orders,
+        template_hash=template.hash,
+        all_unlabelled=config.all_unlabelled,
+        retry_failed=config.retry_failed,
+        limit=config.limit,
+    )
+    report = BatchReport(
+        units=len(units), template_hash=template.hash, batch_id=uuid.uuid4().hex[:12]
+    )
+    if not units:
+        report.seconds = time.perf_counter() - started
+        return report
+    backend = backend or make_backend(config)
+    writer = Writer(
+        store,
+        endpoint=backend.endpoint,
+        models=config.models,
+        orders=orders,
+        template_hash=template.hash,
+        batch_id=report.batch_id,
+        units=units,
+    )
+    asyncio.run(_judge_all(units, views, template, backend, writer, config, report))
+    report.judged = writer.judged
+    report.labels = writer.labels
+    report.inconsistent = writer.inconsistent
+    report.ensemble_disagreements = writer.ensemble_disagreements
+    report.logprobs = backend.logprobs_enabled
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _judge_all(
+    units: list[Unit],
+    views: dict[str, PairView],
+    template: Template,
+    backend: Backend,
+    writer: Writer,
+    config: JudgeConfig,
+    report: BatchReport,
+) -> None:
+    from tqdm import tqdm
+
+    messages = {u: _messages(template, views[u.pair_id], u.order) for u in units}
+    keys: list[str] = []
+    if not config.retry_failed:  # a retry must ask again, not replay the reply that failed
+        for unit, msgs in messages.items():
+            keys.append(cache_key(backend.endpoint, unit.model, backend.params(), msgs))
+            if backend.logprobs_enabled:  # the key it would have if logprobs get switched off
+                keys.append(
+                    cache_key(
+                        backend.endpoint, unit.model, _without_logprobs(backend.params()), msgs
+                    )
+                )
+    cache = prefetch_cache(writer.store, keys)
+    semaphore = asyncio.Semaphore(config.concurrency)
+
+    async def one(unit: Unit) -> Outcome:
+        async with semaphore:
+            return await judge_unit(unit, messages[unit], backend, cache)
+
+    loop = asyncio.get_running_loop()
+    bar = tqdm(total=len(units), unit="judgement", disable=not config.progress, leave=False)
+    buffer: list[Outcome] = []
+    pending: asyncio.Future[None] | None = None
+    last_flush = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="judge-writer"
+    ) as pool:
+        tasks = [asyncio.ensure_future(one(u)) for u in units]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                outcome = await next_done
+                _account(report, outcome, config)
+                buffer.append(outcome)
+                bar.update(1)
+                if len(buffer) >= config.flush_every or time.monotonic() - last_flush > 1.0:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(pool, writer.commit, buffer)
+                    buffer = []
+                    last_flush = time.monotonic()
+            if pending is not None:
+                await pending
+            await loop.run_in_executor(pool, writer.commit, buffer)
+        finally:
+            for task in tasks:
+                task.cancel()
+            bar.close()
+            await backend.aclose()
+
+
+def _account(report: BatchReport, outcome: Outcome, config: JudgeConfig) -> None:
+    report.calls += len(outcome.calls)
+    report.cache_hits += outcome.cache_hits
+    if outcome.status == "failed":
+        report.failed += 1
+    for _key, model, _request, completion in outcome.calls:
+        report.prompt_tokens += completion.prompt_tokens
+        report.completion_tokens += completion.completion_tokens
+        price = config.price(model)
+        if price is not None:
+            report.cost_usd += price.cost(completion.prompt_tokens, completion.completion_tokens)
+
+
+def _messages(template: Template, pair: PairView, order: str) -> list[dict[str, str]]:
+    first, second = (
+        (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
+    )
+    return template.messages(pair.prompt_text, first, second)
+
+
+def _without_logprobs(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in ("logprobs", "top_logprobs")}
+
+
+async def _ask(
+    unit: Unit,
+    msgs: list[dict[str, str]],
+    backend: Backend,
+    cache: dict[str, Completion],
+    outcome: Outcome,
+) -> Completion:
+    """One reply for `msgs`: from the cache when this exact request was answered before."""
+    key = cache_key(backend.endpoint, unit.model, backend.params(), msgs)
+    hit = cache.get(key)
+    if hit is not None:
+        outcome.cache_hits += 1
+        return hit
+    completion = await backend.complete(unit.model, msgs)
+    if completion.error is None:
+        sent_key = cache_key(backend.endpoint, unit.model, completion.params, msgs)
+        outcome.calls.append(
+            (sent_key, unit.model, {"params": completion.params, "messages": msgs}, completion)
+        )
+    else:
+        outcome.calls.append(("", unit.model, {}, completion))  # sent, so counted; never cached
+    return completion
+
+
+async def judge_unit(
+    unit: Unit, msgs: list[dict[str, str]], backend: Backend, cache: dict[str, Completion]
+) -> Outcome:
+    """Ask, parse, repair once if there is no verdict; the verdict is mapped to the stored A/B."""
+    outcome = Outcome(unit=unit, status="failed")
+    completion = await _ask(unit, msgs, backend, cache, outcome)
+    if completion.error is not None:
+        outcome.error = completion.error
+        return outcome
+    raw = completion.text or ""
+    verdict = parse_verdict(raw)
+    if verdict is None:
+        repair = await _ask(unit, repair_messages(msgs, raw), backend, cache, outcome)
+        if repair.error is not None:
+            outcome.raw_text, outcome.error = (
+                raw,
+                f"no verdict in reply; repair failed: {repair.error}",
+            )
+            return outcome
+        raw = f"{raw}\n\n[repair]\n{repair.text or ''}"
+        completion = repair
+        verdict = parse_verdict(repair.text)
+        if verdict is None:
+            outcome.raw_text, outcome.error = (
+                raw,
+                "no verdict in reply, nor after one repair request",
+            )
+            return outcome
+    p_shown_a = p_a_from_logprobs(completion.logprobs, verdict)
+    outcome.status = "ok"
+    outcome.raw_text = raw
+    if unit.order == "ab":
+        outcome.verdict, outcome.p_a = verdict.shown, p_shown_a
+    else:
+        outcome.verdict = FLIP[verdict.shown]
+        outcome.p_a = None if p_shown_a is None else 1.0 - p_shown_a
+    return outcome

@@ -1,0 +1,148 @@
+"""What a judge batch does: one frozen config, built from CLI flags and passed in explicitly.
+
+The API key is deliberately not a field: it is read from `$OPENAI_API_KEY` by the client
+at the last moment, so no config dump, log line or store row can carry it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.errors import ConfigError
+
+BACKENDS = ("openai", "hf")
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens for one model."""
+
+    prompt: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens."})
+    completion: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens."})
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1_000_000
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Options of one `prefloop judge` batch."""
+
+    models: tuple[str, ...] = field(
+        default=(), metadata={"help": "Judge model names (several = a panel; label = majority)."}
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint; default $OPENAI_BASE_URL."}
+    )
+    backend: str = field(
+        default="openai",
+        metadata={"help": "'openai' (any compatible server) or 'hf' (in-process)."},
+    )
+    concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
+    swap: bool = field(
+        default=False, metadata={"help": "Judge both A/B orders; disagreeing orders give no label."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Judge at most this many pairs."})
+    all_unlabelled: bool = field(
+        default=False,
+        metadata={"help": "Judge every pair without a label, not just the judge queue."},
+    )
+    retry_failed: bool = field(
+        default=False, metadata={"help": "Re-run only judgements that failed before."}
+    )
+    template_path: str | None = field(
+        default=None,
+        metadata={"help": "Prompt template file replacing the default (see judges/prompts.py)."},
+    )
+    timeout: float = field(
+        default=60.0, metadata={"help": "Seconds per request before it is retried."}
+    )
+    max_retries: int = field(
+        default=3,
+        metadata={"help": "Retries per request on 429, 5xx, timeouts, dropped connections."},
+    )
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of the judge."})
+    max_tokens: int = field(
+        default=16,
+        metadata={"help": "Completion token cap (the default template wants one token)."},
+    )
+    logprobs: bool = field(
+        default=True,
+        metadata={"help": "Ask for top logprobs to store P(A); switched off on a 400."},
+    )
+    top_logprobs: int = field(
+        default=5, metadata={"help": "Alternatives per token when logprobs are on."}
+    )
+    prices: dict[str, Price] = field(
+        default_factory=dict,
+        metadata={"help": "Per-model prices for cost_usd (from --prices FILE)."},
+    )
+    progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    flush_every: int = field(
+        default=16,
+        metadata={"help": "Commit finished judgements to the store in batches of this size."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("no judge model: pass --model NAME (repeat it for a panel)")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(
+                f"--model given twice: {', '.join(self.models)}; name each model once"
+            )
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1 (got {self.concurrency})")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"--limit must be >= 0 (got {self.limit})")
+        if self.timeout <= 0:
+            raise ConfigError(f"--timeout must be positive seconds (got {self.timeout})")
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be >= 0 (got {self.max_retries})")
+        if self.backend == "openai" and not self.resolved_base_url:
+            raise ConfigError(
+                "no endpoint: pass --base-url URL (e.g. http://127.0.0.1:8000/v1) or set $OPENAI_BASE_URL"
+            )
+
+    @property
+    def resolved_base_url(self) -> str:
+        if self.backend == "hf":
+            return "hf://local"
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model)
+
+
+def load_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
+    """Read a price table: JSON or TOML mapping model -> {prompt, completion} USD per 1M tokens."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"--prices {file}: no such file")
+    text = file.read_text(encoding="utf-8")
+    try:
+        table = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"--prices {file}: not valid {file.suffix.lstrip('.') or 'JSON'} ({exc})"
+        ) from None
+    prices: dict[str, Price] = {}
+    for model, entry in table.items():
+        if not isinstance(entry, dict) or not set(entry) <= {"prompt", "completion"}:
+            raise ConfigError(
+                f'--prices {file}: entry {model!r} must be {{"prompt": USD_PER_1M, "completion": USD_PER_1M}}'
+            )
+        try:
+            prices[model] = Price(
+                float(entry.get("prompt", 0.0)), float(entry.get("completion", 0.0))
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"--prices {file}: entry {model!r} has a price that is not a number"
+            ) from None
+    return prices
