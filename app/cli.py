@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from app.cli_common import run_cli
+from app.commands import judge as judge_commands
 from app.commands import store as store_commands
 
 
@@ -18,6 +19,8 @@ def cli() -> None:
 
 
 for command in store_commands.COMMANDS:
+    cli.add_command(command)
+for command in judge_commands.COMMANDS:
     cli.add_command(command)
 
 
