@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-MODULES = {"sft": "sft", "rm": "reward", "dpo": "dpo", "ppo": "ppo", "grpo": "grpo"}
+MODULES = {"sft": "sft", "rm": "reward", "dpo": "dpo", "ppo": "ppo", "grpo": "grpo", "generate": "generate"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,12 +49,17 @@ class StageConfig:
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
-                              f"valid: {', '.join(sorted(names))}")
-        return cls(**values)
+        return config_from_dict(cls, values)
+
+
+def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build a config dataclass; unknown keys are an error that lists the valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"valid: {', '.join(sorted(names))}")
+    return cls(**values)
 
 
 def describe(config_cls: type) -> list[tuple[str, Any, str]]:
@@ -312,7 +317,6 @@ def policy_hash(policy: str) -> str:
 
 def param_change(before: dict[str, Any], model: Any) -> float:
     """Largest absolute change of any trainable parameter since `before` (a state snapshot)."""
-    import torch
 
     change = 0.0
     for name, param in model.named_parameters():

@@ -31,17 +31,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from data.errors import ConfigError, TrainingError
 from data.store import PreferenceStore
 from training import runfiles
-from training.snapshot import export_snapshot, ingest_ref_logprobs, label_watermark, model_hash
+from training.generation_io import GENERATIONS, PROMPTS, export_prompts, ingest_generations
+from training.snapshot import (
+    export_snapshot,
+    ingest_ref_logprobs,
+    label_watermark,
+    model_hash,
+    template_hash,
+)
 
 STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
 POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
+KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
 TINY = "tiny"  # the embedded default policy, built inside the run
 ACCELERATE_CONFIG = Path(__file__).resolve().parent / "accelerate" / "ddp_cpu.yaml"
 
@@ -50,7 +58,7 @@ ACCELERATE_CONFIG = Path(__file__).resolve().parent / "accelerate" / "ddp_cpu.ya
 class TrainRequest:
     """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
 
-    stage: str  # sft, rm, dpo, ppo or grpo
+    stage: str  # sft, rm, dpo, ppo, grpo, or generate
     policy: str | None = None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
     incremental: bool = False  # warm start from the last promoted run of this stage, new labels + replay
     max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
@@ -58,10 +66,11 @@ class TrainRequest:
     reward: str | None = None  # ppo/grpo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
     test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
     overrides: dict[str, Any] = field(default_factory=dict)  # fields of the stage's config dataclass
+    prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ConfigError(f"unknown stage {self.stage!r}; use one of {', '.join(STAGES)}")
+        if self.stage not in KINDS:
+            raise ConfigError(f"unknown stage {self.stage!r}; use one of {', '.join(KINDS)}")
         if self.num_processes < 1:
             raise ConfigError("--num-processes must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -113,7 +122,7 @@ class JobManager:
                     cur.execute("UPDATE runs SET config = ? WHERE run_id = ?",
                                 [json.dumps(config), run_id]).fetchall()
                 return run_id
-            run_id = f"{request.stage}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            run_id = f"{request.stage}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
             with self.store.transaction() as cur:
                 cur.execute(
                     "INSERT INTO runs (run_id, kind, status, config, run_dir) VALUES (?, ?, 'queued', ?, ?)",
@@ -240,17 +249,10 @@ class JobManager:
         run_dir = self._run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            plan = self._plan(run_id, request)
-            plan["snapshot"] = export_snapshot(
-                self.store, run_dir / runfiles.SNAPSHOT, test_fraction=request.test_fraction,
-                watermark=plan["watermark"] if plan["warm_start"] else 0,
-                ref_model_hash=plan["ref_model_hash"], template=plan["template_hash"],
-            )
-            if plan["snapshot"]["train"] == 0:
-                raise TrainingError(
-                    "no labelled pairs to train on (ties, both_bad and split votes are left out); "
-                    "label some pairs or import a labelled file with `prefloop import`"
-                )
+            if request.stage == "generate":
+                plan = self._plan_generate(request, run_dir)
+            else:
+                plan = self._plan_training(run_dir, request)
         except Exception as exc:
             self._finish(run_id, "failed", log_tail=f"could not start: {exc}")
             if isinstance(exc, TrainingError | ConfigError):
@@ -276,10 +278,34 @@ class JobManager:
             cur.execute(
                 "UPDATE runs SET status = 'running', pid = ?, config = ?, parent_run_id = ?, "
                 "started_at = current_timestamp WHERE run_id = ?",
-                [proc.pid, json.dumps(config), plan["parent_run_id"], run_id],
+                [proc.pid, json.dumps(config), plan.get("parent_run_id"), run_id],
             ).fetchall()
 
-    def _plan(self, run_id: str, request: TrainRequest) -> dict[str, Any]:
+    def _plan_generate(self, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+        policy = request.policy
+        if policy in (None, "latest"):
+            policy = self._latest_artifact(POLICY_STAGES)
+            if policy is None:
+                raise ConfigError("no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
+                                  "or pass --policy MODEL")
+        count = export_prompts(self.store, request.prompts, run_dir / PROMPTS)
+        return {"stage": "generate", "policy": policy, "prompt_count": count}
+
+    def _plan_training(self, run_dir: Path, request: TrainRequest) -> dict[str, Any]:
+        plan = self._plan(request)
+        plan["snapshot"] = export_snapshot(
+            self.store, run_dir / runfiles.SNAPSHOT, test_fraction=request.test_fraction,
+            watermark=plan["watermark"] if plan["warm_start"] else 0,
+            ref_model_hash=plan["ref_model_hash"], template=plan["template_hash"],
+        )
+        if plan["snapshot"]["train"] == 0:
+            raise TrainingError(
+                "no labelled pairs to train on (ties, both_bad and split votes are left out); "
+                "label some pairs or import a labelled file with `prefloop import`"
+            )
+        return plan
+
+    def _plan(self, request: TrainRequest) -> dict[str, Any]:
         """Resolve policy, warm start, reward and cache keys for a run, from the store."""
         policy = request.policy
         if policy in (None, "latest"):
@@ -303,8 +329,6 @@ class JobManager:
                 raise ConfigError("PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
                                   "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)")
         max_length = int(request.overrides.get("max_length", 256))
-        from training.snapshot import template_hash
-
         return {
             "stage": request.stage,
             "policy": policy,
@@ -340,8 +364,11 @@ class JobManager:
         result = runfiles.read_json(run_dir / runfiles.RESULT)
         tail = runfiles.log_tail(run_dir)
         if exit_code in (0, None) and result is not None:
-            added = ingest_ref_logprobs(self.store, run_dir / runfiles.REF_LOGPROBS)
-            metrics = {**result.get("metrics", {}), "ref_logprobs_added": added}
+            metrics = dict(result.get("metrics", {}))
+            if (run_dir / GENERATIONS).exists():
+                metrics.update(ingest_generations(self.store, run_dir / GENERATIONS, who=run_id))
+            else:
+                metrics["ref_logprobs_added"] = ingest_ref_logprobs(self.store, run_dir / runfiles.REF_LOGPROBS)
             artifact = result.get("artifact")
             self._finish(run_id, "succeeded", metrics=metrics, log_tail=tail,
                          artifact=str(run_dir / artifact) if artifact else None,
