@@ -26,7 +26,12 @@ def canonical_messages_json(messages: Messages) -> str:
 
 
 def prompt_id(messages: Messages) -> str:
-    return text_hash("prompt\0" + canonical_messages_json(messages))
+    return prompt_id_from_json(canonical_messages_json(messages))
+
+
+def prompt_id_from_json(messages_json: str) -> str:
+    """Same as `prompt_id`, for callers that already hold the canonical JSON."""
+    return text_hash("prompt\0" + messages_json)
 
 
 def response_id(text: str) -> str:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from data.ids import canonical_messages_json, canonical_order, pair_id, prompt_id, render_messages, response_id
+from data.ids import (
+    canonical_messages_json,
+    canonical_order,
+    pair_id,
+    prompt_id_from_json,
+    render_messages,
+    response_id,
+)
 from data.shapes import PairRecord, Record, ResponsesRecord
 from data.store import PreferenceStore
 
@@ -41,9 +48,10 @@ class _Batch:
     in_batch_duplicates: int = 0
 
     def add_prompt(self, messages: list[dict[str, str]]) -> str:
-        pid = prompt_id(messages)
+        messages_json = canonical_messages_json(messages)
+        pid = prompt_id_from_json(messages_json)
         if pid not in self.prompts:
-            self.prompts[pid] = (canonical_messages_json(messages), render_messages(messages))
+            self.prompts[pid] = (messages_json, render_messages(messages))
         return pid
 
     def add_response(self, pid: str, text: str) -> str:
@@ -171,6 +179,12 @@ def _write(
         ).fetchall()
         result.labels = len(inserted)
         result.duplicate_labels = len(batch.labels) - result.labels
+        if source == "human" and inserted:
+            cur.execute(
+                "UPDATE human_queue SET human_labels = (SELECT count(*) FROM labels l WHERE l.pair_id = "
+                "human_queue.pair_id AND l.source = 'human' AND l.retracted_at IS NULL) "
+                "WHERE pair_id IN (SELECT pair_id FROM _new_labels)"
+            ).fetchall()
     for name in ("_new_prompts", "_new_responses", "_new_links", "_new_pairs", "_new_labels"):
         cur.unregister(name)
     return result

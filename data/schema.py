@@ -52,7 +52,14 @@ MIGRATIONS: list[str] = [
         needed_labels INTEGER NOT NULL DEFAULT 1, -- human labels wanted (overlap)
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
-    CREATE INDEX pairs_queue_priority ON pairs (queue, priority);
+    -- The human queue, rewritten in priority order by every routing, so that DuckDB's
+    -- top-N scan stops after the first row groups (zonemaps) even at millions of pairs.
+    CREATE TABLE human_queue (
+        pair_id VARCHAR PRIMARY KEY,
+        priority DOUBLE NOT NULL,
+        needed_labels INTEGER NOT NULL,
+        human_labels INTEGER NOT NULL DEFAULT 0   -- active human labels, kept by the store
+    );
     CREATE SEQUENCE label_id_seq START 1;
     CREATE TABLE labels (
         label_id BIGINT PRIMARY KEY DEFAULT nextval('label_id_seq'),

@@ -256,6 +256,10 @@ class PreferenceStore:
                 None if meta is None else json.dumps(meta),
             ],
         ).fetchall()
+        if source == "human":
+            cursor.execute(
+                "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?", [pair_id]
+            ).fetchall()
         return int(row[0][0])
 
     def retract_label(self, label_id: int, *, who: str | None = None) -> bool:
@@ -266,7 +270,12 @@ class PreferenceStore:
             if who is not None:
                 sql += " AND who = ?"
                 params.append(who)
-            return bool(cur.execute(sql + " RETURNING label_id", params).fetchall())
+            undone = cur.execute(sql + " RETURNING pair_id, source", params).fetchall()
+            if undone and undone[0][1] == "human":
+                cur.execute(
+                    "UPDATE human_queue SET human_labels = human_labels - 1 WHERE pair_id = ?", [undone[0][0]]
+                ).fetchall()
+            return bool(undone)
 
     def labels(self, where: str = "", params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Active (not retracted) labels; `where` is extra SQL conditions starting with AND."""

@@ -53,17 +53,19 @@ def test_import_stats_export_through_the_cli(hh_path: Path, tmp_path: Path) -> N
     assert sum(json.loads(exported.stdout)[k] for k in ("train", "test")) == 2352
 
 
-def test_db_defaults_to_env_then_cwd(tmp_path: Path) -> None:
+def test_db_defaults_to_env_then_cwd(tmp_path: Path, monkeypatch) -> None:
     rows = tmp_path / "r.jsonl"
     rows.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
     env_db = tmp_path / "env.duckdb"
     runner = CliRunner(env={"PREFLOOP_DB": str(env_db)})
     assert runner.invoke(cli, ["import", str(rows), "--json"]).exit_code == 0
     assert env_db.exists()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        plain = CliRunner(env={"PREFLOOP_DB": ""})
-        assert plain.invoke(cli, ["import", str(rows), "--json"]).exit_code == 0
-        assert Path("prefloop.duckdb").exists()
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    plain = CliRunner(env={"PREFLOOP_DB": ""})
+    assert plain.invoke(cli, ["import", str(rows), "--json"]).exit_code == 0
+    assert (workdir / "prefloop.duckdb").exists()
 
 
 def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
