@@ -1,0 +1,223 @@
+"""Active-learning commands: score, route, and the `bench` group (active-learning)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.cli_common import db_option, emit, json_option, open_store
+from labeling.acquisition import STRATEGIES
+from labeling.ensemble import HEADS
+from labeling.features import DEFAULT_FEATURES, FEATURE_BLOCKS
+
+
+def _features(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@click.command("score")
+@db_option
+@click.option(
+    "--encoder",
+    default="all-MiniLM-L6-v2",
+    show_default=True,
+    help="Hugging Face encoder id or local folder (the default ships offline).",
+)
+@click.option(
+    "--members", type=int, default=8, show_default=True, help="Reward heads in the ensemble (K)."
+)
+@click.option(
+    "--head",
+    type=click.Choice(HEADS),
+    default="linear",
+    show_default=True,
+    help="Shape of each reward head.",
+)
+@click.option(
+    "--features",
+    default=",".join(DEFAULT_FEATURES),
+    show_default=True,
+    help=f"Comma-separated feature blocks from: {', '.join(FEATURE_BLOCKS)}.",
+)
+@click.option(
+    "--max-length", type=int, default=256, show_default=True, help="Encoder tokens per text."
+)
+@click.option(
+    "--min-labels",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Refuse to fit on fewer pairs with an a/b verdict.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and init seed.")
+@json_option
+def score_command(
+    db: str,
+    encoder: str,
+    members: int,
+    head: str,
+    features: str,
+    max_length: int,
+    min_labels: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Fit a new reward-ensemble version on the current labels and score every pair.
+
+    Embeddings are cached in the store, so a rerun only encodes new texts. The fitted
+    ensemble is saved next to the store as <store>.artifacts/ensemble-v<N>/.
+    """
+    from labeling.encoder import EncoderConfig
+    from labeling.ensemble import EnsembleConfig
+    from labeling.scoring import ScoreConfig, score_store
+
+    config = ScoreConfig(
+        encoder=EncoderConfig(name=encoder, max_length=max_length, progress=not as_json),
+        ensemble=EnsembleConfig(members=members, head=head, seed=seed),
+        features=_features(features),
+        min_labels=min_labels,
+    )
+    with open_store(db) as store:
+        report = score_store(store, config)
+    emit(report.as_dict(), as_json, _score_summary)
+
+
+def _score_summary(r: dict[str, Any]) -> str:
+    m = r["metrics"]
+    oob = f", out-of-bag accuracy {m['oob_accuracy']:.3f}" if "oob_accuracy" in m else ""
+    return (
+        f"ensemble v{r['version']}: fitted on {r['labelled_pairs']} labelled pairs{oob}; "
+        f"scored {r['scored_pairs']} pairs ({r['texts_encoded']} texts encoded) in {r['seconds']}s\n"
+        f"artifact: {r['artifact']}"
+    )
+
+
+@click.command("route")
+@db_option
+@click.option(
+    "--human-budget", type=int, required=True, help="Most pairs to send to the human queue."
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="variance",
+    show_default=True,
+    help="Acquisition score that ranks pairs for humans.",
+)
+@click.option(
+    "--calibration-fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Share of the budget picked at random, for unbiased accuracy checks.",
+)
+@click.option(
+    "--diversity/--no-diversity",
+    default=True,
+    show_default=True,
+    help="Spread the human batch over the embedding space (k-center greedy).",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for the calibration slice and random picks."
+)
+@json_option
+def route_command(
+    db: str,
+    human_budget: int,
+    strategy: str,
+    calibration_fraction: float,
+    diversity: bool,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Fill the human and judge queues from the unrouted pairs and print what went where.
+
+    Judge-flagged pairs (judge_inconsistent, judge_ensemble_disagree) are promoted to the
+    human queue first; every unrouted pair that humans do not get goes to the judge.
+    """
+    from labeling.router import RouterConfig, route_store
+
+    config = RouterConfig(
+        human_budget=human_budget,
+        strategy=strategy,
+        calibration_fraction=calibration_fraction,
+        diversity=diversity,
+        seed=seed,
+    )
+    with open_store(db) as store:
+        report = route_store(store, config)
+    emit(report.as_dict(), as_json, _route_summary)
+
+
+def _route_summary(r: dict[str, Any]) -> str:
+    version = f"ensemble v{r['version']}" if r["version"] else "no ensemble"
+    lines = [
+        f"human queue: {r['human']} pairs ({r['promoted']} promoted, {r['calibration']} calibration, "
+        f"{r['active']} by {r['strategy']}, {version}); judge queue: {r['judge']} pairs"
+    ]
+    if r["note"]:
+        lines.append(f"note: {r['note']}")
+    return "\n".join(lines)
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks that print JSON and compare against baselines measured in the same run."""
+
+
+@bench_group.command("active-learning")
+@click.option(
+    "--data", default=None, help="Labelled preference file (default: HH helpful-base test split)."
+)
+@click.option(
+    "--seeds", type=int, default=5, show_default=True, help="Seeds (splits and start sets)."
+)
+@click.option(
+    "--features",
+    default=",".join(DEFAULT_FEATURES),
+    show_default=True,
+    help="Feature blocks of the curves.",
+)
+@click.option(
+    "--judge-agreement",
+    type=float,
+    default=0.70,
+    show_default=True,
+    help="Hybrid mode: probability that the simulated judge agrees with the human label.",
+)
+@click.option(
+    "--quick", is_flag=True, help="Skip the feature and l2 comparisons and the extra curves."
+)
+@click.option(
+    "--out", "out_dir", default=None, help="Folder for JSON and PNG (default: bench/out)."
+)
+def active_learning_command(
+    data: str | None,
+    seeds: int,
+    features: str,
+    judge_agreement: float,
+    quick: bool,
+    out_dir: str | None,
+) -> None:
+    """Label-efficiency curves of random, variance, BALD and BALD+diversity (JSON + PNG)."""
+    from labeling.benchmark import REPO, BenchConfig, run_benchmark
+    from labeling.benchmark_report import write_outputs
+
+    kwargs: dict[str, Any] = {
+        "seeds": seeds,
+        "features": _features(features),
+        "judge_agreement": judge_agreement,
+    }
+    if data:
+        kwargs["data"] = data
+    if quick:
+        kwargs.update(compare_features=(), curve_features=())
+    result = run_benchmark(BenchConfig(**kwargs), log=lambda msg: click.echo(msg, err=True))
+    paths = write_outputs(result, Path(out_dir) if out_dir else REPO / "bench" / "out")
+    click.echo(json.dumps({**result, "outputs": paths}, default=str))
+
+
+COMMANDS: list[click.Command] = [score_command, route_command, bench_group]

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data.errors import ConfigError
+from data.ingest import ingest
+from data.shapes import PairRecord
+from labeling.acquisition import variance
+from labeling.ensemble import EnsembleConfig
+from labeling.router import RouterConfig, calibration_size, plan_routes, route_store
+from labeling.scoring import ScoreConfig, score_store, stored_scores
+
+# Length features need no encoder, so these tests exercise the whole score -> route path fast.
+LENGTH_ONLY = ScoreConfig(features=("length",), ensemble=EnsembleConfig(members=4), min_labels=8)
+
+
+def seeded_store(store, labelled: int = 20, unlabelled: int = 40):
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(labelled + unlabelled):
+        a = "word " * int(rng.integers(1, 60))
+        b = "text " * int(rng.integers(1, 60))
+        verdict = ("a" if len(a) > len(b) else "b") if i < labelled else None
+        records.append(
+            PairRecord(
+                [{"role": "user", "content": f"question {i}"}], a + str(i), b + str(i), verdict
+            )
+        )
+    ingest(store, records, origin="test")
+    return store
+
+
+def queues(store) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"human": [], "judge": [], "unrouted": []}
+    for pid, queue in store.query("SELECT pair_id, queue FROM pairs ORDER BY pair_id"):
+        out[queue].append(pid)
+    return out
+
+
+def labelled_ids(store) -> set[str]:
+    return {r[0] for r in store.query("SELECT DISTINCT pair_id FROM labels")}
+
+
+def test_route_spends_budget_with_calibration_and_sends_the_rest_to_the_judge(store):
+    seeded_store(store)
+    score_store(store, LENGTH_ONLY)
+    report = route_store(
+        store, RouterConfig(human_budget=10, calibration_fraction=0.2, seed=1, diversity=False)
+    )
+    q = queues(store)
+    assert report.human == len(q["human"]) == 10
+    assert report.calibration == 2 and report.active == 8 and report.promoted == 0
+    assert report.judge == len(q["judge"]) == 30
+    # labelled pairs need no routing; every unlabelled pair is in exactly one queue
+    assert set(q["unrouted"]) == labelled_ids(store)
+    assert not set(q["human"]) & set(q["judge"])
+    # the active picks are the highest-variance pairs outside the calibration slice
+    reasons = dict(store.query("SELECT pair_id, route_reason FROM pairs WHERE queue = 'human'"))
+    scores = stored_scores(store, report.version)
+    calibration = {p for p, r in reasons.items() if r == "calibration"}
+    others = [p for p in q["human"] + q["judge"] if p not in calibration]
+    var = {p: float(variance(scores[p][:, None])[0]) for p in others}
+    top8 = sorted(others, key=lambda p: -var[p])[:8]
+    assert {p for p, r in reasons.items() if r == "active:variance"} == set(top8)
+
+
+def test_flagged_pairs_are_promoted_first_and_count_against_the_budget(store):
+    seeded_store(store)
+    score_store(store, LENGTH_ONLY)
+    route_store(store, RouterConfig(human_budget=5, seed=0))
+    judged = [
+        r[0]
+        for r in store.query(
+            "SELECT pair_id FROM pairs WHERE queue = 'judge' ORDER BY pair_id LIMIT 2"
+        )
+    ]
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO pair_flags (pair_id, flag) VALUES (?, 'judge_inconsistent'), "
+            "(?, 'judge_ensemble_disagree')",
+            judged,
+        ).fetchall()
+    report = route_store(store, RouterConfig(human_budget=3, seed=0))
+    assert report.promoted == 2 and report.human == 2  # no unrouted pairs left: only promotions
+    rows = dict(store.query("SELECT pair_id, queue FROM pairs WHERE pair_id IN (?, ?)", judged))
+    assert set(rows.values()) == {"human"}
+    # a budget smaller than the flagged set is still respected
+    with store.transaction() as cur:
+        cur.execute("UPDATE pairs SET queue = 'judge' WHERE pair_id IN (?, ?)", judged).fetchall()
+    assert route_store(store, RouterConfig(human_budget=1)).human == 1
+
+
+def test_promoted_pairs_lead_the_human_queue(store):
+    seeded_store(store)
+    first = sorted(
+        set(r[0] for r in store.query("SELECT pair_id FROM pairs")) - labelled_ids(store)
+    )[0]
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO pair_flags (pair_id, flag) VALUES (?, 'judge_inconsistent')", [first]
+        ).fetchall()
+    score_store(store, LENGTH_ONLY)
+    route_store(store, RouterConfig(human_budget=6, seed=0))
+    top = store.query(
+        "SELECT pair_id, route_reason FROM pairs WHERE queue = 'human' ORDER BY priority DESC LIMIT 1"
+    )
+    assert top == [(first, "promoted")]
+
+
+def test_cold_start_routes_at_random_and_says_so(store):
+    seeded_store(store, labelled=0, unlabelled=30)
+    report = route_store(store, RouterConfig(human_budget=7, strategy="bald", seed=0))
+    assert report.version is None and "prefloop score" in report.note
+    assert report.human == 7 and report.judge == 23
+
+
+def test_diverse_batch_from_stored_features(store):
+    seeded_store(store)
+    score_store(store, LENGTH_ONLY)
+    report = route_store(store, RouterConfig(human_budget=8, strategy="bald", seed=0))
+    assert report.human == 8 and len({p["pair_id"] for p in report.human_pairs}) == 8
+
+
+def test_bad_router_options():
+    with pytest.raises(ConfigError, match="strategy"):
+        RouterConfig(human_budget=1, strategy="margin").check()
+    with pytest.raises(ConfigError, match="human-budget"):
+        RouterConfig(human_budget=-1).check()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 40),
+    n_promoted=st.integers(0, 10),
+    budget=st.integers(0, 30),
+    fraction=st.floats(0, 1),
+    diverse=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_plan_invariants(n, n_promoted, budget, fraction, diverse, seed):
+    rng = np.random.default_rng(seed)
+    candidates = [f"c{i}" for i in range(n)]
+    promoted = [f"c{i}" for i in range(min(n_promoted // 2, n))] + [
+        f"p{i}" for i in range(n_promoted - min(n_promoted // 2, n))
+    ]
+    scores = rng.random(n)
+    vectors = rng.normal(size=(n, 3)) if diverse else None
+    config = RouterConfig(human_budget=budget, calibration_fraction=fraction, seed=seed)
+    plan = plan_routes(candidates, promoted, scores, config, vectors=vectors)
+    ids = [a.pair_id for a in plan]
+    assert len(ids) == len(set(ids))  # never both queues
+    assert set(ids) == set(candidates) | set(promoted[:budget])
+    human = [a for a in plan if a.queue == "human"]
+    assert len(human) == min(
+        budget, len(set(candidates) | set(promoted))
+    )  # budget filled, never exceeded
+    assert [a.pair_id for a in human[: min(budget, len(promoted))]] == promoted[:budget]
+    n_cal = sum(a.reason == "calibration" for a in human)
+    available = len(set(candidates) - set(promoted[:budget]))
+    assert n_cal == min(
+        calibration_size(budget, fraction), budget - min(budget, len(promoted)), available
+    )
+    priorities = [a.priority for a in human]
+    assert priorities == sorted(priorities, reverse=True) and len(set(priorities)) == len(
+        priorities
+    )
