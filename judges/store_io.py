@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from data.ids import stable_json_hash
 from data.store import PairView, PreferenceStore
+from judges.aggregate import JudgementRow, decide, disagrees_with_ensemble
 from judges.client import Completion
 
 FLIP = {"a": "b", "b": "a", "tie": "tie"}
@@ -143,15 +144,8 @@ def prefetch_cache(store: PreferenceStore, keys: list[str]) -> dict[str, Complet
     return cache
 
 
-@dataclass
-class PairResult:
-    labelled: bool = False
-    inconsistent: bool = False
-    disagrees_with_ensemble: bool = False
-
-
 class Writer:
-    """Commits outcomes and, once a pair's units are all in, its label and flags."""
+    """Commits outcomes and, once a pair's units are all in, its label and flags (set-wise)."""
 
     def __init__(
         self,
@@ -183,162 +177,216 @@ class Writer:
         return self.models[0] if len(self.models) == 1 else "panel:" + ",".join(self.models)
 
     def commit(self, outcomes: list[Outcome]) -> None:
+        """One transaction: cache rows, judgements, then labels/flags of the pairs now complete."""
         if not outcomes:
             return
+        finished = []
+        for outcome in outcomes:
+            self.remaining[outcome.unit.pair_id] -= 1
+            if self.remaining[outcome.unit.pair_id] == 0:
+                finished.append(outcome.unit.pair_id)
         with self.store.transaction() as cur:
-            for outcome in outcomes:
-                self._write_outcome(cur, outcome)
-            for outcome in outcomes:
-                pair_id = outcome.unit.pair_id
-                self.remaining[pair_id] -= 1
-                if self.remaining[pair_id] == 0:
-                    self._finalize(cur, pair_id)
+            _insert(cur, "judge_calls", self._call_rows(outcomes), replace=True)
+            _insert(cur, "judgements", self._judgement_rows(outcomes), replace=True)
+            if finished:
+                self._finalize(cur, finished)
 
-    def _write_outcome(self, cur: Any, outcome: Outcome) -> None:
-        last_key = None
-        for key, model, request, completion in outcome.calls:
-            if not key:  # a call that failed: counted by the batch, nothing to cache
-                continue
-            cur.execute(
-                """
-                INSERT OR REPLACE INTO judge_calls (cache_key, endpoint, model, request, response_text,
-                    logprobs, prompt_tokens, completion_tokens)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
+    def _call_rows(self, outcomes: list[Outcome]) -> dict[str, list[Any]]:
+        rows: dict[str, tuple[Any, ...]] = {}
+        for outcome in outcomes:
+            for key, model, request, completion in outcome.calls:
+                if not key:  # a call that failed: counted by the batch, nothing to cache
+                    continue
+                logprobs = None if completion.logprobs is None else json.dumps(completion.logprobs)
+                rows[key] = (
                     key,
                     self.endpoint,
                     model,
                     json.dumps(request),
                     completion.text,
-                    None if completion.logprobs is None else json.dumps(completion.logprobs),
+                    logprobs,
                     completion.prompt_tokens,
                     completion.completion_tokens,
-                ],
-            ).fetchall()
-            last_key = key
-        unit = outcome.unit
-        cur.execute(
-            """
-            INSERT OR REPLACE INTO judgements (pair_id, model, template_hash, order_shown, cache_key,
-                status, verdict, p_a, raw_text, error, batch_id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                unit.pair_id,
-                unit.model,
+                )
+        names = (
+            "cache_key",
+            "endpoint",
+            "model",
+            "request",
+            "response_text",
+            "logprobs",
+            "prompt_tokens",
+            "completion_tokens",
+        )
+        return {name: [row[i] for row in rows.values()] for i, name in enumerate(names)}
+
+    def _judgement_rows(self, outcomes: list[Outcome]) -> dict[str, list[Any]]:
+        columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "pair_id",
+                "model",
+                "template_hash",
+                "order_shown",
+                "cache_key",
+                "status",
+                "verdict",
+                "p_a",
+                "raw_text",
+                "error",
+                "batch_id",
+            )
+        }
+        for o in outcomes:
+            keys = [c[0] for c in o.calls if c[0]]
+            values = (
+                o.unit.pair_id,
+                o.unit.model,
                 self.template_hash,
-                unit.order,
-                last_key,
-                outcome.status,
-                outcome.verdict,
-                outcome.p_a,
-                outcome.raw_text,
-                outcome.error,
+                o.unit.order,
+                keys[-1] if keys else None,
+                o.status,
+                o.verdict,
+                o.p_a,
+                o.raw_text,
+                o.error,
                 self.batch_id,
-            ],
-        ).fetchall()
+            )
+            for name, value in zip(columns, values, strict=True):
+                columns[name].append(value)
+        return columns
 
-    def _finalize(self, cur: Any, pair_id: str) -> PairResult:
-        """Turn a pair's judgements (this template, these models) into a label and flags."""
-        rows = cur.execute(
-            "SELECT model, order_shown, status, verdict, p_a FROM judgements "
-            "WHERE pair_id = ? AND template_hash = ? AND model IN (SELECT unnest(?::VARCHAR[]))",
-            [pair_id, self.template_hash, list(self.models)],
-        ).fetchall()
-        self.judged += 1
-        found = {(r[0], r[1]): r for r in rows}
-        votes: dict[str, str] = {}
-        p_as: list[float] = []
-        inconsistent: dict[str, dict[str, str]] = {}
-        for model in self.models:
-            got = [found.get((model, order)) for order in self.orders]
-            if any(r is None or r[2] != "ok" for r in got):
-                continue  # failed or missing: this model gives no vote
-            verdicts = {r[3] for r in got}
-            if len(verdicts) > 1:
-                inconsistent[model] = {r[1]: r[3] for r in got}
-                continue
-            votes[model] = got[0][3]
-            p_as += [r[4] for r in got if r[4] is not None]
-        result = PairResult()
-        if inconsistent:
-            result.inconsistent = True
-            self.inconsistent += 1
-            self._flag(
-                cur,
-                pair_id,
-                "judge_inconsistent",
-                {"template_hash": self.template_hash, "verdicts": inconsistent},
-            )
-        if not votes:
-            return result
-        tally = Counter(votes.values()).most_common()
-        winner, count = tally[0]
-        if len(self.models) > 1 and count * 2 <= len(votes):
-            self._flag(
-                cur,
-                pair_id,
-                "judge_panel_split",
-                {"template_hash": self.template_hash, "votes": votes},
-            )
-            return result
-        p_a = sum(p_as) / len(p_as) if p_as else None
-        confidence = None
-        if p_a is not None and winner in ("a", "b"):
-            confidence = p_a if winner == "a" else 1.0 - p_a
-        already = cur.execute(
-            "SELECT 1 FROM labels WHERE pair_id = ? AND source = 'judge' AND who = ? "
-            "AND retracted_at IS NULL AND json_extract_string(meta, '$.template_hash') = ?",
-            [pair_id, self.who, self.template_hash],
-        ).fetchall()
-        if not already:
-            meta = {
-                "template_hash": self.template_hash,
-                "batch_id": self.batch_id,
-                "p_a": p_a,
-                "orders": list(self.orders),
-                "votes": votes,
-                "agreement": count / len(self.models),
-            }
-            self.store.add_label(
-                pair_id,
-                source="judge",
-                who=self.who,
-                verdict=winner,
-                confidence=confidence,
-                round=self.round,
-                meta=meta,
-                cursor=cur,
-            )
-            self.labels += 1
-            result.labelled = True
-        if self.ensemble_version is not None and winner in ("a", "b"):
-            score = cur.execute(
-                "SELECT p_mean FROM scores WHERE pair_id = ? AND version = ?",
-                [pair_id, self.ensemble_version],
+    def _finalize(self, cur: Any, pair_ids: list[str]) -> None:
+        """Turn the finished pairs' judgements (this template, these models) into labels and flags."""
+        cur.register("_finished", pa.table({"pair_id": pair_ids}))
+        try:
+            rows = cur.execute(
+                "SELECT j.pair_id, j.model, j.order_shown, j.status, j.verdict, j.p_a FROM judgements j "
+                "JOIN _finished USING (pair_id) WHERE j.template_hash = ? "
+                "AND j.model IN (SELECT unnest(?::VARCHAR[]))",
+                [self.template_hash, list(self.models)],
             ).fetchall()
-            if score:
-                p_mean = float(score[0][0])
-                if (p_mean > 0.9 and winner == "b") or (p_mean < 0.1 and winner == "a"):
-                    result.disagrees_with_ensemble = True
-                    self.ensemble_disagreements += 1
-                    self._flag(
-                        cur,
-                        pair_id,
-                        "judge_ensemble_disagree",
-                        {
-                            "ensemble_version": self.ensemble_version,
-                            "p_mean": p_mean,
-                            "judge": self.who,
-                            "verdict": winner,
-                            "template_hash": self.template_hash,
-                        },
-                    )
-        return result
+            labelled = {
+                r[0]
+                for r in cur.execute(
+                    "SELECT l.pair_id FROM labels l JOIN _finished USING (pair_id) WHERE l.source = 'judge' "
+                    "AND l.who = ? AND l.retracted_at IS NULL AND json_extract_string(l.meta, '$.template_hash') = ?",
+                    [self.who, self.template_hash],
+                ).fetchall()
+            }
+            scores = {}
+            if self.ensemble_version is not None:
+                scores = dict(
+                    cur.execute(
+                        "SELECT s.pair_id, s.p_mean FROM scores s JOIN _finished USING (pair_id) WHERE s.version = ?",
+                        [self.ensemble_version],
+                    ).fetchall()
+                )
+        finally:
+            cur.unregister("_finished")
+        by_pair: dict[str, list[JudgementRow]] = {p: [] for p in pair_ids}
+        for pair_id, model, order, status, verdict, p_a in rows:
+            by_pair[pair_id].append(JudgementRow(model, order, status, verdict, p_a))
+        labels: dict[str, list[Any]] = {k: [] for k in ("pair_id", "verdict", "confidence", "meta")}
+        flags: dict[tuple[str, str], str] = {}
+        for pair_id, judged in by_pair.items():
+            self.judged += 1
+            decision = decide(judged, self.models, self.orders)
+            if decision.inconsistent:
+                self.inconsistent += 1
+                flags[(pair_id, "judge_inconsistent")] = json.dumps(
+                    {"template_hash": self.template_hash, "verdicts": decision.inconsistent}
+                )
+            if decision.split:
+                flags[(pair_id, "judge_panel_split")] = json.dumps(
+                    {"template_hash": self.template_hash, "votes": decision.votes}
+                )
+            if decision.verdict is None:
+                continue
+            if pair_id not in labelled:
+                meta = {
+                    "template_hash": self.template_hash,
+                    "batch_id": self.batch_id,
+                    "p_a": decision.p_a,
+                    "orders": list(self.orders),
+                    "votes": decision.votes,
+                    "agreement": decision.agreement,
+                }
+                for name, value in zip(
+                    labels,
+                    (pair_id, decision.verdict, decision.confidence, json.dumps(meta)),
+                    strict=True,
+                ):
+                    labels[name].append(value)
+            if disagrees_with_ensemble(decision.verdict, scores.get(pair_id)):
+                self.ensemble_disagreements += 1
+                flags[(pair_id, "judge_ensemble_disagree")] = json.dumps(
+                    {
+                        "ensemble_version": self.ensemble_version,
+                        "p_mean": scores[pair_id],
+                        "judge": self.who,
+                        "verdict": decision.verdict,
+                        "template_hash": self.template_hash,
+                    }
+                )
+        if labels["pair_id"]:
+            n = len(labels["pair_id"])
+            _insert(
+                cur,
+                "labels",
+                {
+                    **labels,
+                    "source": ["judge"] * n,
+                    "who": [self.who] * n,
+                    "round": [self.round] * n,
+                },
+                types={"confidence": pa.float64()},
+            )
+            self.labels += n
+        if flags:
+            _insert(
+                cur,
+                "pair_flags",
+                {
+                    "pair_id": [k[0] for k in flags],
+                    "flag": [k[1] for k in flags],
+                    "detail": list(flags.values()),
+                },
+                replace=True,
+            )
 
-    def _flag(self, cur: Any, pair_id: str, flag: str, detail: dict[str, Any]) -> None:
-        cur.execute(
-            "INSERT OR REPLACE INTO pair_flags (pair_id, flag, detail) VALUES (?, ?, ?)",
-            [pair_id, flag, json.dumps(detail)],
-        ).fetchall()
+
+def _insert(
+    cur: Any,
+    table: str,
+    columns: dict[str, list[Any]],
+    *,
+    replace: bool = False,
+    types: dict[str, pa.DataType] | None = None,
+) -> None:
+    """Insert column lists in one statement (an Arrow scan); `replace` overwrites on key conflicts."""
+    first = next(iter(columns.values()))
+    if not first:
+        return
+    types = {
+        "p_a": pa.float64(),
+        "confidence": pa.float64(),
+        "verdict": pa.string(),
+        "raw_text": pa.string(),
+        "error": pa.string(),
+        "cache_key": pa.string(),
+        "logprobs": pa.string(),
+        "response_text": pa.string(),
+        **(types or {}),
+    }
+    arrow = pa.table(
+        {name: pa.array(values, type=types.get(name)) for name, values in columns.items()}
+    )
+    name = f"_new_{table}"
+    cur.register(name, arrow)
+    try:
+        names = ", ".join(columns)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        cur.execute(f"{verb} INTO {table} ({names}) SELECT {names} FROM {name}").fetchall()
+    finally:
+        cur.unregister(name)
