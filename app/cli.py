@@ -9,6 +9,7 @@ import click
 
 from app.cli_common import run_cli
 from app.commands import judge as judge_commands
+from app.commands import labeling as labeling_commands
 from app.commands import store as store_commands
 
 
@@ -19,6 +20,8 @@ def cli() -> None:
 
 
 for command in store_commands.COMMANDS:
+    cli.add_command(command)
+for command in labeling_commands.COMMANDS:
     cli.add_command(command)
 for command in judge_commands.COMMANDS:
     cli.add_command(command)
