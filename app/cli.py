@@ -11,6 +11,7 @@ from app.cli_common import run_cli
 from app.commands import judge as judge_commands
 from app.commands import labeling as labeling_commands
 from app.commands import store as store_commands
+from app.commands import train as train_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +25,8 @@ for command in store_commands.COMMANDS:
 for command in labeling_commands.COMMANDS:
     cli.add_command(command)
 for command in judge_commands.COMMANDS:
+    cli.add_command(command)
+for command in train_commands.COMMANDS:
     cli.add_command(command)
 
 

@@ -110,9 +110,13 @@ class RunContext:
     def finish(self, metrics: dict[str, Any], *, artifact: str | None, promote: bool,
                extra: dict[str, Any] | None = None) -> None:
         """Write result.json last: its presence is what marks the run a success."""
+        metrics = {**metrics, "wall_s": round(time.time() - self.started, 2)}
+        rank_report = {"rank": self.rank, "world_size": self.world_size, "steps": metrics.get("steps"),
+                       "param_change": metrics.get("param_change")}
+        (self.run_dir / "ranks").mkdir(exist_ok=True)
+        runfiles.write_json(self.run_dir / "ranks" / f"rank-{self.rank}.json", rank_report)
         if not self.is_main:
             return
-        metrics = {**metrics, "wall_s": round(time.time() - self.started, 2)}
         runfiles.write_json(self.run_dir / runfiles.RESULT, {
             "metrics": metrics, "artifact": artifact, "promote": promote, **(extra or {}),
         })

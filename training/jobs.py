@@ -51,7 +51,12 @@ STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
 POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
 KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
 TINY = "tiny"  # the embedded default policy, built inside the run
-ACCELERATE_CONFIG = Path(__file__).resolve().parent / "accelerate" / "ddp_cpu.yaml"
+ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
+
+
+def accelerate_config() -> Path:
+    """$PREFLOOP_ACCELERATE_CONFIG (e.g. accelerate/zero2.yaml for DeepSpeed), else DDP (gloo on CPU, NCCL on GPU)."""
+    return Path(os.environ.get("PREFLOOP_ACCELERATE_CONFIG") or ACCELERATE_DIR / "ddp.yaml")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class TrainRequest:
             raise ConfigError(f"unknown stage {self.stage!r}; use one of {', '.join(KINDS)}")
         if self.num_processes < 1:
             raise ConfigError("--num-processes must be at least 1")
+        if self.num_processes > 1 and self.stage in ("ppo", "generate"):
+            raise ConfigError(f"{self.stage} runs in one process; drop --num-processes "
+                              "(use grpo for multi-process RL)")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
 
@@ -264,7 +272,7 @@ class JobManager:
         cmd = [self.python, "-m", "training", request.stage, "--run-dir", str(run_dir)]
         if request.num_processes > 1:
             cmd = [self.python, "-m", "accelerate.commands.launch", "--config_file",
-                   str(ACCELERATE_CONFIG), "--num_processes", str(request.num_processes),
+                   str(accelerate_config()), "--num_processes", str(request.num_processes),
                    "-m", "training", request.stage, "--run-dir", str(run_dir)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}

@@ -1,0 +1,140 @@
+"""Training commands: train, runs, generate (thin layer over `training.jobs`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from app.cli_common import db_option, emit, json_option, open_store
+from data.errors import ConfigError, TrainingError
+from training.jobs import STAGES, JobManager, TrainRequest
+
+
+def _overrides(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set beta=0.2")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _run_blocking(db: str, out: str | None, request: TrainRequest, as_json: bool) -> dict[str, Any]:
+    with open_store(db) as store:
+        manager = JobManager(store, out)
+        run_id = manager.submit(request)
+        seen = {"step": -1}
+
+        def progress(status: dict[str, Any]) -> None:
+            step = (status.get("progress") or {}).get("step")
+            if not as_json and step is not None and step != seen["step"]:
+                seen["step"] = step
+                total = (status.get("progress") or {}).get("max_steps") or "?"
+                click.echo(f"{run_id}: {status['status']} step {step}/{total}", err=True)
+
+        try:
+            final = manager.wait(run_id, on_progress=progress)
+        except KeyboardInterrupt:
+            manager.cancel(run_id)
+            raise click.exceptions.Abort() from None
+        finally:
+            manager.close()
+    result = {k: final.get(k) for k in ("run_id", "kind", "status", "promoted", "artifact_path",
+                                        "run_dir", "metrics")}
+    if final["status"] != "succeeded":
+        if as_json:
+            emit({**result, "log_tail": final.get("log_tail")}, True)
+        raise TrainingError(
+            f"run {run_id} {final['status']}; log tail:\n{final.get('log_tail') or '(empty)'}\n"
+            f"full log: {final['run_dir']}/train.log")
+    return result
+
+
+def _summary(result: dict[str, Any]) -> str:
+    metrics = result.get("metrics") or {}
+    keys = ("steps", "train_loss", "heldout_accuracy", "final_reward", "ref_forward_pairs",
+            "ref_cached_pairs", "new_pairs", "wall_s")
+    shown = ", ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                      for k in keys if metrics.get(k) is not None)
+    promoted = " (promoted)" if result.get("promoted") else ""
+    return f"{result['run_id']} {result['status']}{promoted}: {shown}\nartifact: {result['artifact_path']}"
+
+
+@click.command("train")
+@click.argument("stage", type=click.Choice(STAGES))
+@db_option
+@click.option("--policy", default=None,
+              help="Base policy: a Hugging Face id or local folder. Default: the latest promoted SFT "
+                   "model, else the embedded tiny GPT-2-shaped policy.")
+@click.option("--out", default=None, help="Folder for run folders. Default: runs/ next to the store.")
+@click.option("--incremental", is_flag=True,
+              help="Warm start from the last promoted run of this stage; train on new labels plus a "
+                   "replay sample; promote only if held-out accuracy does not drop.")
+@click.option("--max-steps", type=int, default=None, help="Cap on optimizer steps (PPO: updates).")
+@click.option("--num-processes", type=int, default=1, show_default=True,
+              help="Processes for `accelerate launch` (DDP; gloo on CPU).")
+@click.option("--reward", default=None,
+              help="PPO/GRPO reward: 'rm' (latest promoted reward model) or an ensemble artifact folder.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Stage setting, e.g. --set beta=0.2 --set lora_r=8 (see training/<stage>.py).")
+@json_option
+def train_command(stage: str, db: str, policy: str | None, out: str | None, incremental: bool,
+                  max_steps: int | None, num_processes: int, reward: str | None,
+                  settings: tuple[str, ...], as_json: bool) -> None:
+    """Train STAGE (sft, rm, dpo, ppo, grpo) in a background process and wait for it."""
+    request = TrainRequest(stage, policy=policy, incremental=incremental, max_steps=max_steps,
+                           num_processes=num_processes, reward=reward, overrides=_overrides(settings))
+    emit(_run_blocking(db, out, request, as_json), as_json, _summary)
+
+
+@click.command("runs")
+@db_option
+@click.option("--limit", type=int, default=20, show_default=True, help="Most recent runs to list.")
+@json_option
+def runs_command(db: str, limit: int, as_json: bool) -> None:
+    """List training and generation runs, newest first."""
+    with open_store(db) as store:
+        manager = JobManager(store)
+        rows = manager.runs(limit)
+        manager.close()
+    if as_json:
+        emit({"runs": rows}, True)
+        return
+    if not rows:
+        click.echo("no runs yet; start one with `prefloop train sft`")
+    for row in rows:
+        metrics = row.get("metrics") or {}
+        acc = metrics.get("heldout_accuracy")
+        extra = f" heldout_accuracy={acc:.3f}" if isinstance(acc, float) else ""
+        click.echo(f"{row['run_id']}  {row['status']:<9} {'promoted' if row['promoted'] else '':<8}"
+                   f"{extra}  {row['artifact_path'] or ''}")
+
+
+@click.command("generate")
+@db_option
+@click.option("--policy", default="latest", show_default=True,
+              help="'latest' (the last promoted policy run) or a Hugging Face id / local folder.")
+@click.option("--prompts", default="all", show_default=True,
+              help="all, unlabelled (prompts with no labelled pair), or a .txt/.jsonl file of prompts.")
+@click.option("--n", "n", type=int, default=2, show_default=True, help="Responses sampled per prompt.")
+@click.option("--max-new-tokens", type=int, default=48, show_default=True, help="Tokens per response.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature.")
+@click.option("--out", default=None, help="Folder for run folders. Default: runs/ next to the store.")
+@json_option
+def generate_command(db: str, policy: str, prompts: str, n: int, max_new_tokens: int,
+                     temperature: float, out: str | None, as_json: bool) -> None:
+    """Sample responses from a policy for the store's prompts and store them as new pairs."""
+    if n < 2:
+        raise ConfigError("--n must be at least 2 to form pairs")
+    request = TrainRequest("generate", policy=policy, prompts=prompts, overrides={
+        "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature})
+    emit(_run_blocking(db, out, request, as_json), as_json, _summary)
+
+
+COMMANDS: list[click.Command] = [train_command, runs_command, generate_command]
