@@ -1,0 +1,191 @@
+"""The app in real Chromium (Playwright): login, keyboard labelling, undo, XSS, roles, two annotators.
+
+Needs /usr/bin/chromium (Debian `chromium`; `scripts/ensure-chromium.sh` installs it);
+skipped cleanly without it. Screenshots of every tab go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.conftest import PASSWORDS, Served, serve_store, stop
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (scripts/ensure-chromium.sh)"),
+]
+
+# Records anything a payload could do: window.__xss, alert/confirm/prompt dialogs.
+WATCH_XSS = "window.__dialogs = []; for (const f of ['alert', 'confirm', 'prompt']) " \
+            "{ window[f] = (m) => { window.__dialogs.push(String(m)); }; }"
+
+
+@pytest.fixture(scope="module")
+def served_xss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    running = serve_store(tmp_path_factory.mktemp("browser"), n=24, xss_every=1)
+    yield running
+    stop(running)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(WATCH_XSS)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(served.url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(PASSWORDS[user])
+    page.get_by_role("button", name="Login").click()
+    page.locator("#btn-a").wait_for(state="visible", timeout=30_000)
+    wait_for_pair(page)
+    return context, page, dialogs
+
+
+def shown_prompt(page: Any) -> str:
+    return page.locator("#prompt").inner_text()
+
+
+def wait_for_pair(page: Any, mine_today: int | None = None) -> str:
+    """Wait until the page shows a pair (and, if given, my label count); return the prompt text."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#progress")).to_contain_text("queue left", timeout=15_000)
+    if mine_today is not None:
+        expect(page.locator("#progress")).to_contain_text(f"today: {mine_today} ", timeout=15_000)
+    expect(page.locator("#prompt")).to_contain_text(re.compile("question", re.I), timeout=15_000)
+    page.wait_for_timeout(100)  # let the Markdown finish rendering before reading it
+    return shown_prompt(page)
+
+
+def save(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_script_ran(page: Any, dialogs: list[str]) -> None:
+    assert page.evaluate("window.__xss") is None
+    assert page.evaluate("window.__dialogs") == []
+    assert dialogs == []
+
+
+def test_keyboard_labelling_undo_and_xss(browser: Any, served_xss: Served) -> None:
+    context, page, dialogs = login(browser, served_xss, "ann1")
+    # the payload is on screen, as text
+    assert "XSS check" in page.locator("#response-a").inner_text() + page.locator("#response-b").inner_text()
+    assert page.locator("#response-a script, #response-b script, #response-a img, #response-b img").count() == 0
+    seen = []
+    prompt = shown_prompt(page)
+    for count, key in enumerate(["1", "2", "3", "4", "1"], start=1):
+        seen.append(prompt)
+        page.keyboard.press(key)
+        prompt = wait_for_pair(page, count)
+    save(page, "annotate")
+    labels = served_xss.store.labels("AND who = 'ann1' AND source = 'human'")
+    assert len(labels) == 5
+    stored_prompts = {served_xss.store.get_pair(x["pair_id"]).messages[-1]["content"].replace("**", "")
+                      for x in labels}
+    assert all(any(p_text in shown for shown in seen) for p_text in stored_prompts)
+    # typing in the rationale box does not trigger shortcuts
+    page.locator("#rationale textarea").fill("1234 s u")
+    assert len(served_xss.store.labels("AND who = 'ann1'")) == 5
+    page.keyboard.press("Escape")
+    page.locator("#progress").click()
+    page.keyboard.press("u")
+    wait_for_pair(page, 4)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#status")).to_contain_text("Undone")
+    assert len(served_xss.store.labels("AND who = 'ann1'")) == 4
+    assert shown_prompt(page) == seen[-1]  # the undone pair is back
+    links = page.locator("#response-a a, #response-b a")
+    for index in range(links.count()):
+        href = links.nth(index).get_attribute("href") or ""
+        assert not href.strip().lower().startswith("javascript:"), href
+        links.nth(index).click(modifiers=[], no_wait_after=True)
+    assert_no_script_ran(page, dialogs)
+    context.close()
+
+
+def test_annotator_cannot_start_training_through_the_api(browser: Any, served_xss: Served) -> None:
+    context, page, dialogs = login(browser, served_xss, "ann2")
+    result = page.evaluate(
+        """async () => {
+            const start = await fetch('/gradio_api/call/train_start', {method: 'POST',
+                headers: {'Content-Type': 'application/json'}, body: JSON.stringify({data: ['dpo']})});
+            const {event_id} = await start.json();
+            const stream = await fetch('/gradio_api/call/train_start/' + event_id);
+            return await stream.text();
+        }"""
+    )
+    assert "event: error" in result and "needs an admin" in result
+    assert served_xss.store.count("runs") == 0
+    # the admin tabs are not shown to annotators
+    assert page.get_by_role("tab", name="Train").count() == 0
+    context.close()
+
+
+def test_two_annotators_never_get_the_same_pair(browser: Any, served_xss: Served) -> None:
+    one, page1, _ = login(browser, served_xss, "ann1")
+    two, page2, _ = login(browser, served_xss, "ann2")
+    prompts = {1: shown_prompt(page1), 2: shown_prompt(page2)}
+    assert prompts[1] != prompts[2]
+    done = {n: served_xss.store.scalar(
+        "SELECT count(*) FROM labels WHERE who = ? AND retracted_at IS NULL", [f"ann{n}"]) for n in (1, 2)}
+    for _ in range(3):
+        for page, n in ((page1, 1), (page2, 2)):
+            page.keyboard.press("1")
+            done[n] += 1
+            prompts[n] = wait_for_pair(page, done[n])
+            assert prompts[1] != prompts[2]
+    rows = served_xss.store.query(
+        "SELECT pair_id, count(*) FROM labels WHERE source = 'human' AND retracted_at IS NULL GROUP BY 1")
+    assert all(count == 1 for _, count in rows)
+    leases = served_xss.store.query("SELECT pair_id, annotator FROM leases WHERE expires_at > now()::TIMESTAMP")
+    assert len({p for p, _ in leases}) == len(leases)
+    one.close()
+    two.close()
+
+
+def test_admin_tabs_render_and_screenshots(browser: Any, served_xss: Served) -> None:
+    from playwright.sync_api import expect
+
+    context, page, dialogs = login(browser, served_xss, "boss")
+    save(page, "annotate-admin")
+    for tab, ready in [("Judge", "Judge queue"), ("Train", "No runs yet"), ("Dashboard", None), ("Data", None)]:
+        page.get_by_role("tab", name=tab).click()
+        if tab == "Dashboard":
+            page.locator("#btn-dashboard").click()
+            expect(page.get_by_text("Krippendorff")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)  # plots draw after the table
+        elif ready:
+            expect(page.get_by_text(ready).first).to_be_visible(timeout=15_000)
+        save(page, tab.lower())
+    assert_no_script_ran(page, dialogs)
+    context.close()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name in ("annotate", "judge", "train", "dashboard", "data"):
+        shutil.copy(ARTIFACTS / f"{name}.png", SCREENSHOTS / f"{name}.png")
+    (ARTIFACTS / "screenshots.json").write_text(json.dumps(sorted(p.name for p in ARTIFACTS.glob("*.png"))))
