@@ -167,16 +167,17 @@ def submit_human_label(
     """
     verdict = {"a": "b", "b": "a"}.get(verdict_shown, verdict_shown) if swapped else verdict_shown
     with store.transaction() as cur:
-        lease = cur.execute(
-            "SELECT annotator, expires_at > now()::TIMESTAMP FROM leases WHERE pair_id = ?", [pair_id]
-        ).fetchall()
-        if lease and lease[0][0] != annotator and lease[0][1]:
+        lease_holder, already = cur.execute(
+            """
+            SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who
+                      AND expires_at > now()::TIMESTAMP),
+                   EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human'
+                           AND who = $who AND retracted_at IS NULL)
+            """,
+            {"pair": pair_id, "who": annotator},
+        ).fetchall()[0]
+        if lease_holder is not None:
             raise StoreError(f"pair {pair_id} is leased to another annotator; ask for the next pair")
-        already = cur.execute(
-            "SELECT 1 FROM labels WHERE pair_id = ? AND source = 'human' AND who = ? "
-            "AND retracted_at IS NULL",
-            [pair_id, annotator],
-        ).fetchall()
         if already:
             raise StoreError(f"{annotator} has already labelled pair {pair_id}")
         label_id = store.add_label(

@@ -242,20 +242,23 @@ class PreferenceStore:
                     pair_id, source=source, who=who, verdict=verdict, confidence=confidence,
                     rationale=rationale, swapped=swapped, round=round, meta=meta, cursor=cur,
                 )
-        if not cursor.execute("SELECT 1 FROM pairs WHERE pair_id = ?", [pair_id]).fetchall():
-            raise StoreError(f"cannot label unknown pair {pair_id!r}")
+        # One statement checks the pair exists and fills the round, for fast writes under load.
         row = cursor.execute(
             """
             INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped,
                                 round, meta)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING label_id
+            SELECT pair_id, ?, ?, ?, ?, ?, ?,
+                   coalesce(?, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0), ?
+            FROM pairs WHERE pair_id = ?
+            RETURNING label_id
             """,
             [
-                pair_id, source, who, verdict, confidence, rationale, swapped,
-                self.current_round() if round is None else round,
-                None if meta is None else json.dumps(meta),
+                source, who, verdict, confidence, rationale, swapped, round,
+                None if meta is None else json.dumps(meta), pair_id,
             ],
         ).fetchall()
+        if not row:
+            raise StoreError(f"cannot label unknown pair {pair_id!r}")
         if source == "human":
             cursor.execute(
                 "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?", [pair_id]
