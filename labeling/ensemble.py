@@ -37,6 +37,9 @@ class EnsembleConfig:
     steps: int = 100  # LBFGS iterations (linear) or Adam steps (mlp)
     lr: float = 0.01  # Adam learning rate (mlp)
     seed: int = 0  # bootstrap resamples and initialisation
+    threads: int | None = (
+        1  # torch threads while fitting (small problems run fastest on one); None: leave
+    )
 
     def check(self) -> EnsembleConfig:
         if self.head not in HEADS:
@@ -167,6 +170,25 @@ def fit_ensemble(
     import torch
 
     config.check()
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(xa, xb, y, config, mu, sigma)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    xa: np.ndarray,
+    xb: np.ndarray,
+    y: np.ndarray,
+    config: EnsembleConfig,
+    mu: np.ndarray | None,
+    sigma: np.ndarray | None,
+) -> tuple[RewardEnsemble, dict[str, float]]:
+    import torch
+
     n, dim = xa.shape
     if n == 0:
         raise ConfigError("no labelled pairs to fit the ensemble on; label some pairs first")
