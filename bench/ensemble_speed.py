@@ -80,6 +80,16 @@ def main() -> None:
         result[f"{head}_k8_seconds"] = round(t8, 4)
         result[f"{head}_k8_over_k1"] = round(t8 / t1, 3)
 
+    # fitting K = 8 linear heads on 10k labelled pairs (Bradley-Terry, LBFGS, one thread)
+    fit_rng = np.random.default_rng(1)
+    w_true = fit_rng.normal(size=dim) / np.sqrt(dim)
+    fa, fb = xa[:10_000], xb[:10_000]
+    fy = (fit_rng.random(10_000) < 1 / (1 + np.exp(-(fa - fb) @ w_true))).astype(np.float32)
+    fit_ensemble(fa[:100], fb[:100], fy[:100], EnsembleConfig(members=8, steps=5))  # warm up torch
+    start = time.perf_counter()
+    fit_ensemble(fa, fb, fy, EnsembleConfig(members=8))
+    result["fit_10k_pairs_k8_seconds"] = round(time.perf_counter() - start, 2)
+
     # re-encoding rate on real texts, joint (prompt + response) and response alone
     rows = []
     with gzip.open(HH, "rt") as handle:
