@@ -51,6 +51,10 @@ class HFBackend:
             raise JudgeError(
                 f"--backend hf needs torch and transformers ({exc}); pip install prefloop"
             ) from None
+        if not self.config.progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(model)
             lm = AutoModelForCausalLM.from_pretrained(model)

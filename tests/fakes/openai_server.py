@@ -210,7 +210,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
-    disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stall
+    disable_nagle_algorithm = (
+        True  # headers and body go in separate writes: no 40 ms delayed-ACK stall
+    )
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

@@ -22,8 +22,17 @@ from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-prefloop-test-SECRET-7f3a9c"
-CONTRACT_KEYS = ["judged", "labels", "failed", "inconsistent", "calls", "cache_hits", "prompt_tokens",
-                 "completion_tokens", "cost_usd"]
+CONTRACT_KEYS = [
+    "judged",
+    "labels",
+    "failed",
+    "inconsistent",
+    "calls",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+]
 
 
 def new_store(path: Path, n: int) -> list[str]:
@@ -32,20 +41,42 @@ def new_store(path: Path, n: int) -> list[str]:
 
 
 def judge(db: Path, url: str, *extra: str) -> dict:
-    result = CliRunner().invoke(cli, ["judge", "--db", str(db), "--base-url", url, "--model", "judge-m",
-                                      "--timeout", "2", "--max-retries", "1", "--json", *extra])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "judge",
+            "--db",
+            str(db),
+            "--base-url",
+            url,
+            "--model",
+            "judge-m",
+            "--timeout",
+            "2",
+            "--max-retries",
+            "1",
+            "--json",
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    return json.loads(result.output.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_cli_contract_and_prices(store_path: Path, fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_cli_contract_and_prices(
+    store_path: Path, fake_openai: FakeOpenAIServer, tmp_path: Path
+) -> None:
     new_store(store_path, 4)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"judge-m": {"prompt": 1.0, "completion": 4.0}}))
-    out = judge(store_path, fake_openai.url, "--swap", "--concurrency", "2", "--prices", str(prices))
+    out = judge(
+        store_path, fake_openai.url, "--swap", "--concurrency", "2", "--prices", str(prices)
+    )
     assert list(out)[: len(CONTRACT_KEYS)] == CONTRACT_KEYS
     assert (out["judged"], out["labels"], out["calls"], out["failed"]) == (4, 4, 8, 0)
-    assert out["cost_usd"] == pytest.approx((out["prompt_tokens"] * 1.0 + out["completion_tokens"] * 4.0) / 1e6)
+    assert out["cost_usd"] == pytest.approx(
+        (out["prompt_tokens"] * 1.0 + out["completion_tokens"] * 4.0) / 1e6
+    )
     again = judge(store_path, fake_openai.url, "--swap")
     assert again["calls"] == 0 and fake_openai.request_count == 8
 
@@ -53,8 +84,13 @@ def test_cli_contract_and_prices(store_path: Path, fake_openai: FakeOpenAIServer
 def test_cli_errors_name_the_fix(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     new_store(store_path, 1)
-    result = subprocess.run([sys.executable, "-m", "app", "judge", "--db", str(store_path), "--model", "m"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "judge", "--db", str(store_path), "--model", "m"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "pass --base-url URL" in result.stderr and "OPENAI_BASE_URL" in result.stderr
     for command in ("judge", "judge-report"):
@@ -62,12 +98,17 @@ def test_cli_errors_name_the_fix(store_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_api_key_never_reaches_store_logs_or_exports(
-    store_path: Path, fake_openai: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    store_path: Path,
+    fake_openai: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     new_store(store_path, 3)
-    fake_openai.push(Reply.rate_limited(0.05), Reply(text="no idea"))  # exercise retry and repair paths
+    fake_openai.push(
+        Reply.rate_limited(0.05), Reply(text="no idea")
+    )  # exercise retry and repair paths
     with caplog.at_level(logging.DEBUG):
         out = judge(store_path, fake_openai.url, "--swap")
         export = tmp_path / "export.jsonl"
@@ -90,9 +131,25 @@ def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> No
     with FakeOpenAIServer(prefers_good, latency=0.05) as server:
         env = {**os.environ, "OPENAI_API_KEY": "sk-x"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "judge", "--db", str(store_path), "--base-url", server.url,
-             "--model", "judge-m", "--concurrency", "2", "--json"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "judge",
+                "--db",
+                str(store_path),
+                "--base-url",
+                server.url,
+                "--model",
+                "judge-m",
+                "--concurrency",
+                "2",
+                "--json",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while server.completed < 30 and time.monotonic() < deadline and process.poll() is None:
@@ -108,8 +165,16 @@ def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> No
             from judges.batch import run_batch
             from judges.config import JudgeConfig
 
-            report = run_batch(store, JudgeConfig(models=("judge-m",), base_url=server.url, concurrency=4,
-                                                  progress=False, timeout=2))
+            report = run_batch(
+                store,
+                JudgeConfig(
+                    models=("judge-m",),
+                    base_url=server.url,
+                    concurrency=4,
+                    progress=False,
+                    timeout=2,
+                ),
+            )
             assert report.calls == total - done == server.request_count  # only the missing units
             assert store.scalar("SELECT count(*) FROM judgements") == total
             assert len(store.labels("AND source = 'judge'")) == total
@@ -120,7 +185,9 @@ def test_agreement_report(store: PreferenceStore, fake_openai: FakeOpenAIServer)
     from judges.batch import run_batch
     from judges.config import JudgeConfig
 
-    run_batch(store, JudgeConfig(models=("judge-m",), base_url=fake_openai.url, swap=True, progress=False))
+    run_batch(
+        store, JudgeConfig(models=("judge-m",), base_url=fake_openai.url, swap=True, progress=False)
+    )
     for i, pair_id in enumerate(pair_ids):  # people agree with the judge on 4 of 6 pairs
         good = good_side(store, pair_id)
         verdict = good if i < 4 else {"a": "b", "b": "a"}[good]
@@ -131,7 +198,9 @@ def test_agreement_report(store: PreferenceStore, fake_openai: FakeOpenAIServer)
     assert judge_row["vs_reference"]["accuracy"] == pytest.approx(4 / 6)
     assert judge_row["prefers_longer"] == 1.0  # the GOOD answers are the longer ones
     (model_row,) = report["models"]
-    assert model_row["position_consistency"] == 1.0 and model_row["first_position_rate"] == pytest.approx(0.5)
+    assert model_row["position_consistency"] == 1.0 and model_row[
+        "first_position_rate"
+    ] == pytest.approx(0.5)
 
 
 def test_cohen_kappa_values() -> None:
