@@ -44,3 +44,32 @@ def jobs(labelled_store, tmp_path: Path) -> Iterator:
         if run["status"] in ("queued", "running"):
             manager.cancel(run["run_id"])
     manager.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory, hh_path_session) -> Path:
+    """A tiny GPT-2 + BPE folder built once per session (a fixed reference for cache tests)."""
+    import json
+
+    from training.common import StageConfig, build_tiny_policy
+
+    texts = []
+    with gzip.open(hh_path_session, "rt", encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            if i >= 200:
+                break
+            row = json.loads(line)
+            texts += [row["chosen"], row["rejected"]]
+    out = tmp_path_factory.mktemp("tiny") / "policy"
+    cfg = StageConfig(**{k: v for k, v in TINY.items() if k.startswith("tiny_")})
+    build_tiny_policy(texts, out, cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hh_path_session() -> Path:
+    from tests.conftest import HH_HELPFUL_BASE
+
+    if not HH_HELPFUL_BASE.exists():
+        pytest.skip(f"{HH_HELPFUL_BASE} is not present (shared data)")
+    return HH_HELPFUL_BASE
