@@ -42,6 +42,10 @@ CSS = """
 .response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px; min-height: 120px; }
 """
 
+# Annotate events skip Gradio's queue (one HTTP round trip instead of join + event stream);
+# they are short, and the store serialises writes itself.
+FAST: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
+
 VERDICT_BUTTONS = (
     ("a", "A better  [1]", "btn-a", "label_a"),
     ("b", "B better  [2]", "btn-b", "label_b"),
@@ -253,9 +257,9 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
                     api_name="whoami")
         for button, (verdict, _, _, api_name) in zip(verdict_buttons, VERDICT_BUTTONS, strict=True):
             button.click(make_label(verdict), [pair_id, rationale], shown, api_name=api_name,
-                         trigger_mode="once")
-        skip_button.click(skip, [pair_id], shown, api_name="skip", trigger_mode="once")
-        undo_button.click(undo, None, shown, api_name="undo", trigger_mode="once")
+                         trigger_mode="once", **FAST)
+        skip_button.click(skip, [pair_id], shown, api_name="skip", trigger_mode="once", **FAST)
+        undo_button.click(undo, None, shown, api_name="undo", trigger_mode="once", **FAST)
 
         judge_button.click(judge_start, [base_url, model, template, concurrency, limit, swap], judge_md,
                            api_name="judge_start")
