@@ -116,6 +116,7 @@ class JobManager:
 
     def submit(self, request: TrainRequest) -> str:
         """Start the run now, or queue it (merging into a queued run of the same stage)."""
+        stage_config(request.stage, request.overrides)  # bad settings fail here, not in the subprocess
         with self._lock:
             self.tick()
             queued = self.store.query(
@@ -396,6 +397,21 @@ class JobManager:
                 "finished_at = current_timestamp WHERE run_id = ?",
                 [status, log_tail[-4000:], json.dumps(metrics or {}, default=str), artifact, promoted, run_id],
             ).fetchall()
+
+
+_CONFIGS = {"sft": ("training.sft", "SFTStageConfig"), "rm": ("training.reward", "RewardStageConfig"),
+            "dpo": ("training.dpo", "DPOStageConfig"), "ppo": ("training.ppo", "PPOStageConfig"),
+            "grpo": ("training.grpo", "GRPOStageConfig"), "generate": ("training.generate", "GenerateConfig")}
+
+
+def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The stage's frozen config with `overrides` applied (stage modules import torch lazily)."""
+    import importlib
+
+    from training.common import config_from_dict
+
+    module, name = _CONFIGS[stage]
+    return config_from_dict(getattr(importlib.import_module(module), name), dict(overrides or {}))
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

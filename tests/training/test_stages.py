@@ -1,0 +1,81 @@
+"""Every stage runs a few steps on a tiny model and changes its parameters (slow: several runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training.conftest import TINY
+from training.jobs import TrainRequest
+
+
+def make_ensemble(folder: Path, features: list[str], dim: int, members: int = 3, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    (folder / "ensemble.json").write_text(json.dumps({
+        "format": "prefloop-ensemble/1", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+        "max_length": 64, "normalize": True, "features": features, "members": members,
+        "head": "linear", "version": 1,
+    }))
+    np.savez(folder / "ensemble.npz", W=rng.normal(size=(members, dim)).astype(np.float32),
+             b=rng.normal(size=members).astype(np.float32))
+    return folder
+
+
+def run_ok(jobs, request: TrainRequest) -> dict:
+    status = jobs.run(request, timeout=600)
+    assert status["status"] == "succeeded", status["log_tail"]
+    return status
+
+
+@pytest.mark.slow
+def test_rm_then_ppo_with_the_reward_model(jobs, tiny_policy) -> None:
+    rm = run_ok(jobs, TrainRequest("rm", policy=str(tiny_policy), max_steps=3, overrides={**TINY, "eval_every": 0}))
+    assert rm["metrics"]["param_change"] > 0 and rm["promoted"]
+    ppo = run_ok(jobs, TrainRequest("ppo", policy=str(tiny_policy), max_steps=2, reward="rm", overrides={
+        **TINY, "rollout_batch": 4, "minibatch": 2, "ppo_epochs": 2, "max_new_tokens": 8}))
+    assert ppo["config"]["reward"] == rm["artifact_path"]
+    assert ppo["metrics"]["steps"] == 2 and ppo["metrics"]["param_change"] > 0
+    assert (Path(ppo["artifact_path"]) / "value_head.pt").exists()
+    rows = [m for m in jobs.metrics(ppo["run_id"]) if "kl_coef" in m]
+    assert len(rows) == 2 and all(np.isfinite(r["policy_loss"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_ppo_and_grpo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> None:
+    ensemble = make_ensemble(tmp_path / "ens", ["length"], 2)
+    ppo = run_ok(jobs, TrainRequest("ppo", policy=str(tiny_policy), max_steps=2, reward=str(ensemble), overrides={
+        **TINY, "rollout_batch": 4, "minibatch": 4, "ppo_epochs": 1, "max_new_tokens": 8}))
+    assert ppo["metrics"]["param_change"] > 0
+    grpo = run_ok(jobs, TrainRequest("grpo", policy=str(tiny_policy), max_steps=2, reward=str(ensemble), overrides={
+        **TINY, "num_generations": 2, "max_new_tokens": 8}))
+    assert grpo["metrics"]["steps"] == 2 and grpo["metrics"]["param_change"] > 0
+
+
+@pytest.mark.slow
+def test_two_processes_through_accelerate_both_ranks_train(jobs, tiny_policy) -> None:
+    status = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=2, num_processes=2,
+                                       overrides={**TINY, "eval_every": 0}))
+    ranks = sorted((Path(status["run_dir"]) / "ranks").glob("rank-*.json"))
+    reports = [json.loads(p.read_text()) for p in ranks]
+    assert [r["rank"] for r in reports] == [0, 1]
+    assert all(r["world_size"] == 2 and r["steps"] == 2 and r["param_change"] > 0 for r in reports)
+    assert "gloo" in status["log_tail"] or status["metrics"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_cached_reference_values_equal_a_fresh_computation(jobs, labelled_store, tiny_policy) -> None:
+    import pyarrow.parquet as pq
+
+    first = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=1, overrides={**TINY, "eval_every": 0}))
+    fresh = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=1, overrides={
+        **TINY, "eval_every": 0, "cache_reference": False}))
+    assert fresh["metrics"]["ref_forward_pairs"] == first["metrics"]["ref_forward_pairs"]
+    cached = {(p, r): v for p, r, v in labelled_store.query("SELECT prompt_id, response_id, logp FROM ref_logprobs")}
+    recomputed = pq.read_table(Path(fresh["run_dir"]) / "ref_logprobs.parquet").to_pylist()
+    assert len(recomputed) == len(cached)
+    for row in recomputed:
+        assert row["logp"] == pytest.approx(cached[(row["prompt_id"], row["response_id"])], abs=1e-3)
