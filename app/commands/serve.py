@@ -39,6 +39,8 @@ def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
                      help="Allow a non-loopback --host without --auth: everyone on the network is admin."),
         click.option("--lease-seconds", default=600.0, show_default=True, type=float,
                      help="How long a pair stays with one annotator before it returns to the queue."),
+        click.option("--train-max-steps", default=None, type=int,
+                     help="Cap on optimizer steps for runs started from the Train tab (default: the stage's)."),
     ]):
         func = option(func)
     return func
@@ -47,11 +49,13 @@ def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
 @click.command("serve")
 @db_option
 @_server_options
-def serve_command(db: str, host: str, port: int, auth: str | None, insecure: bool, lease_seconds: float) -> None:
+def serve_command(db: str, host: str, port: int, auth: str | None, insecure: bool, lease_seconds: float,
+                  train_max_steps: int | None) -> None:
     """Serve the labelling app (Annotate, Judge, Train, Dashboard, Data) for a store."""
     from app.ui.server import ServeConfig, check_host
 
-    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds)
+    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds,
+                         train_max_steps=train_max_steps)
     check_host(config)  # before opening the store: fail fast
     if not Path(db).exists():
         raise ConfigError(f"{db}: no such store; create one with `prefloop import FILE --db {db}` "
@@ -69,7 +73,8 @@ def serve_command(db: str, host: str, port: int, auth: str | None, insecure: boo
 @click.option("--build-only", is_flag=True, help="Build the demo store, print where it is, and exit.")
 @_server_options
 def demo_command(directory: str | None, no_score: bool, human_budget: int, build_only: bool, host: str,
-                 port: int, auth: str | None, insecure: bool, lease_seconds: float) -> None:
+                 port: int, auth: str | None, insecure: bool, lease_seconds: float,
+                 train_max_steps: int | None) -> None:
     """Build a store from prefloop's demo data, score and route it, and serve it (offline, CPU).
 
     The demo data is 44 prompts with 3-4 responses each; every fourth prompt comes
@@ -80,7 +85,8 @@ def demo_command(directory: str | None, no_score: bool, human_budget: int, build
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, check_host
 
-    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds)
+    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds,
+                         train_max_steps=train_max_steps)
     check_host(config)
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="prefloop-demo-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ class ServeConfig:
     lease_seconds: float = 600.0  # how long a pair stays with one annotator
     rescore_budget: int = 50  # pairs the re-score after a training run sends to humans
     max_threads: int = 64  # Gradio worker threads (concurrent requests)
+    train_max_steps: int | None = None  # cap on optimizer steps of runs started from the Train tab
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +55,8 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
     access = Access(load_users(config.auth) if config.auth else None)
     ctx = AppContext.create(store, access, AnnotateConfig(lease_seconds=config.lease_seconds))
     ctx.rescore_budget = config.rescore_budget
+    if config.train_max_steps is not None:
+        ctx.train_overrides = {stage: {"max_steps": config.train_max_steps} for stage in ("dpo", "rm", "ppo")}
     blocks = build_blocks(ctx)
     blocks.queue(default_concurrency_limit=None)
     return ctx, blocks

@@ -1,0 +1,53 @@
+"""One-click retrain from the Train tab: a real DPO run, live status, then the ensemble re-scores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import free_port, make_users
+
+
+@pytest.mark.slow
+def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
+    pytest.importorskip("training.jobs")
+    pytest.importorskip("labeling.scoring")
+    from gradio_client import Client
+
+    from app.demo_data import build_demo_store
+    from app.ui.server import ServeConfig, launch, make_app
+    from data.store import PreferenceStore
+    from tests.app.conftest import PASSWORDS
+
+    store = PreferenceStore(tmp_path / "demo.duckdb")
+    build_demo_store(store, score=False)  # seed labels; everything else in the human queue
+    config = ServeConfig(port=free_port(), auth=str(make_users(tmp_path / "users.json")), train_max_steps=2)
+    ctx, blocks = make_app(store, config)
+    ctx.runs_root = str(tmp_path / "runs")
+    launch(ctx, blocks, config, block=False)
+    try:
+        admin = Client(f"http://127.0.0.1:{config.port}/", auth=("boss", PASSWORDS["boss"]), verbose=False)
+        assert "Submitted" in admin.predict("dpo", api_name="/train_start")
+        deadline = time.monotonic() + 300
+        md = ""
+        while time.monotonic() < deadline:
+            md, _plot, history = admin.predict(api_name="/train_status")
+            if "**succeeded**" in md or "**failed**" in md:
+                break
+            time.sleep(1)
+        assert "**succeeded**" in md, md
+        assert history["data"][0][1] == "dpo"
+        # the run watcher re-scores the ensemble and routes the queue, without a restart
+        while time.monotonic() < deadline and store.scalar("SELECT count(*) FROM ensembles") == 0:
+            time.sleep(1)
+        assert store.scalar("SELECT count(*) FROM ensembles") == 1
+        while time.monotonic() < deadline and "Re-score after the run**: done" not in md:
+            md = admin.predict(api_name="/train_status")[0]
+            time.sleep(1)
+        assert "Re-score after the run**: done" in md, md
+    finally:
+        blocks.close()
+        ctx.close()
+        store.close()
