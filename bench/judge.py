@@ -100,9 +100,9 @@ def run(
         max_retries=2,
     )
     with PreferenceStore(store_path) as store:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = run_batch(store, config)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "concurrency": concurrency,
         "swap": swap,
@@ -111,6 +111,7 @@ def run(
         "labels": report.labels,
         "failed": report.failed,
         "seconds": round(seconds, 3),
+        "client_cpu_s": round(cpu, 3),
         "pairs_per_s": round(report.judged / seconds, 2) if report.judged else None,
         "store": str(store_path),
     }

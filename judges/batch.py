@@ -171,9 +171,12 @@ async def _judge_all(
                 _account(report, outcome, config)
                 buffer.append(outcome)
                 bar.update(1)
-                if len(buffer) >= config.flush_every or time.monotonic() - last_flush > 1.0:
-                    if pending is not None:
-                        await pending
+                if pending is not None and pending.done():
+                    pending.result()  # a failed commit stops the batch here
+                    pending = None
+                # while a commit is running, results pile up and go in the next, larger one
+                due = len(buffer) >= config.flush_every or time.monotonic() - last_flush > 1.0
+                if pending is None and due:
                     pending = loop.run_in_executor(pool, writer.commit, buffer)
                     buffer = []
                     last_flush = time.monotonic()
