@@ -62,6 +62,7 @@ class BatchReport:
     cost_usd: float = 0.0
     units: int = 0
     ensemble_disagreements: int = 0
+    retracted: int = 0  # earlier labels of this judge that the new judgements contradict
     template_hash: str = ""
     batch_id: str = ""
     logprobs: bool = True
@@ -122,6 +123,7 @@ def run_batch(
     report.labels = writer.labels
     report.inconsistent = writer.inconsistent
     report.ensemble_disagreements = writer.ensemble_disagreements
+    report.retracted = writer.retracted
     report.logprobs = backend.logprobs_enabled
     report.seconds = time.perf_counter() - started
     return report

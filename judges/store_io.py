@@ -168,6 +168,7 @@ class Writer:
         self.round = store.current_round()
         self.ensemble_version = store.scalar("SELECT max(version) FROM scores")
         self.labels = 0
+        self.retracted = 0
         self.judged = 0
         self.inconsistent = 0
         self.ensemble_disagreements = 0
@@ -266,14 +267,14 @@ class Writer:
                 "AND j.model IN (SELECT unnest(?::VARCHAR[]))",
                 [self.template_hash, list(self.models)],
             ).fetchall()
-            labelled = {
-                r[0]
-                for r in cur.execute(
-                    "SELECT l.pair_id FROM labels l JOIN _finished USING (pair_id) WHERE l.source = 'judge' "
-                    "AND l.who = ? AND l.retracted_at IS NULL AND json_extract_string(l.meta, '$.template_hash') = ?",
-                    [self.who, self.template_hash],
-                ).fetchall()
-            }
+            labelled: dict[str, list[tuple[int, str]]] = {}
+            for pair_id, label_id, verdict in cur.execute(
+                "SELECT l.pair_id, l.label_id, l.verdict FROM labels l JOIN _finished USING (pair_id) "
+                "WHERE l.source = 'judge' AND l.who = ? AND l.retracted_at IS NULL "
+                "AND json_extract_string(l.meta, '$.template_hash') = ?",
+                [self.who, self.template_hash],
+            ).fetchall():
+                labelled.setdefault(pair_id, []).append((label_id, verdict))
             scores = {}
             if self.ensemble_version is not None:
                 scores = dict(
@@ -289,6 +290,7 @@ class Writer:
             by_pair[pair_id].append(JudgementRow(model, order, status, verdict, p_a))
         labels: dict[str, list[Any]] = {k: [] for k in ("pair_id", "verdict", "confidence", "meta")}
         flags: dict[tuple[str, str], str] = {}
+        retract: list[int] = []
         for pair_id, judged in by_pair.items():
             self.judged += 1
             decision = decide(judged, self.models, self.orders)
@@ -301,9 +303,13 @@ class Writer:
                 flags[(pair_id, "judge_panel_split")] = json.dumps(
                     {"template_hash": self.template_hash, "votes": decision.votes}
                 )
+            # an earlier label of this judge that the new evidence contradicts (e.g. a one-order
+            # label that --swap shows to be position bias) is retracted, kept for audit
+            stale = [i for i, verdict in labelled.get(pair_id, []) if verdict != decision.verdict]
+            retract += stale
             if decision.verdict is None:
                 continue
-            if pair_id not in labelled:
+            if len(stale) == len(labelled.get(pair_id, [])):
                 meta = {
                     "template_hash": self.template_hash,
                     "batch_id": self.batch_id,
@@ -329,6 +335,13 @@ class Writer:
                         "template_hash": self.template_hash,
                     }
                 )
+        if retract:
+            cur.execute(
+                "UPDATE labels SET retracted_at = current_timestamp "
+                "WHERE label_id IN (SELECT unnest(?::BIGINT[]))",
+                [retract],
+            ).fetchall()
+            self.retracted += len(retract)
         if labels["pair_id"]:
             n = len(labels["pair_id"])
             _insert(

@@ -262,3 +262,14 @@ def test_cost_from_price_table(store: PreferenceStore) -> None:
         )
     assert report.prompt_tokens == 3000 and report.completion_tokens == 3
     assert report.cost_usd == pytest.approx((3000 * 2.0 + 3 * 10.0) / 1e6)
+
+
+def test_swap_after_a_one_order_run_retracts_the_biased_label(store: PreferenceStore) -> None:
+    make_pairs(store, 3)
+    with FakeOpenAIServer(always("A")) as server:
+        first = run_batch(store, config(server))
+        assert first.labels == 3  # one order: a position-biased judge looks decisive
+        swapped = run_batch(store, config(server, swap=True))
+    assert (swapped.calls, swapped.inconsistent, swapped.labels, swapped.retracted) == (3, 3, 0, 3)
+    assert store.labels("AND source = 'judge'") == []  # retracted, kept for audit
+    assert store.scalar("SELECT count(*) FROM labels WHERE retracted_at IS NOT NULL") == 3
