@@ -28,11 +28,11 @@ from judges.store_io import (
     ORDERS_SWAP,
     Outcome,
     Unit,
-    Writer,
     cache_key,
     prefetch_cache,
     select_work,
 )
+from judges.writer import Writer
 
 
 class Backend(Protocol):
