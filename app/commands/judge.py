@@ -149,12 +149,22 @@ def judge_command(
 
 
 def _summary(r: dict[str, object]) -> str:
+    if not r["units"]:
+        return (
+            "nothing to judge: no pair in the judge queue lacks a judgement from this model and "
+            "template (route pairs to the judge queue, or pass --all-unlabelled or --retry-failed)"
+        )
+    cost = f", ${r['cost_usd']}" if r["cost_usd"] else ""
     lines = [
         f"judged {r['judged']} pairs: {r['labels']} labels, {r['failed']} failed judgements, "
         f"{r['inconsistent']} inconsistent (flagged for humans)",
         f"{r['calls']} calls, {r['cache_hits']} cache hits, {r['prompt_tokens']} prompt + "
-        f"{r['completion_tokens']} completion tokens, ${r['cost_usd']}",
+        f"{r['completion_tokens']} completion tokens{cost}",
     ]
+    if r["retracted"]:
+        lines.append(
+            f"{r['retracted']} earlier labels of this judge were contradicted and retracted"
+        )
     if not r["logprobs"]:
         lines.append(
             "the endpoint gave no logprobs: verdicts were parsed from text, confidences left empty"

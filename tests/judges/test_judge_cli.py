@@ -208,3 +208,12 @@ def test_cohen_kappa_values() -> None:
     assert cohen_kappa(["a", "a", "b", "b"], ["a", "b", "a", "b"]) == 0.0
     assert cohen_kappa(["a", "a"], ["a", "a"]) is None
     assert cohen_kappa([], []) is None
+
+
+def test_human_summary(store_path: Path, fake_openai: FakeOpenAIServer) -> None:
+    new_store(store_path, 2)
+    args = ["judge", "--db", str(store_path), "--base-url", fake_openai.url, "--model", "m"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "judged 2 pairs: 2 labels" in first.stdout
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "nothing to judge" in again.stdout
