@@ -207,6 +207,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512  # many concurrent connects at start-up must not hit the backlog
     fake: FakeOpenAIServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that vanish mid-request (killed batches, timeouts) are expected; stay quiet."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do

@@ -169,7 +169,7 @@ def test_missing_logprobs_fall_back_to_text(store: PreferenceStore) -> None:
 
 def test_concurrency_limit_holds(store: PreferenceStore) -> None:
     make_pairs(store, 16)
-    with FakeOpenAIServer(prefers_good, latency=0.05) as server:
+    with FakeOpenAIServer(prefers_good, latency=0.1) as server:
         report = run_batch(store, config(server, concurrency=3))
         assert server.max_in_flight == 3  # reached, never exceeded
     assert report.labels == 16

@@ -126,7 +126,7 @@ def test_api_key_never_reaches_store_logs_or_exports(
 
 
 def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> None:
-    total = 40
+    total = 60
     new_store(store_path, total)
     with FakeOpenAIServer(prefers_good, latency=0.05) as server:
         env = {**os.environ, "OPENAI_API_KEY": "sk-x"}
@@ -152,7 +152,19 @@ def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> No
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
-        while server.completed < 30 and time.monotonic() < deadline and process.poll() is None:
+        wal = Path(f"{store_path}.wal")
+
+        def wal_size() -> int:
+            return wal.stat().st_size if wal.exists() else 0
+
+        while server.request_count == 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        before_calls = wal_size()  # the batch's own set-up writes happen before its first call
+        while (
+            not (wal_size() > before_calls and server.completed >= 10)  # a writer commit landed
+            and time.monotonic() < deadline
+            and process.poll() is None
+        ):
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
