@@ -14,6 +14,9 @@ too: `Reply.rate_limited(retry_after=0.2)`, `Reply.server_error()`, `Reply.slow(
 no verdict. The server counts in-flight requests (`in_flight`, `max_in_flight`) and
 logs every request (`requests`), so tests can assert retries, concurrency and caching.
 
+As a pytest fixture: `from tests.fakes.fixtures import fake_openai_server` in a conftest.
+A fixed `latency` (seconds before every answer) serves benchmarks.
+
 Run it standalone (the benchmark does, to keep the server off the client's GIL):
 
     python -m tests.fakes.openai_server --latency 0.1 --answer A

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.fixtures import fake_openai_server  # noqa: F401 - the fixture other suites import
 from tests.fakes.openai_server import FakeOpenAIServer, Reply, always
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +83,9 @@ def test_standalone_process_reports_counts() -> None:
     finally:
         process.stdin.close()
         process.wait(timeout=10)
+
+
+def test_shared_fixture_answers_a(fake_openai_server: FakeOpenAIServer) -> None:  # noqa: F811
+    fake_openai_server.push(Reply(text="B"))
+    assert post(fake_openai_server.url, BODY)[2]["choices"][0]["message"]["content"] == "B"
+    assert post(fake_openai_server.url, BODY)[2]["choices"][0]["message"]["content"] == "A"
