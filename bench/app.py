@@ -44,15 +44,23 @@ def build_store(path: Path, pairs: int) -> float:
 
     started = time.perf_counter()
     records = (
-        PairRecord([{"role": "user", "content": f"Synthetic question {i} about sorting lists?"}],
-                   f"Answer {i}: use `sorted(xs)`; it returns a new list.", f"Answer {i}: no idea.")
+        PairRecord(
+            [{"role": "user", "content": f"Synthetic question {i} about sorting lists?"}],
+            f"Answer {i}: use `sorted(xs)`; it returns a new list.",
+            f"Answer {i}: no idea.",
+        )
         for i in range(pairs)
     )
     with PreferenceStore(path) as store:
         result = ingest(store, records, origin="bench")
         n = len(result.pair_ids)
-        assign(store, [Assignment(pid, "human", priority=float((i * 7919) % n))
-                       for i, pid in enumerate(result.pair_ids)])
+        assign(
+            store,
+            [
+                Assignment(pid, "human", priority=float((i * 7919) % n))
+                for i, pid in enumerate(result.pair_ids)
+            ],
+        )
     return time.perf_counter() - started
 
 
@@ -70,9 +78,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     ms = [x * 1000 for x in latencies]
-    return {"labels": len(ms), "p50_ms": round(percentile(ms, 50), 1), "p99_ms": round(percentile(ms, 99), 1),
-            "mean_ms": round(statistics.fmean(ms), 1), "max_ms": round(max(ms), 1),
-            "labels_per_s": round(len(ms) / seconds, 1)}
+    return {
+        "labels": len(ms),
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p99_ms": round(percentile(ms, 99), 1),
+        "mean_ms": round(statistics.fmean(ms), 1),
+        "max_ms": round(max(ms), 1),
+        "labels_per_s": round(len(ms) / seconds, 1),
+    }
 
 
 def run_annotators(fn, count: int, per_annotator: int, warmup: int) -> dict[str, float]:  # noqa: ANN001
@@ -106,11 +119,15 @@ def api_annotator(url: str, prefix: str):  # noqa: ANN201
 
     def fn(index: int, out: list[float], n: int, warmup: int, barrier: threading.Barrier) -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
-            http.post("login", data={"username": f"{prefix}{index}", "password": "pw"}).raise_for_status()
+            http.post(
+                "login", data={"username": f"{prefix}{index}", "password": "pw"}
+            ).raise_for_status()
             session = {"session_hash": f"bench-{prefix}{index}"}
 
             def call(api_name: str, *data: object) -> list[object]:
-                response = http.post(f"gradio_api/run/{api_name}", json={"data": list(data), **session})
+                response = http.post(
+                    f"gradio_api/run/{api_name}", json={"data": list(data), **session}
+                )
                 response.raise_for_status()
                 return response.json()["data"]
 
@@ -157,8 +174,22 @@ def serve(store_path: Path, users: Path, port: int) -> subprocess.Popen[bytes]:
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--db", str(store_path), "--auth", str(users), "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            "--db",
+            str(store_path),
+            "--auth",
+            str(users),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -179,8 +210,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=16)
     parser.add_argument("--labels", type=int, default=25, help="measured labels per annotator")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured labels per annotator first")
-    parser.add_argument("--quick", action="store_true", help="10k pairs, 4 annotators, 10 labels each")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="unmeasured labels per annotator first"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10k pairs, 4 annotators, 10 labels each"
+    )
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.annotators, args.labels = 10_000, 4, 10
@@ -209,12 +244,18 @@ def main() -> None:
         proc.wait(timeout=30)
     result = {
         "benchmark": "app label->next pair",
-        "pairs": args.pairs, "annotators": args.annotators, "labels_per_annotator": args.labels,
-        "store_build_s": round(build_seconds, 1), "cpu_count": os.cpu_count(),
-        f"direct_{args.annotators}": direct, "api_1": api_1, f"api_{args.annotators}": api_n,
+        "pairs": args.pairs,
+        "annotators": args.annotators,
+        "labels_per_annotator": args.labels,
+        "store_build_s": round(build_seconds, 1),
+        "cpu_count": os.cpu_count(),
+        f"direct_{args.annotators}": direct,
+        "api_1": api_1,
+        f"api_{args.annotators}": api_n,
         "ratio_api_n_p99_vs_api_1_p99": round(api_n["p99_ms"] / api_1["p99_ms"], 2),
         "ratio_api_n_p99_vs_direct_p99": round(api_n["p99_ms"] / direct["p99_ms"], 2),
-        "goal_p99_ms": 150, "goal_met": api_n["p99_ms"] <= 150,
+        "goal_p99_ms": 150,
+        "goal_met": api_n["p99_ms"] <= 150,
     }
     print(json.dumps(result, indent=1))
 

@@ -29,19 +29,42 @@ def _serve(store_path: str, config: object, *, banner: str = "") -> None:
 
 
 def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
-    for option in reversed([
-        click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Interface to listen on. A non-loopback host needs --auth (or --insecure)."),
-        click.option("--port", default=7860, show_default=True, type=int, help="TCP port."),
-        click.option("--auth", "auth", default=None, type=click.Path(dir_okay=False),
-                     help="Users file (JSON with scrypt-hashed passwords) made by `prefloop users add`."),
-        click.option("--insecure", is_flag=True,
-                     help="Allow a non-loopback --host without --auth: everyone on the network is admin."),
-        click.option("--lease-seconds", default=600.0, show_default=True, type=float,
-                     help="How long a pair stays with one annotator before it returns to the queue."),
-        click.option("--train-max-steps", default=None, type=int,
-                     help="Cap on optimizer steps for runs started from the Train tab (default: the stage's)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--host",
+                default="127.0.0.1",
+                show_default=True,
+                help="Interface to listen on. A non-loopback host needs --auth (or --insecure).",
+            ),
+            click.option("--port", default=7860, show_default=True, type=int, help="TCP port."),
+            click.option(
+                "--auth",
+                "auth",
+                default=None,
+                type=click.Path(dir_okay=False),
+                help="Users file (JSON with scrypt-hashed passwords) made by `prefloop users add`.",
+            ),
+            click.option(
+                "--insecure",
+                is_flag=True,
+                help="Allow a non-loopback --host without --auth: everyone on the network is admin.",
+            ),
+            click.option(
+                "--lease-seconds",
+                default=600.0,
+                show_default=True,
+                type=float,
+                help="How long a pair stays with one annotator before it returns to the queue.",
+            ),
+            click.option(
+                "--train-max-steps",
+                default=None,
+                type=int,
+                help="Cap on optimizer steps for runs started from the Train tab (default: the stage's).",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -49,32 +72,71 @@ def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
 @click.command("serve")
 @db_option
 @_server_options
-def serve_command(db: str, host: str, port: int, auth: str | None, insecure: bool, lease_seconds: float,
-                  train_max_steps: int | None) -> None:
+def serve_command(
+    db: str,
+    host: str,
+    port: int,
+    auth: str | None,
+    insecure: bool,
+    lease_seconds: float,
+    train_max_steps: int | None,
+) -> None:
     """Serve the labelling app (Annotate, Judge, Train, Dashboard, Data) for a store."""
     from app.ui.server import ServeConfig, check_host
 
-    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds,
-                         train_max_steps=train_max_steps)
+    config = ServeConfig(
+        host=host,
+        port=port,
+        auth=auth,
+        insecure=insecure,
+        lease_seconds=lease_seconds,
+        train_max_steps=train_max_steps,
+    )
     check_host(config)  # before opening the store: fail fast
     if not Path(db).exists():
-        raise ConfigError(f"{db}: no such store; create one with `prefloop import FILE --db {db}` "
-                          "or try `prefloop demo`")
+        raise ConfigError(
+            f"{db}: no such store; create one with `prefloop import FILE --db {db}` "
+            "or try `prefloop demo`"
+        )
     _serve(db, config, banner=f"prefloop: serving {db} on http://{host}:{port}")
 
 
 @click.command("demo")
-@click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
-              help="Where to build the demo store (default: a new temporary folder).")
-@click.option("--no-score", is_flag=True,
-              help="Skip the ensemble: route every unlabelled pair to the human queue (the fallback).")
-@click.option("--human-budget", default=60, show_default=True, type=int,
-              help="Pairs the router sends to the human queue.")
-@click.option("--build-only", is_flag=True, help="Build the demo store, print where it is, and exit.")
+@click.option(
+    "--dir",
+    "directory",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where to build the demo store (default: a new temporary folder).",
+)
+@click.option(
+    "--no-score",
+    is_flag=True,
+    help="Skip the ensemble: route every unlabelled pair to the human queue (the fallback).",
+)
+@click.option(
+    "--human-budget",
+    default=60,
+    show_default=True,
+    type=int,
+    help="Pairs the router sends to the human queue.",
+)
+@click.option(
+    "--build-only", is_flag=True, help="Build the demo store, print where it is, and exit."
+)
 @_server_options
-def demo_command(directory: str | None, no_score: bool, human_budget: int, build_only: bool, host: str,
-                 port: int, auth: str | None, insecure: bool, lease_seconds: float,
-                 train_max_steps: int | None) -> None:
+def demo_command(
+    directory: str | None,
+    no_score: bool,
+    human_budget: int,
+    build_only: bool,
+    host: str,
+    port: int,
+    auth: str | None,
+    insecure: bool,
+    lease_seconds: float,
+    train_max_steps: int | None,
+) -> None:
     """Build a store from prefloop's demo data, score and route it, and serve it (offline, CPU).
 
     The demo data is 44 prompts with 3-4 responses each; every fourth prompt comes
@@ -85,15 +147,23 @@ def demo_command(directory: str | None, no_score: bool, human_budget: int, build
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, check_host
 
-    config = ServeConfig(host=host, port=port, auth=auth, insecure=insecure, lease_seconds=lease_seconds,
-                         train_max_steps=train_max_steps)
+    config = ServeConfig(
+        host=host,
+        port=port,
+        auth=auth,
+        insecure=insecure,
+        lease_seconds=lease_seconds,
+        train_max_steps=train_max_steps,
+    )
     check_host(config)
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="prefloop-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     store_path = folder / "demo.duckdb"
     if store_path.exists():
-        raise ConfigError(f"{store_path} already exists; serve it with `prefloop serve --db {store_path}` "
-                          "or choose another --dir")
+        raise ConfigError(
+            f"{store_path} already exists; serve it with `prefloop serve --db {store_path}` "
+            "or choose another --dir"
+        )
     started = time.perf_counter()
     with open_store(str(store_path)) as store:
         report = build_demo_store(store, score=not no_score, human_budget=human_budget)
@@ -116,10 +186,20 @@ def users_group() -> None:
 
 @users_group.command("add")
 @click.argument("name")
-@click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
-              help="Users file to create or update (JSON).")
-@click.option("--role", type=click.Choice(["annotator", "admin"]), default="annotator", show_default=True,
-              help="annotator: Annotate + Dashboard; admin: everything.")
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Users file to create or update (JSON).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["annotator", "admin"]),
+    default="annotator",
+    show_default=True,
+    help="annotator: Annotate + Dashboard; admin: everything.",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (for scripts).")
 def users_add(name: str, path: str, role: str, password_stdin: bool) -> None:
     """Add or replace user NAME; the password is asked for (or read from stdin) and only its hash is stored."""

@@ -43,10 +43,16 @@ class DemoReport:
 
 
 def demo_rows() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in DEMO_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in DEMO_FILE.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
-def build_demo_store(store: PreferenceStore, *, score: bool = True, human_budget: int = 60) -> DemoReport:
+def build_demo_store(
+    store: PreferenceStore, *, score: bool = True, human_budget: int = 60
+) -> DemoReport:
     """Fill an empty store with the demo data, then score and route it."""
     report = DemoReport()
     seeds, rest = [], []
@@ -78,8 +84,13 @@ def build_demo_store(store: PreferenceStore, *, score: bool = True, human_budget
             report.notes.append(f"scoring failed ({type(exc).__name__}: {exc}); fallback routing")
     unlabelled = [pid for pid in plain.pair_ids]
     n = len(unlabelled)
-    assign(store, [Assignment(pid, "human", priority=float(n - i), reason="demo-fallback")
-                   for i, pid in enumerate(unlabelled)])
+    assign(
+        store,
+        [
+            Assignment(pid, "human", priority=float(n - i), reason="demo-fallback")
+            for i, pid in enumerate(unlabelled)
+        ],
+    )
     report.routing = "fallback: every unlabelled pair to the human queue"
     report.to_human = n
     return report

@@ -73,7 +73,9 @@ class Annotator:
 
     def show(self, annotator: str, pair: PairView) -> Shown:
         swap = self.swapped(annotator, pair.pair_id)
-        left, right = (pair.response_b, pair.response_a) if swap else (pair.response_a, pair.response_b)
+        left, right = (
+            (pair.response_b, pair.response_a) if swap else (pair.response_a, pair.response_b)
+        )
         return Shown(pair.pair_id, pair.messages, left, right, swap)
 
     def next(self, annotator: str) -> Shown | None:
@@ -118,8 +120,12 @@ class Annotator:
         if queue != "human":
             raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
         label_id = submit_human_label(
-            self.store, pair_id, annotator, verdict_shown=verdict_shown,
-            swapped=self.swapped(annotator, pair_id), rationale=(rationale or "").strip() or None,
+            self.store,
+            pair_id,
+            annotator,
+            verdict_shown=verdict_shown,
+            swapped=self.swapped(annotator, pair_id),
+            rationale=(rationale or "").strip() or None,
         )
         self._queue_count = (0.0, 0)
         return label_id
@@ -173,14 +179,16 @@ class Annotator:
         )
         stamp, count = self._queue_count
         if time.monotonic() - stamp > self.config.queue_count_ttl:
-            count = int(self.store.scalar(
-                """
+            count = int(
+                self.store.scalar(
+                    """
                 SELECT count(*) FROM pairs p
                 LEFT JOIN (SELECT pair_id, count(*) AS n FROM labels
                            WHERE source = 'human' AND retracted_at IS NULL GROUP BY pair_id) h
                   USING (pair_id)
                 WHERE p.queue = 'human' AND p.needed_labels > coalesce(h.n, 0)
                 """
-            ))
+                )
+            )
             self._queue_count = (time.monotonic(), count)
         return Progress(int(mine), count)

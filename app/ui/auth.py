@@ -53,7 +53,11 @@ def verify_password(password: str, stored: str) -> bool:
         if scheme != "scrypt":
             return False
         got = hashlib.scrypt(
-            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
+            password.encode(),
+            salt=bytes.fromhex(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
             dklen=len(bytes.fromhex(digest)),
         )
     except (ValueError, TypeError):
@@ -81,11 +85,15 @@ def load_users(path: str | os.PathLike[str]) -> dict[str, User]:
         raise ConfigError(f"{file}: not a readable JSON users file ({exc})") from None
     entries = raw.get("users") if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
-        raise ConfigError(f'{file}: expected {{"users": {{NAME: {{"role": ..., "password": ...}}}}}}')
+        raise ConfigError(
+            f'{file}: expected {{"users": {{NAME: {{"role": ..., "password": ...}}}}}}'
+        )
     users: dict[str, User] = {}
     for name, entry in entries.items():
-        if not isinstance(entry, dict) or entry.get("role") not in ROLES or not isinstance(
-            entry.get("password"), str
+        if (
+            not isinstance(entry, dict)
+            or entry.get("role") not in ROLES
+            or not isinstance(entry.get("password"), str)
         ):
             raise ConfigError(
                 f"{file}: user {name!r} needs a role ({' or '.join(ROLES)}) and a password hash; "

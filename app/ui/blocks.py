@@ -74,10 +74,23 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         progress = ctx.annotator.progress(user)
         progress_md = f"**{user}** · labelled by me today: **{progress.mine_today}** · queue left: **{progress.queue_left}**"
         if shown is None:
-            return ([], "*The queue is empty: nothing to label right now.*", "", "", progress_md, status, "")
+            return (
+                [],
+                "*The queue is empty: nothing to label right now.*",
+                "",
+                "",
+                progress_md,
+                status,
+                "",
+            )
         return (
-            conversation(shown.messages), safe_markdown(shown.left), safe_markdown(shown.right),
-            shown.pair_id, progress_md, status, "",
+            conversation(shown.messages),
+            safe_markdown(shown.left),
+            safe_markdown(shown.right),
+            shown.pair_id,
+            progress_md,
+            status,
+            "",
         )
 
     @_ui_errors
@@ -114,21 +127,37 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         admin = ctx.access.role_of(user) == "admin" or not ctx.access.enabled
         role = "admin" if admin else "annotator"
         return (
-            {"user": user, "role": role}, gr.Tab(visible=admin), gr.Tab(visible=admin),
-            gr.Tab(visible=admin), gr.Timer(active=admin), gr.Timer(active=admin),
+            {"user": user, "role": role},
+            gr.Tab(visible=admin),
+            gr.Tab(visible=admin),
+            gr.Tab(visible=admin),
+            gr.Timer(active=admin),
+            gr.Timer(active=admin),
         )
 
     # -- admin handlers ---------------------------------------------------------------
 
     @_ui_errors
-    def judge_start(base_url: str, model: str, template: str, concurrency: float, limit: float,
-                    swap: bool, request: gr.Request) -> str:
+    def judge_start(
+        base_url: str,
+        model: str,
+        template: str,
+        concurrency: float,
+        limit: float,
+        swap: bool,
+        request: gr.Request,
+    ) -> str:
         ctx.user(request, "admin")
         if ctx.judge_task is not None and ctx.judge_task.running:
             raise PrefloopError("a judge batch is already running; wait for it to finish")
         ctx.judge_task = jobs.start_judge_batch(
-            ctx.store, base_url=base_url, model=model, template=template,
-            concurrency=int(concurrency), limit=int(limit) if limit else None, swap=bool(swap),
+            ctx.store,
+            base_url=base_url,
+            model=model,
+            template=template,
+            concurrency=int(concurrency),
+            limit=int(limit) if limit else None,
+            swap=bool(swap),
         )
         return jobs.judge_status_markdown(ctx.store, ctx.judge_task)
 
@@ -158,7 +187,9 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         return dashboard.dashboard(ctx.store)
 
     @_ui_errors
-    def import_file(path: str | None, fmt: str, skip_invalid: bool, request: gr.Request) -> tuple[Any, ...]:
+    def import_file(
+        path: str | None, fmt: str, skip_invalid: bool, request: gr.Request
+    ) -> tuple[Any, ...]:
         user = ctx.user(request, "admin")
         return data_io.import_upload(ctx.store, path, fmt, bool(skip_invalid), who=f"upload:{user}")
 
@@ -175,18 +206,36 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
             progress = gr.Markdown(elem_id="progress")
             with gr.Accordion("Guidelines", open=False):
                 gr.Markdown(ctx.guidelines)
-            chat = gr.Chatbot(label="Prompt", height=260, sanitize_html=True, elem_id="prompt",
-                              feedback_options=None, buttons=[])
+            chat = gr.Chatbot(
+                label="Prompt",
+                height=260,
+                sanitize_html=True,
+                elem_id="prompt",
+                feedback_options=None,
+                buttons=[],
+            )
             with gr.Row(equal_height=True):
                 with gr.Column():
                     gr.Markdown("### Response A")
-                    left = gr.Markdown(sanitize_html=True, elem_id="response-a", elem_classes="response-box")
+                    left = gr.Markdown(
+                        sanitize_html=True,
+                        line_breaks=True,
+                        elem_id="response-a",
+                        elem_classes="response-box",
+                    )
                 with gr.Column():
                     gr.Markdown("### Response B")
-                    right = gr.Markdown(sanitize_html=True, elem_id="response-b", elem_classes="response-box")
+                    right = gr.Markdown(
+                        sanitize_html=True,
+                        line_breaks=True,
+                        elem_id="response-b",
+                        elem_classes="response-box",
+                    )
             with gr.Row():
                 verdict_buttons = [
-                    gr.Button(text, elem_id=elem, variant="primary" if v in ("a", "b") else "secondary")
+                    gr.Button(
+                        text, elem_id=elem, variant="primary" if v in ("a", "b") else "secondary"
+                    )
                     for v, text, elem, _ in VERDICT_BUTTONS
                 ]
                 skip_button = gr.Button("Skip  [s]", elem_id="btn-skip")
@@ -197,7 +246,9 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
 
         with gr.Tab("Judge", id="judge", visible=False) as judge_tab:
             with gr.Row():
-                base_url = gr.Textbox(label="Endpoint (OpenAI-compatible base URL)", placeholder="$OPENAI_BASE_URL")
+                base_url = gr.Textbox(
+                    label="Endpoint (OpenAI-compatible base URL)", placeholder="$OPENAI_BASE_URL"
+                )
                 model = gr.Textbox(label="Model")
             template = gr.Textbox(label="Template / rubric (empty: the default)", lines=4)
             with gr.Row():
@@ -206,8 +257,11 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
                 swap = gr.Checkbox(value=True, label="Judge both orders (swap)")
             judge_button = gr.Button("Launch judge batch", variant="primary", elem_id="btn-judge")
             judge_md = gr.Markdown()
-            failures = gr.Dataframe(headers=["pair", "model", "order", "error", "raw text"], label="Failures",
-                                    interactive=False)
+            failures = gr.Dataframe(
+                headers=["pair", "model", "order", "error", "raw text"],
+                label="Failures",
+                interactive=False,
+            )
             judge_timer = gr.Timer(2.0, active=False)
 
         with gr.Tab("Train", id="train", visible=False) as train_tab:
@@ -216,8 +270,11 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
                 train_button = gr.Button("Retrain now", variant="primary", elem_id="btn-train")
             train_md = gr.Markdown()
             curves = gr.Plot(label="Loss / reward / KL")
-            history = gr.Dataframe(headers=["run", "kind", "status", "created", "finished", "metrics"],
-                                   label="Run history", interactive=False)
+            history = gr.Dataframe(
+                headers=["run", "kind", "status", "created", "finished", "metrics"],
+                label="Run history",
+                interactive=False,
+            )
             with gr.Row():
                 cancel_id = gr.Textbox(label="Run id to cancel (empty: the running one)")
                 cancel_button = gr.Button("Cancel run", variant="stop", elem_id="btn-cancel")
@@ -235,17 +292,26 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
 
         with gr.Tab("Data", id="data", visible=False) as data_tab:
             with gr.Row():
-                upload = gr.File(label="Preference file (.jsonl, .json, .csv, .parquet)", type="filepath")
+                upload = gr.File(
+                    label="Preference file (.jsonl, .json, .csv, .parquet)", type="filepath"
+                )
                 with gr.Column():
-                    fmt = gr.Dropdown(["auto", "trl", "hh", "pairs", "responses"], value="auto", label="Format")
+                    fmt = gr.Dropdown(
+                        ["auto", "trl", "hh", "pairs", "responses"], value="auto", label="Format"
+                    )
                     skip_invalid = gr.Checkbox(label="Skip invalid rows (import the valid ones)")
                     import_button = gr.Button("Import", variant="primary", elem_id="btn-import")
             import_md = gr.Markdown()
-            problems = gr.Dataframe(headers=data_io.PROBLEM_COLUMNS, label="Validation problems",
-                                    interactive=False)
+            problems = gr.Dataframe(
+                headers=data_io.PROBLEM_COLUMNS, label="Validation problems", interactive=False
+            )
             with gr.Row():
-                export_fmt = gr.Dropdown(["trl", "trl-conversational", "pairs"], value="trl", label="Export format")
-                test_fraction = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Test fraction (split by prompt)")
+                export_fmt = gr.Dropdown(
+                    ["trl", "trl-conversational", "pairs"], value="trl", label="Export format"
+                )
+                test_fraction = gr.Slider(
+                    0, 0.5, value=0.0, step=0.05, label="Test fraction (split by prompt)"
+                )
                 export_button = gr.Button("Export", elem_id="btn-export")
             export_md = gr.Markdown()
             download = gr.File(label="Download", file_count="multiple")
@@ -253,27 +319,52 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         # -- events -------------------------------------------------------------------
         shown = [chat, left, right, pair_id, progress, status, rationale]
         blocks.load(next_pair, None, shown, api_name="next_pair")
-        blocks.load(whoami, None, [identity, judge_tab, train_tab, data_tab, judge_timer, train_timer],
-                    api_name="whoami")
+        blocks.load(
+            whoami,
+            None,
+            [identity, judge_tab, train_tab, data_tab, judge_timer, train_timer],
+            api_name="whoami",
+        )
         for button, (verdict, _, _, api_name) in zip(verdict_buttons, VERDICT_BUTTONS, strict=True):
-            button.click(make_label(verdict), [pair_id, rationale], shown, api_name=api_name,
-                         trigger_mode="once", **FAST)
+            button.click(
+                make_label(verdict),
+                [pair_id, rationale],
+                shown,
+                api_name=api_name,
+                trigger_mode="once",
+                **FAST,
+            )
         skip_button.click(skip, [pair_id], shown, api_name="skip", trigger_mode="once", **FAST)
         undo_button.click(undo, None, shown, api_name="undo", trigger_mode="once", **FAST)
 
-        judge_button.click(judge_start, [base_url, model, template, concurrency, limit, swap], judge_md,
-                           api_name="judge_start")
-        judge_timer.tick(judge_status, None, [judge_md, failures], api_name="judge_status",
-                         show_progress="hidden")
+        judge_button.click(
+            judge_start,
+            [base_url, model, template, concurrency, limit, swap],
+            judge_md,
+            api_name="judge_start",
+        )
+        judge_timer.tick(
+            judge_status,
+            None,
+            [judge_md, failures],
+            api_name="judge_status",
+            show_progress="hidden",
+        )
 
         train_outputs = [train_md, curves, history]
         train_button.click(train_start, [kind], train_md, api_name="train_start")
         cancel_button.click(train_cancel, [cancel_id], train_md, api_name="train_cancel")
-        train_timer.tick(train_status, None, train_outputs, api_name="train_status", show_progress="hidden")
+        train_timer.tick(
+            train_status, None, train_outputs, api_name="train_status", show_progress="hidden"
+        )
 
         dashboard_outputs = [agreement, over_time, calibration, histogram, efficiency]
         refresh.click(show_dashboard, None, dashboard_outputs, api_name="dashboard")
 
-        import_button.click(import_file, [upload, fmt, skip_invalid], [import_md, problems], api_name="import_file")
-        export_button.click(export, [export_fmt, test_fraction], [export_md, download], api_name="export")
+        import_button.click(
+            import_file, [upload, fmt, skip_invalid], [import_md, problems], api_name="import_file"
+        )
+        export_button.click(
+            export, [export_fmt, test_fraction], [export_md, download], api_name="export"
+        )
     return blocks

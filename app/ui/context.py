@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,9 @@ class AppContext:
     jobs: Any = None  # training.jobs.JobManager, made on first use
     watcher: Any = None  # app.ui.jobs.RunWatcher
     rescore_budget: int = 50  # human-queue pairs added by the re-score after a run
-    train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> TrainRequest fields
+    train_overrides: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # stage -> TrainRequest fields
     runs_root: str | None = None
 
     @classmethod
@@ -65,10 +68,8 @@ class AppContext:
         """Adopt runs left by a previous server and re-score when runs end."""
         from app.ui.jobs import MissingPiece, RunWatcher
 
-        try:
+        with contextlib.suppress(MissingPiece):  # no training.jobs here: the Train tab says so
             self.job_manager()
-        except MissingPiece:
-            pass
         if self.watcher is None:
             self.watcher = RunWatcher(self)
 

@@ -47,6 +47,12 @@ def labels_over_time(store: PreferenceStore):  # noqa: ANN201
     by_source: dict[str, list[tuple[Any, int]]] = {}
     for source, t, n in rows:
         by_source.setdefault(source, []).append((t, n))
+    if len({t for _, t, _ in rows}) < 2:  # one moment in time: a line would be a dot, show bars
+        names = sorted(by_source)
+        ax.bar(names, [sum(n for _, n in by_source[name]) for name in names], color="#4c72b0")
+        ax.set_ylabel("labels")
+        ax.set_title("Labels by source (all in the same hour)", fontsize=11)
+        return fig
     for source, points in sorted(by_source.items()):
         total, xs, ys = 0, [], []
         for t, n in points:
@@ -80,7 +86,11 @@ def calibration_accuracy(store: PreferenceStore) -> list[dict[str, Any]]:
 
 
 def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: ANN201
-    title = "Label efficiency (calibration slice)" if efficiency else "Ensemble accuracy on calibration slice"
+    title = (
+        "Label efficiency (calibration slice)"
+        if efficiency
+        else "Ensemble accuracy on calibration slice"
+    )
     fig, ax = _figure(title)
     if not rows:
         _empty(ax, "no scored calibration pairs with human labels yet")
@@ -88,7 +98,9 @@ def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: 
     xs = [r["human_labels"] if efficiency else r["version"] for r in rows]
     ax.plot(xs, [r["accuracy"] for r in rows], marker="o")
     for x, r in zip(xs, rows, strict=True):
-        ax.annotate(f"n={r['n']}", (x, r["accuracy"]), fontsize=7, textcoords="offset points", xytext=(0, 5))
+        ax.annotate(
+            f"n={r['n']}", (x, r["accuracy"]), fontsize=7, textcoords="offset points", xytext=(0, 5)
+        )
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("human labels" if efficiency else "ensemble version (round)")
     ax.set_ylabel("accuracy")
@@ -118,16 +130,18 @@ def agreement_markdown(store: PreferenceStore) -> str:
     hh = human_human_agreement(labels)
     hj = human_judge_agreement(labels)
     counts = store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")
-    return "\n".join([
-        "| measure | value | pairs |",
-        "|---|---|---|",
-        f"| human-human Krippendorff's alpha | {_fmt(hh.get('krippendorff_alpha'))} | {hh.get('pairs_with_overlap', 0)} |",
-        f"| human-human percent agreement | {_fmt(hh.get('percent_agreement'))} | {hh.get('pairs_with_overlap', 0)} |",
-        f"| human-judge accuracy | {_fmt(hj.get('accuracy'))} | {hj.get('pairs', 0)} |",
-        f"| human-judge Cohen's kappa | {_fmt(hj.get('cohen_kappa'))} | {hj.get('pairs', 0)} |",
-        "",
-        "Queues: " + ", ".join(f"{q} {n}" for q, n in counts),
-    ])
+    return "\n".join(
+        [
+            "| measure | value | pairs |",
+            "|---|---|---|",
+            f"| human-human Krippendorff's alpha | {_fmt(hh.get('krippendorff_alpha'))} | {hh.get('pairs_with_overlap', 0)} |",
+            f"| human-human percent agreement | {_fmt(hh.get('percent_agreement'))} | {hh.get('pairs_with_overlap', 0)} |",
+            f"| human-judge accuracy | {_fmt(hj.get('accuracy'))} | {hj.get('pairs', 0)} |",
+            f"| human-judge Cohen's kappa | {_fmt(hj.get('cohen_kappa'))} | {hj.get('pairs', 0)} |",
+            "",
+            "Queues: " + ", ".join(f"{q} {n}" for q, n in counts),
+        ]
+    )
 
 
 def _fmt(value: Any) -> str:

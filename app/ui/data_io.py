@@ -28,7 +28,9 @@ def import_upload(
             f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit; import it with `prefloop import` instead"
         )
     options = ImportOptions(
-        format=fmt, skip_invalid=skip_invalid, who=who,
+        format=fmt,
+        skip_invalid=skip_invalid,
+        who=who,
         report_path=str(Path(tempfile.mkdtemp(prefix="prefloop-import-")) / "rejected.jsonl"),
     )
     try:

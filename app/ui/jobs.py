@@ -76,11 +76,15 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
     ]
     if task is not None:
         state = "running" if task.running else ("failed" if task.error else "finished")
-        lines.append(f"**Batch**: {state} (started {time.strftime('%H:%M:%S', time.localtime(task.started))})")
+        lines.append(
+            f"**Batch**: {state} (started {time.strftime('%H:%M:%S', time.localtime(task.started))})"
+        )
         if task.error:
             lines.append(f"**Error**: {task.error}")
         if task.result:
-            shown = ", ".join(f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict)))
+            shown = ", ".join(
+                f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
+            )
             lines.append(f"**Result**: {shown}")
     try:
         from data.stats import human_judge_agreement
@@ -110,17 +114,31 @@ def judge_failures(store: PreferenceStore, limit: int = 50) -> list[list[Any]]:
 
 
 def start_judge_batch(
-    store: PreferenceStore, *, base_url: str, model: str, template: str | None,
-    concurrency: int, limit: int | None, swap: bool,
+    store: PreferenceStore,
+    *,
+    base_url: str,
+    model: str,
+    template: str | None,
+    concurrency: int,
+    limit: int | None,
+    swap: bool,
 ) -> Background:
     if not model.strip():
-        raise ConfigError("choose a judge model name (e.g. gpt-4o-mini, or the model your server serves)")
+        raise ConfigError(
+            "choose a judge model name (e.g. gpt-4o-mini, or the model your server serves)"
+        )
     run = _judge_entry_point()
     return run_in_background(
         "judge",
-        lambda: run(store, base_url=base_url.strip() or None, model=model.strip(),
-                    template=(template or "").strip() or None, concurrency=int(concurrency),
-                    limit=limit, swap=swap),
+        lambda: run(
+            store,
+            base_url=base_url.strip() or None,
+            model=model.strip(),
+            template=(template or "").strip() or None,
+            concurrency=int(concurrency),
+            limit=limit,
+            swap=swap,
+        ),
     )
 
 
@@ -202,9 +220,13 @@ def start_training(ctx: Any, kind: str, *, who: str) -> str:
     module = _training_jobs()
     manager = ctx.job_manager()
     stages = {"dpo": ["dpo"], "rm": ["rm"], "rm+ppo": ["rm", "ppo"]}[kind]
-    run_ids = [manager.submit(module.TrainRequest(stage=stage, **ctx.train_overrides.get(stage, {})))
-               for stage in stages]
-    return f"Submitted {', '.join(f'`{r}`' for r in run_ids)} (by {who}); progress below updates live."
+    run_ids = [
+        manager.submit(module.TrainRequest(stage=stage, **ctx.train_overrides.get(stage, {})))
+        for stage in stages
+    ]
+    return (
+        f"Submitted {', '.join(f'`{r}`' for r in run_ids)} (by {who}); progress below updates live."
+    )
 
 
 def cancel_training(ctx: Any, run_id: str) -> str:
@@ -225,26 +247,30 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
     if run is None:
         md = "No runs yet: choose what to train and press **Retrain now**."
         return md, curves_figure({}, "Loss / reward / KL"), runs_table(ctx.store)
-    live = {}
-    try:
-        from training import runfiles
-
-        live = runfiles.read_json(Path(run["run_dir"]) / runfiles.STATUS, {}) or {}
-    except ImportError:
-        pass
+    live: dict[str, Any] = {}
+    if ctx.jobs is not None:  # live step counter from the run folder, through training.jobs
+        live = ctx.jobs.status(run["run_id"]).get("progress") or {}
     lines = [f"**Latest run** `{run['run_id']}` ({run['kind']}): **{run['status']}**"]
     if live.get("step") is not None:
-        lines.append(f"step {live.get('step')} / {live.get('max_steps') or '?'} {live.get('message') or ''}")
+        lines.append(
+            f"step {live.get('step')} / {live.get('max_steps') or '?'} {live.get('message') or ''}"
+        )
     if run["status"] == "failed" and run.get("log_tail"):
         tail = str(run["log_tail"]).strip().splitlines()[-6:]
         lines.append("```\n" + "\n".join(tail).replace("```", "'''") + "\n```")
     task = ctx.rescore_task
     if task is not None:
         state = "running" if task.running else ("failed: " + task.error if task.error else "done")
-        lines.append(f"**Re-score after the run**: {state}"
-                     + (f" ({_brief(task.result)})" if task.result and not task.running else ""))
+        lines.append(
+            f"**Re-score after the run**: {state}"
+            + (f" ({_brief(task.result)})" if task.result and not task.running else "")
+        )
     curves = read_curves(run.get("run_dir"))
-    return "  \n".join(lines), curves_figure(curves, f"{run['kind']} run {run['run_id']}"), runs_table(ctx.store)
+    return (
+        "  \n".join(lines),
+        curves_figure(curves, f"{run['kind']} run {run['run_id']}"),
+        runs_table(ctx.store),
+    )
 
 
 def _brief(result: dict[str, Any]) -> str:
@@ -260,8 +286,12 @@ def rescore_and_route(store: PreferenceStore, human_budget: int) -> dict[str, An
         raise MissingPiece(f"labeling is not available here ({exc}); cannot re-score") from None
     scored = score_store(store)
     routed = route_store(store, RouterConfig(human_budget=human_budget))
-    return {"ensemble_version": scored.version, "scored_pairs": scored.scored_pairs,
-            "to_human": routed.human, "to_judge": routed.judge}
+    return {
+        "ensemble_version": scored.version,
+        "scored_pairs": scored.scored_pairs,
+        "to_human": routed.human,
+        "to_judge": routed.judge,
+    }
 
 
 class RunWatcher:
@@ -276,8 +306,12 @@ class RunWatcher:
         self._thread.start()
 
     def _ended(self) -> set[str]:
-        return {r[0] for r in self.ctx.store.query(
-            "SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')")}
+        return {
+            r[0]
+            for r in self.ctx.store.query(
+                "SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')"
+            )
+        }
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -299,7 +333,8 @@ class RunWatcher:
         if succeeded:
             budget = self.ctx.rescore_budget
             self.ctx.rescore_task = run_in_background(
-                "rescore", lambda: rescore_and_route(self.ctx.store, budget))
+                "rescore", lambda: rescore_and_route(self.ctx.store, budget)
+            )
 
     def close(self) -> None:
         self._stop.set()

@@ -10,8 +10,14 @@ from data.store import PreferenceStore
 
 
 def run_batch(
-    store: PreferenceStore, *, base_url: str | None, model: str, template: str | None,
-    concurrency: int, limit: int | None, swap: bool,
+    store: PreferenceStore,
+    *,
+    base_url: str | None,
+    model: str,
+    template: str | None,
+    concurrency: int,
+    limit: int | None,
+    swap: bool,
 ) -> dict[str, Any]:
     """Judge the judge queue; returns the batch report. Progress shows up in the store as it goes."""
     from app.ui.jobs import MissingPiece
@@ -28,6 +34,13 @@ def run_batch(
         template_path = str(folder / "template.txt")
         Path(template_path).write_text(template, encoding="utf-8")
     models = tuple(m.strip() for m in model.split(",") if m.strip())
-    config = JudgeConfig(models=models, base_url=base_url, concurrency=concurrency, swap=swap,
-                         limit=limit, template_path=template_path, progress=False)
+    config = JudgeConfig(
+        models=models,
+        base_url=base_url,
+        concurrency=concurrency,
+        swap=swap,
+        limit=limit,
+        template_path=template_path,
+        progress=False,
+    )
     return judge_batch(store, config).as_dict()

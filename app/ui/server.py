@@ -22,7 +22,9 @@ class ServeConfig:
     host: str = "127.0.0.1"  # interface to listen on; non-loopback needs --auth or --insecure
     port: int = 7860  # TCP port
     auth: str | None = None  # users file (JSON, hashed passwords) from `prefloop users add`
-    insecure: bool = False  # allow a non-loopback host without --auth (anyone on the network is admin)
+    insecure: bool = (
+        False  # allow a non-loopback host without --auth (anyone on the network is admin)
+    )
     lease_seconds: float = 600.0  # how long a pair stays with one annotator
     rescore_budget: int = 50  # pairs the re-score after a training run sends to humans
     max_threads: int = 64  # Gradio worker threads (concurrent requests)
@@ -56,7 +58,9 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
     ctx = AppContext.create(store, access, AnnotateConfig(lease_seconds=config.lease_seconds))
     ctx.rescore_budget = config.rescore_budget
     if config.train_max_steps is not None:
-        ctx.train_overrides = {stage: {"max_steps": config.train_max_steps} for stage in ("dpo", "rm", "ppo")}
+        ctx.train_overrides = {
+            stage: {"max_steps": config.train_max_steps} for stage in ("dpo", "rm", "ppo")
+        }
     blocks = build_blocks(ctx)
     blocks.queue(default_concurrency_limit=None)
     return ctx, blocks
@@ -64,13 +68,23 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
 
 def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = True) -> Any:
     """Serve; with block=False return at once (tests), else until Ctrl-C."""
+    from app.ui import data_io
     from app.ui.blocks import CSS, KEYBOARD_JS
 
     ctx.start_background()
     auth = ctx.access.check_login if ctx.access.enabled else None
     return blocks.launch(
-        server_name=config.host, server_port=config.port, auth=auth,
+        server_name=config.host,
+        server_port=config.port,
+        auth=auth,
         auth_message="prefloop: log in with a user from the --auth users file",
-        prevent_thread_lock=not block, show_error=True, quiet=not block, head=KEYBOARD_JS, css=CSS,
-        max_threads=config.max_threads, footer_links=["api"], ssr_mode=False,
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=not block,
+        head=KEYBOARD_JS,
+        css=CSS,
+        max_threads=config.max_threads,
+        footer_links=["api"],
+        ssr_mode=False,
+        max_file_size=data_io.MAX_UPLOAD_BYTES,
     )

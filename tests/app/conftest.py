@@ -18,9 +18,9 @@ from data.store import PreferenceStore
 PASSWORDS = {"ann1": "pw-ann1", "ann2": "pw-ann2", "boss": "pw-boss"}
 XSS_RESPONSE = (
     "XSS check <script>window.__xss = 1</script> "
-    "<img src=x onerror=\"window.__xss = 2; alert(2)\"> "
-    "[click me](javascript:window.__xss=3) <a href=\"javascript:window.__xss=4\">raw link</a> "
-    "<svg onload=\"window.__xss = 5\"></svg>"
+    '<img src=x onerror="window.__xss = 2; alert(2)"> '
+    '[click me](javascript:window.__xss=3) <a href="javascript:window.__xss=4">raw link</a> '
+    '<svg onload="window.__xss = 5"></svg>'
 )
 
 
@@ -49,8 +49,13 @@ def synthetic_records(n: int, *, xss_every: int = 0) -> list[PairRecord]:
 def make_store(path: Path, n: int, *, needed_labels: int = 1, xss_every: int = 0) -> list[str]:
     with PreferenceStore(path) as store:
         result = ingest(store, synthetic_records(n, xss_every=xss_every), origin="test")
-        assign(store, [Assignment(pid, "human", priority=float(n - i), needed_labels=needed_labels)
-                       for i, pid in enumerate(result.pair_ids)])
+        assign(
+            store,
+            [
+                Assignment(pid, "human", priority=float(n - i), needed_labels=needed_labels)
+                for i, pid in enumerate(result.pair_ids)
+            ],
+        )
         return list(result.pair_ids)
 
 
@@ -77,8 +82,14 @@ class Served:
         return Client(self.url, auth=(user, PASSWORDS[user]), verbose=False)
 
 
-def serve_store(tmp: Path, n: int = 30, *, needed_labels: int = 1, xss_every: int = 0,
-                lease_seconds: float = 600.0) -> Served:
+def serve_store(
+    tmp: Path,
+    n: int = 30,
+    *,
+    needed_labels: int = 1,
+    xss_every: int = 0,
+    lease_seconds: float = 600.0,
+) -> Served:
     from app.ui.server import ServeConfig, launch, make_app
 
     pair_ids = make_store(tmp / "store.duckdb", n, needed_labels=needed_labels, xss_every=xss_every)

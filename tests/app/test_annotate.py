@@ -10,7 +10,9 @@ from data.store import PreferenceStore
 from tests.app.conftest import make_store
 
 
-def open_annotator(tmp_path: Path, n: int = 6, *, needed: int = 1, lease: float = 600.0) -> tuple[PreferenceStore, Annotator]:
+def open_annotator(
+    tmp_path: Path, n: int = 6, *, needed: int = 1, lease: float = 600.0
+) -> tuple[PreferenceStore, Annotator]:
     make_store(tmp_path / "s.duckdb", n, needed_labels=needed)
     store = PreferenceStore(tmp_path / "s.duckdb")
     return store, Annotator(store, AnnotateConfig(lease_seconds=lease))
@@ -61,7 +63,9 @@ def test_overlap_needs_distinct_annotators(tmp_path: Path) -> None:
         annotator.label("y", shown.pair_id, "a", None)
     assert labelled_by_y == seen_by_x
     assert annotator.next("z") is None  # two labels each: the queue is done
-    counts = store.query("SELECT pair_id, count(DISTINCT who) FROM labels WHERE source = 'human' GROUP BY 1")
+    counts = store.query(
+        "SELECT pair_id, count(DISTINCT who) FROM labels WHERE source = 'human' GROUP BY 1"
+    )
     assert sorted(c for _, c in counts) == [2, 2, 2]
     store.close()
 
@@ -94,7 +98,9 @@ def test_undo_retracts_and_shows_the_pair_again(tmp_path: Path) -> None:
     assert annotator.progress("ann").mine_today == 1
     assert annotator.undo("ann") == shown.pair_id
     assert store.labels("AND who = 'ann'") == []
-    assert store.scalar("SELECT count(*) FROM labels WHERE retracted_at IS NOT NULL") == 1  # kept for audit
+    assert (
+        store.scalar("SELECT count(*) FROM labels WHERE retracted_at IS NOT NULL") == 1
+    )  # kept for audit
     again = annotator.next("ann")
     assert again.pair_id == shown.pair_id and again.swapped == shown.swapped
     assert annotator.progress("ann").mine_today == 0

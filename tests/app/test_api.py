@@ -21,10 +21,20 @@ ADMIN_ENDPOINTS = {
 
 
 def test_every_action_has_an_api_name(served: Served) -> None:
-    names = set(served.client("boss").view_api(print_info=False, return_format="dict")["named_endpoints"])
+    names = set(
+        served.client("boss").view_api(print_info=False, return_format="dict")["named_endpoints"]
+    )
     assert names >= {
-        "/next_pair", "/whoami", "/label_a", "/label_b", "/label_tie", "/label_both_bad", "/skip", "/undo",
-        "/dashboard", *ADMIN_ENDPOINTS,
+        "/next_pair",
+        "/whoami",
+        "/label_a",
+        "/label_b",
+        "/label_tie",
+        "/label_both_bad",
+        "/skip",
+        "/undo",
+        "/dashboard",
+        *ADMIN_ENDPOINTS,
     }
 
 
@@ -58,8 +68,12 @@ def test_label_buttons_skip_and_undo(served: Served) -> None:
     assert pair_id in served.pair_ids and "queue left" in progress
     assert chat[-1]["role"] == "user"
     labelled = []
-    for api_name, verdict in [("/label_a", "a"), ("/label_b", "b"), ("/label_tie", "tie"),
-                              ("/label_both_bad", "both_bad")]:
+    for api_name, verdict in [
+        ("/label_a", "a"),
+        ("/label_b", "b"),
+        ("/label_tie", "tie"),
+        ("/label_both_bad", "both_bad"),
+    ]:
         out = client.predict(pair_id, f"why {verdict}", api_name=api_name)
         row = store.labels("AND who = 'ann2' AND pair_id = ?", [pair_id])[0]
         expected = {"a": "b", "b": "a"}.get(verdict, verdict) if row["swapped"] else verdict
@@ -97,10 +111,16 @@ def test_admin_endpoints_work_for_admin(served: Served, tmp_path: Path) -> None:
     assert "Krippendorff" in agreement and len(plots) == 4
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "p", "response_a": "x", "response_b": "x"}) + "\n"
-                   + json.dumps({"prompt": "q", "response_a": "1", "response_b": "2", "label": "a"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "p", "response_a": "x", "response_b": "x"})
+        + "\n"
+        + json.dumps({"prompt": "q", "response_a": "1", "response_b": "2", "label": "a"})
+        + "\n"
+    )
     before = served.store.count("pairs")
-    summary, problems = client.predict(handle_file(str(bad)), "auto", False, api_name="/import_file")
+    summary, problems = client.predict(
+        handle_file(str(bad)), "auto", False, api_name="/import_file"
+    )
     assert "Nothing imported" in summary and served.store.count("pairs") == before
     assert problems["data"][0][0] == "bad.jsonl" and "identical" in problems["data"][0][3]
     summary, _ = client.predict(handle_file(str(bad)), "auto", True, api_name="/import_file")

@@ -63,13 +63,16 @@ def test_non_loopback_host_needs_auth_or_insecure() -> None:
     check_host(ServeConfig(host="0.0.0.0", insecure=True))
 
 
-@pytest.mark.parametrize("payload", [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    '<a href="javascript:alert(1)">x</a>',
-    "<svg onload=alert(1)>",
-    "<iframe src=//evil></iframe>",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        '<a href="javascript:alert(1)">x</a>',
+        "<svg onload=alert(1)>",
+        "<iframe src=//evil></iframe>",
+    ],
+)
 def test_safe_markdown_escapes_raw_html(payload: str) -> None:
     out = safe_markdown(f"before {payload} after")
     assert "<" not in out.replace("&lt;", "")
@@ -85,11 +88,13 @@ def test_safe_markdown_keeps_code_and_disarms_links() -> None:
 
 
 def test_conversation_keeps_turns_and_escapes() -> None:
-    shown = conversation([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "hi <script>x</script>"},
-        {"role": "assistant", "content": "hello"},
-    ])
+    shown = conversation(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi <script>x</script>"},
+            {"role": "assistant", "content": "hello"},
+        ]
+    )
     assert [m["role"] for m in shown] == ["user", "user", "assistant"]
     assert shown[0]["content"].startswith("*System:*")
     assert "<script>" not in shown[1]["content"]

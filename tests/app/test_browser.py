@@ -18,19 +18,30 @@ import pytest
 from tests.app.conftest import PASSWORDS, Served, serve_store, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (scripts/ensure-chromium.sh)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs /usr/bin/chromium (scripts/ensure-chromium.sh)"
+    ),
 ]
 
 # Records anything a payload could do: window.__xss, alert/confirm/prompt dialogs.
-WATCH_XSS = "window.__dialogs = []; for (const f of ['alert', 'confirm', 'prompt']) " \
-            "{ window[f] = (m) => { window.__dialogs.push(String(m)); }; }"
+WATCH_XSS = (
+    "window.__dialogs = []; for (const f of ['alert', 'confirm', 'prompt']) "
+    "{ window[f] = (m) => { window.__dialogs.push(String(m)); }; }"
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +105,16 @@ def assert_no_script_ran(page: Any, dialogs: list[str]) -> None:
 def test_keyboard_labelling_undo_and_xss(browser: Any, served_xss: Served) -> None:
     context, page, dialogs = login(browser, served_xss, "ann1")
     # the payload is on screen, as text
-    assert "XSS check" in page.locator("#response-a").inner_text() + page.locator("#response-b").inner_text()
-    assert page.locator("#response-a script, #response-b script, #response-a img, #response-b img").count() == 0
+    assert (
+        "XSS check"
+        in page.locator("#response-a").inner_text() + page.locator("#response-b").inner_text()
+    )
+    assert (
+        page.locator(
+            "#response-a script, #response-b script, #response-a img, #response-b img"
+        ).count()
+        == 0
+    )
     seen = []
     prompt = shown_prompt(page)
     for count, key in enumerate(["1", "2", "3", "4", "1"], start=1):
@@ -105,8 +124,10 @@ def test_keyboard_labelling_undo_and_xss(browser: Any, served_xss: Served) -> No
     save(page, "annotate")
     labels = served_xss.store.labels("AND who = 'ann1' AND source = 'human'")
     assert len(labels) == 5
-    stored_prompts = {served_xss.store.get_pair(x["pair_id"]).messages[-1]["content"].replace("**", "")
-                      for x in labels}
+    stored_prompts = {
+        served_xss.store.get_pair(x["pair_id"]).messages[-1]["content"].replace("**", "")
+        for x in labels
+    }
     assert all(any(p_text in shown for shown in seen) for p_text in stored_prompts)
     # typing in the rationale box does not trigger shortcuts
     page.locator("#rationale textarea").fill("1234 s u")
@@ -152,8 +173,12 @@ def test_two_annotators_never_get_the_same_pair(browser: Any, served_xss: Served
     two, page2, _ = login(browser, served_xss, "ann2")
     prompts = {1: shown_prompt(page1), 2: shown_prompt(page2)}
     assert prompts[1] != prompts[2]
-    done = {n: served_xss.store.scalar(
-        "SELECT count(*) FROM labels WHERE who = ? AND retracted_at IS NULL", [f"ann{n}"]) for n in (1, 2)}
+    done = {
+        n: served_xss.store.scalar(
+            "SELECT count(*) FROM labels WHERE who = ? AND retracted_at IS NULL", [f"ann{n}"]
+        )
+        for n in (1, 2)
+    }
     for _ in range(3):
         for page, n in ((page1, 1), (page2, 2)):
             page.keyboard.press("1")
@@ -161,9 +186,12 @@ def test_two_annotators_never_get_the_same_pair(browser: Any, served_xss: Served
             prompts[n] = wait_for_pair(page, done[n])
             assert prompts[1] != prompts[2]
     rows = served_xss.store.query(
-        "SELECT pair_id, count(*) FROM labels WHERE source = 'human' AND retracted_at IS NULL GROUP BY 1")
+        "SELECT pair_id, count(*) FROM labels WHERE source = 'human' AND retracted_at IS NULL GROUP BY 1"
+    )
     assert all(count == 1 for _, count in rows)
-    leases = served_xss.store.query("SELECT pair_id, annotator FROM leases WHERE expires_at > now()::TIMESTAMP")
+    leases = served_xss.store.query(
+        "SELECT pair_id, annotator FROM leases WHERE expires_at > now()::TIMESTAMP"
+    )
     assert len({p for p, _ in leases}) == len(leases)
     one.close()
     two.close()
@@ -174,7 +202,12 @@ def test_admin_tabs_render_and_screenshots(browser: Any, served_xss: Served) -> 
 
     context, page, dialogs = login(browser, served_xss, "boss")
     save(page, "annotate-admin")
-    for tab, ready in [("Judge", "Judge queue"), ("Train", "No runs yet"), ("Dashboard", None), ("Data", None)]:
+    for tab, ready in [
+        ("Judge", "Judge queue"),
+        ("Train", "No runs yet"),
+        ("Dashboard", None),
+        ("Data", None),
+    ]:
         page.get_by_role("tab", name=tab).click()
         if tab == "Dashboard":
             page.locator("#btn-dashboard").click()
@@ -185,7 +218,58 @@ def test_admin_tabs_render_and_screenshots(browser: Any, served_xss: Served) -> 
         save(page, tab.lower())
     assert_no_script_ran(page, dialogs)
     context.close()
+
+
+@pytest.mark.slow
+def test_demo_starts_within_a_minute_and_screenshots(browser: Any, tmp_path: Path) -> None:
+    """`prefloop demo` (scoring included) serves within a minute; its tabs become README screenshots."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.app.conftest import free_port
+
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "demo", "--dir", str(tmp_path), "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        while time.monotonic() - started < 120:
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        ready = time.monotonic() - started
+        assert ready < 60, f"demo took {ready:.0f}s to serve"
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#progress")).to_contain_text("queue left", timeout=30_000)
+        page.wait_for_timeout(500)
+        save(page, "demo-annotate")
+        for tab in ("Judge", "Train", "Dashboard", "Data"):
+            page.get_by_role("tab", name=tab).click()
+            if tab == "Dashboard":
+                page.locator("#btn-dashboard").click()
+                expect(page.get_by_text("Krippendorff")).to_be_visible(timeout=30_000)
+                page.wait_for_timeout(1500)
+            page.wait_for_timeout(800)
+            save(page, f"demo-{tab.lower()}")
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name in ("annotate", "judge", "train", "dashboard", "data"):
-        shutil.copy(ARTIFACTS / f"{name}.png", SCREENSHOTS / f"{name}.png")
-    (ARTIFACTS / "screenshots.json").write_text(json.dumps(sorted(p.name for p in ARTIFACTS.glob("*.png"))))
+        shutil.copy(ARTIFACTS / f"demo-{name}.png", SCREENSHOTS / f"{name}.png")
+    (ARTIFACTS / "screenshots.json").write_text(
+        json.dumps(sorted(p.name for p in ARTIFACTS.glob("*.png")))
+    )

@@ -16,8 +16,10 @@ from app.ui.auth import load_users
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("args", [["serve", "--help"], ["demo", "--help"], ["users", "--help"],
-                                  ["users", "add", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--help"], ["demo", "--help"], ["users", "--help"], ["users", "add", "--help"]],
+)
 def test_commands_have_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0 and len(result.output) > 100
@@ -25,26 +27,46 @@ def test_commands_have_help(args: list[str]) -> None:
 
 def test_serve_refuses_a_network_host_without_auth(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--db", str(tmp_path / "x.duckdb"), "--host", "0.0.0.0"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "--host",
+            "0.0.0.0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
-    assert "--auth" in proc.stderr and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "--auth" in proc.stderr and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
+    )
     assert not (tmp_path / "x.duckdb").exists()  # refused before touching anything
 
 
 def test_serve_names_a_missing_store(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "app", "serve", "--db", str(tmp_path / "missing.duckdb")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1 and "prefloop import" in proc.stderr
 
 
 def test_users_add_stores_a_hash(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
-    result = CliRunner().invoke(cli, ["users", "add", "carol", "--file", str(path), "--role", "admin",
-                                      "--password-stdin"], input="correct horse\n")
+    result = CliRunner().invoke(
+        cli,
+        ["users", "add", "carol", "--file", str(path), "--role", "admin", "--password-stdin"],
+        input="correct horse\n",
+    )
     assert result.exit_code == 0, result.output
     assert "correct horse" not in path.read_text()
     assert load_users(path)["carol"].role == "admin"
@@ -61,7 +83,9 @@ def test_demo_build_only_with_fallback_routing(tmp_path: Path) -> None:
         queues = dict(store.query("SELECT queue, count(*) FROM pairs GROUP BY 1"))
         seeded = store.scalar("SELECT count(DISTINCT pair_id) FROM labels WHERE who = 'demo-seed'")
         assert queues["human"] == store.count("pairs") - seeded  # every unlabelled pair
-        multi_turn = store.scalar("SELECT count(*) FROM prompts WHERE json_array_length(messages) > 1")
+        multi_turn = store.scalar(
+            "SELECT count(*) FROM prompts WHERE json_array_length(messages) > 1"
+        )
         code = store.scalar("SELECT count(*) FROM responses WHERE text LIKE '%```%'")
         assert multi_turn >= 5 and code >= 10
 

@@ -20,7 +20,9 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop(running)
 
 
-def test_judge_batch_from_the_tab(judged: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_judge_batch_from_the_tab(
+    judged: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     pytest.importorskip("judges.batch")
     from tests.fakes.openai_server import FakeOpenAIServer, always
 

@@ -23,12 +23,16 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
 
     store = PreferenceStore(tmp_path / "demo.duckdb")
     build_demo_store(store, score=False)  # seed labels; everything else in the human queue
-    config = ServeConfig(port=free_port(), auth=str(make_users(tmp_path / "users.json")), train_max_steps=2)
+    config = ServeConfig(
+        port=free_port(), auth=str(make_users(tmp_path / "users.json")), train_max_steps=2
+    )
     ctx, blocks = make_app(store, config)
     ctx.runs_root = str(tmp_path / "runs")
     launch(ctx, blocks, config, block=False)
     try:
-        admin = Client(f"http://127.0.0.1:{config.port}/", auth=("boss", PASSWORDS["boss"]), verbose=False)
+        admin = Client(
+            f"http://127.0.0.1:{config.port}/", auth=("boss", PASSWORDS["boss"]), verbose=False
+        )
         assert "Submitted" in admin.predict("dpo", api_name="/train_start")
         deadline = time.monotonic() + 300
         md = ""
