@@ -110,11 +110,11 @@ class OpenAIBackend:
                     f"{self.endpoint} rejected the API key (401: {_short(exc)}); "
                     "set $OPENAI_API_KEY to a valid key for this endpoint"
                 ) from None
-            except openai.NotFoundError as exc:
-                return Completion(
-                    error=f"404 not found: {_short(exc)} (check --model and that --base-url ends in /v1)",
-                    params=params,
-                )
+            except openai.NotFoundError as exc:  # the same for every pair: stop the batch
+                raise JudgeError(
+                    f"{self.endpoint}/chat/completions answered 404 for model {model!r} "
+                    f"({_short(exc)}); check --model and that --base-url ends in /v1"
+                ) from None
             except openai.APITimeoutError:
                 return Completion(
                     error=f"timed out after {self.config.max_retries} retries "

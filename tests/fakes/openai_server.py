@@ -249,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         fake._enter(record)
         try:
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            if not self.path.rstrip("/").endswith("/v1/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
             reply = fake._next_reply(body)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from data.errors import JudgeError
 from data.store import PreferenceStore
 from judges.batch import run_batch
 from judges.config import JudgeConfig, Price
@@ -273,3 +274,15 @@ def test_swap_after_a_one_order_run_retracts_the_biased_label(store: PreferenceS
     assert (swapped.calls, swapped.inconsistent, swapped.labels, swapped.retracted) == (3, 3, 0, 3)
     assert store.labels("AND source = 'judge'") == []  # retracted, kept for audit
     assert store.scalar("SELECT count(*) FROM labels WHERE retracted_at IS NOT NULL") == 3
+
+
+def test_wrong_endpoint_or_key_stops_the_batch_with_the_fix(
+    store: PreferenceStore, fake_openai
+) -> None:
+    make_pairs(store, 3)
+    without_v1 = fake_openai.url.removesuffix("/v1")
+    with pytest.raises(JudgeError, match="check --model and that --base-url ends in /v1"):
+        run_batch(store, config(fake_openai, base_url=without_v1))
+    fake_openai.push(Reply(status=401, error_message="Incorrect API key provided"))
+    with pytest.raises(JudgeError, match=r"rejected the API key .* set \$OPENAI_API_KEY"):
+        run_batch(store, config(fake_openai, concurrency=1))
