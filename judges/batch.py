@@ -143,14 +143,8 @@ async def _judge_all(
     messages = {u: _messages(template, views[u.pair_id], u.order) for u in units}
     keys: list[str] = []
     if not config.retry_failed:  # a retry must ask again, not replay the reply that failed
-        for unit, msgs in messages.items():
-            keys.append(cache_key(backend.endpoint, unit.model, backend.params(), msgs))
-            if backend.logprobs_enabled:  # the key it would have if logprobs get switched off
-                keys.append(
-                    cache_key(
-                        backend.endpoint, unit.model, _without_logprobs(backend.params()), msgs
-                    )
-                )
+        params = backend.params()
+        keys = [cache_key(backend.endpoint, u.model, params, msgs) for u, msgs in messages.items()]
     cache = prefetch_cache(writer.store, keys)
     semaphore = asyncio.Semaphore(config.concurrency)
 
@@ -177,7 +171,10 @@ async def _judge_all(
                     pending.result()  # a failed commit stops the batch here
                     pending = None
                 # while a commit is running, results pile up and go in the next, larger one
-                due = len(buffer) >= config.flush_every or time.monotonic() - last_flush > 1.0
+                due = (
+                    len(buffer) >= config.flush_every
+                    or time.monotonic() - last_flush > config.flush_seconds
+                )
                 if pending is None and due:
                     pending = loop.run_in_executor(pool, writer.commit, buffer)
                     buffer = []
@@ -212,10 +209,6 @@ def _messages(template: Template, pair: PairView, order: str) -> list[dict[str, 
     return template.messages(pair.prompt_text, first, second)
 
 
-def _without_logprobs(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k not in ("logprobs", "top_logprobs")}
-
-
 async def _ask(
     unit: Unit,
     msgs: list[dict[str, str]],
@@ -224,11 +217,11 @@ async def _ask(
     outcome: Outcome,
 ) -> Completion:
     """One reply for `msgs`: from the cache when this exact request was answered before."""
-    key = cache_key(backend.endpoint, unit.model, backend.params(), msgs)
-    hit = cache.get(key)
-    if hit is not None:
-        outcome.cache_hits += 1
-        return hit
+    if cache:  # most batches find nothing cached: then skip hashing the request twice
+        hit = cache.get(cache_key(backend.endpoint, unit.model, backend.params(), msgs))
+        if hit is not None:
+            outcome.cache_hits += 1
+            return hit
     completion = await backend.complete(unit.model, msgs)
     if completion.error is None:
         sent_key = cache_key(backend.endpoint, unit.model, completion.params, msgs)

@@ -83,8 +83,14 @@ class JudgeConfig:
     )
     progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
     flush_every: int = field(
-        default=16,
-        metadata={"help": "Commit finished judgements to the store in batches of this size."},
+        default=256,
+        metadata={"help": "Commit finished judgements once this many are waiting..."},
+    )
+    flush_seconds: float = field(
+        default=0.5,
+        metadata={
+            "help": "...or once this long has passed: a killed batch loses at most this much."
+        },
     )
 
     def __post_init__(self) -> None:
