@@ -40,6 +40,8 @@ def synthetic_records(n: int, *, xss_every: int = 0) -> list[PairRecord]:
                 {"role": "assistant", "content": "Hello! What would you like to know?"},
                 {"role": "user", "content": f"How do I reverse a string in **Python** (case {i})?"},
             ]
+        if xss_every and i % xss_every == 0:
+            messages[-1] = {"role": "user", "content": messages[-1]["content"] + " " + XSS_RESPONSE}
         good = f"Use `sorted()` (answer {i}):\n\n```python\nprint(sorted([3, 1, 2]))\n```"
         bad = XSS_RESPONSE if xss_every and i % xss_every == 0 else f"I don't know ({i})."
         records.append(PairRecord(messages, good, bad))
