@@ -55,3 +55,40 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
         blocks.close()
         ctx.close()
         store.close()
+
+
+def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("training.jobs")
+    from gradio_client import Client
+
+    from app.demo_data import build_demo_store
+    from app.ui.server import ServeConfig, launch, make_app
+    from data.store import PreferenceStore
+    from tests.app.conftest import PASSWORDS
+
+    store = PreferenceStore(tmp_path / "demo.duckdb")
+    build_demo_store(store, score=False)
+    config = ServeConfig(port=free_port(), auth=str(make_users(tmp_path / "users.json")))
+    ctx, blocks = make_app(store, config)
+    ctx.runs_root = str(tmp_path / "runs")
+    launch(ctx, blocks, config, block=False)
+    try:
+        admin = Client(
+            f"http://127.0.0.1:{config.port}/", auth=("boss", PASSWORDS["boss"]), verbose=False
+        )
+        assert "Submitted" in admin.predict("rm+ppo", api_name="/train_start")
+        kinds = dict(store.query("SELECT kind, status FROM runs"))
+        assert kinds == {"rm": "running", "ppo": "queued"}  # PPO waits for the reward model
+        for _ in kinds:
+            assert "Cancelled" in admin.predict("", api_name="/train_cancel")
+        assert dict(store.query("SELECT kind, status FROM runs")) == {
+            "rm": "cancelled",
+            "ppo": "cancelled",
+        }
+        md, _plot, history = admin.predict(api_name="/train_status")
+        assert "cancelled" in md and len(history["data"]) == 2
+        assert "No run is queued" in admin.predict("", api_name="/train_cancel")
+    finally:
+        blocks.close()
+        ctx.close()
+        store.close()
