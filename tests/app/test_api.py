@@ -43,6 +43,10 @@ def test_unauthenticated_calls_are_rejected(served: Served) -> None:
     from gradio_client import Client
 
     assert httpx.get(served.url + "config").status_code in (401, 403)
+    for api_name in ("next_pair", "label_a", "train_start"):  # the direct (queue-free) route too
+        response = httpx.post(f"{served.url}gradio_api/run/{api_name}", json={"data": ["x", ""]})
+        assert response.status_code in (401, 403), api_name
+    assert served.store.scalar("SELECT count(*) FROM labels WHERE pair_id = 'x'") == 0
     with pytest.raises(Exception):  # noqa: B017 - the client refuses to connect without login
         Client(served.url, verbose=False).predict(api_name="/next_pair")
     with pytest.raises(Exception):  # noqa: B017
