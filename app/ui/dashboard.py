@@ -16,12 +16,12 @@ from data.store import PreferenceStore
 
 
 def _figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
-    import matplotlib
+    # A bare Figure, not pyplot: pyplot keeps every figure alive until closed, and the Train
+    # tab redraws every 2 s; these are freed like any other object.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.subplots()
     ax.set_title(title, fontsize=11)
     fig.set_layout_engine("tight")
     return fig, ax

@@ -42,3 +42,14 @@ def test_calibration_accuracy_per_version(tmp_path: Path) -> None:
         assert all(r["human_labels"] == 6 for r in rows)
         outputs = dashboard.dashboard(store)
         assert "human-human" in outputs[0] and len(outputs) == 5
+
+
+def test_figures_are_not_kept_by_pyplot(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    make_store(tmp_path / "s.duckdb", 2)
+    before = len(plt.get_fignums())
+    with PreferenceStore(tmp_path / "s.duckdb") as store:
+        for _ in range(3):
+            dashboard.dashboard(store)
+    assert len(plt.get_fignums()) == before
