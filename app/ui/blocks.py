@@ -40,6 +40,7 @@ document.addEventListener('keydown', (event) => {
 
 CSS = """
 .response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px; min-height: 120px; }
+#prompt button[aria-label="Clear"], #prompt button[title="Clear"] { display: none; }
 """
 
 # Annotate events skip Gradio's queue (one HTTP round trip instead of join + event stream);
