@@ -56,11 +56,11 @@ class AppContext:
 
     def job_manager(self) -> Any:
         """The store's training JobManager (raises MissingPiece without training.jobs)."""
-        from app.ui.jobs import _training_jobs
+        from app.ui.jobs import training_jobs
 
         with _LOCK:
             if self.jobs is None:
-                module = _training_jobs()
+                module = training_jobs()
                 self.jobs = module.JobManager(self.store, self.runs_root, background=True)
             return self.jobs
 

@@ -15,7 +15,7 @@ from typing import Any
 from data.store import PreferenceStore
 
 
-def _figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
+def new_figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
     # A bare Figure, not pyplot: pyplot keeps every figure alive until closed, and the Train
     # tab redraws every 2 s; these are freed like any other object.
     from matplotlib.figure import Figure
@@ -27,7 +27,7 @@ def _figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
     return fig, ax
 
 
-def _empty(ax: Any, message: str) -> None:
+def empty_note(ax: Any, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -40,9 +40,9 @@ def labels_over_time(store: PreferenceStore):  # noqa: ANN201
         WHERE retracted_at IS NULL GROUP BY ALL ORDER BY t
         """
     )
-    fig, ax = _figure("Labels by source over time (cumulative)")
+    fig, ax = new_figure("Labels by source over time (cumulative)")
     if not rows:
-        _empty(ax, "no labels yet")
+        empty_note(ax, "no labels yet")
         return fig
     by_source: dict[str, list[tuple[Any, int]]] = {}
     for source, t, n in rows:
@@ -91,9 +91,9 @@ def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: 
         if efficiency
         else "Ensemble accuracy on calibration slice"
     )
-    fig, ax = _figure(title)
+    fig, ax = new_figure(title)
     if not rows:
-        _empty(ax, "no scored calibration pairs with human labels yet")
+        empty_note(ax, "no scored calibration pairs with human labels yet")
         return fig
     xs = [r["human_labels"] if efficiency else r["version"] for r in rows]
     ax.plot(xs, [r["accuracy"] for r in rows], marker="o")
@@ -109,9 +109,9 @@ def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: 
 
 def uncertainty_histogram(store: PreferenceStore):  # noqa: ANN201
     rows = store.query("SELECT p_std FROM scores WHERE version = (SELECT max(version) FROM scores)")
-    fig, ax = _figure("Ensemble uncertainty (std of P(A>B)), latest version")
+    fig, ax = new_figure("Ensemble uncertainty (std of P(A>B)), latest version")
     if not rows:
-        _empty(ax, "no scores yet: run `prefloop score`")
+        empty_note(ax, "no scores yet: run `prefloop score`")
         return fig
     ax.hist([r[0] for r in rows], bins=30, color="#4c72b0")
     ax.set_xlabel("std across members")

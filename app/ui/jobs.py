@@ -153,7 +153,7 @@ def _judge_entry_point() -> Any:
 # -- train --------------------------------------------------------------------------
 
 
-def _training_jobs() -> Any:
+def training_jobs() -> Any:
     try:
         from training import jobs
     except ImportError as exc:
@@ -200,11 +200,11 @@ def read_curves(run_dir: str | None) -> dict[str, list[tuple[float, float]]]:
 
 
 def curves_figure(curves: dict[str, list[tuple[float, float]]], title: str):  # noqa: ANN201
-    from app.ui.dashboard import _empty, _figure
+    from app.ui.dashboard import empty_note, new_figure
 
-    fig, ax = _figure(title)
+    fig, ax = new_figure(title)
     if not curves:
-        _empty(ax, "no metrics yet")
+        empty_note(ax, "no metrics yet")
         return fig
     for key, points in sorted(curves.items())[:8]:
         ax.plot([p[0] for p in points], [p[1] for p in points], label=key)
@@ -217,7 +217,7 @@ def start_training(ctx: Any, kind: str, *, who: str) -> str:
     """Submit the runs for `kind` (rm+ppo: an RM run, then PPO on the promoted RM)."""
     if kind not in TRAIN_KINDS:
         raise ConfigError(f"choose one of {', '.join(TRAIN_KINDS)}, not {kind!r}")
-    module = _training_jobs()
+    module = training_jobs()
     manager = ctx.job_manager()
     stages = {"dpo": ["dpo"], "rm": ["rm"], "rm+ppo": ["rm", "ppo"]}[kind]
     run_ids = [
