@@ -22,7 +22,7 @@ from data.ids import (
     response_id,
 )
 from data.shapes import PairRecord, Record, ResponsesRecord
-from data.store import PreferenceStore
+from data.store import PreferenceStore, refresh_human_queue
 
 _FLIP = {"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"}
 
@@ -180,11 +180,7 @@ def _write(
         result.labels = len(inserted)
         result.duplicate_labels = len(batch.labels) - result.labels
         if source == "human" and inserted:
-            cur.execute(
-                "UPDATE human_queue SET human_labels = (SELECT count(*) FROM labels l WHERE l.pair_id = "
-                "human_queue.pair_id AND l.source = 'human' AND l.retracted_at IS NULL) "
-                "WHERE pair_id IN (SELECT pair_id FROM _new_labels)"
-            ).fetchall()
+            refresh_human_queue(cur, list({k[0] for k in batch.labels}))
     for name in ("_new_prompts", "_new_responses", "_new_links", "_new_pairs", "_new_labels"):
         cur.unregister(name)
     return result

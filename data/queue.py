@@ -112,6 +112,7 @@ def _rebuild_human_queue(cur: duckdb.DuckDBPyConnection) -> None:
           ON l.pair_id = p.pair_id AND l.source = 'human' AND l.retracted_at IS NULL
         WHERE p.queue = 'human'
         GROUP BY ALL
+        HAVING count(l.label_id) < p.needed_labels
         ORDER BY p.priority DESC, p.pair_id
         """
     ).fetchall()

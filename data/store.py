@@ -260,8 +260,13 @@ class PreferenceStore:
         if not row:
             raise StoreError(f"cannot label unknown pair {pair_id!r}")
         if source == "human":
+            # A pair that has all its human labels leaves the queue table, so the top of
+            # the queue stays open pairs and the next-pair scan stops early.
             cursor.execute(
                 "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?", [pair_id]
+            ).fetchall()
+            cursor.execute(
+                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels", [pair_id]
             ).fetchall()
         return int(row[0][0])
 
@@ -275,9 +280,7 @@ class PreferenceStore:
                 params.append(who)
             undone = cur.execute(sql + " RETURNING pair_id, source", params).fetchall()
             if undone and undone[0][1] == "human":
-                cur.execute(
-                    "UPDATE human_queue SET human_labels = human_labels - 1 WHERE pair_id = ?", [undone[0][0]]
-                ).fetchall()
+                refresh_human_queue(cur, [undone[0][0]])
             return bool(undone)
 
     def labels(self, where: str = "", params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
@@ -286,6 +289,23 @@ class PreferenceStore:
             f"SELECT * FROM labels WHERE retracted_at IS NULL {where} ORDER BY label_id",
             params,
         )
+
+
+def refresh_human_queue(cursor: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> None:
+    """Recount human labels for these pairs; keep in `human_queue` those still wanting some."""
+    cursor.execute("DELETE FROM human_queue WHERE pair_id IN (SELECT unnest($ids))", {"ids": list(pair_ids)}).fetchall()
+    cursor.execute(
+        """
+        INSERT INTO human_queue
+        SELECT p.pair_id, p.priority, p.needed_labels, count(l.label_id)
+        FROM pairs p LEFT JOIN labels l
+          ON l.pair_id = p.pair_id AND l.source = 'human' AND l.retracted_at IS NULL
+        WHERE p.queue = 'human' AND p.pair_id IN (SELECT unnest($ids))
+        GROUP BY ALL
+        HAVING count(l.label_id) < p.needed_labels
+        """,
+        {"ids": list(pair_ids)},
+    ).fetchall()
 
 
 def _check_label(source: str, verdict: str, confidence: float | None) -> None:
