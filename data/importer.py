@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from data.errors import ConfigError, ImportValidationError, RowProblem
 from data.ingest import ingest
-from data.readers import read_source
+from data.readers import DEFAULT_MAX_SOURCE_BYTES, read_source
 from data.shapes import FORMATS, Record, RowError, ShapeConfig, describe_unknown, detect_format, located, parse_row
 from data.store import PreferenceStore
 
@@ -33,6 +33,7 @@ class ImportOptions:
     split: str | None = None  # split of a Hugging Face dataset (default: train, else the first)
     shape: ShapeConfig = field(default_factory=ShapeConfig)
     max_problems: int = 50  # how many problems an atomic failure lists
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # refuse larger files (after decompression)
     progress: bool = False
 
 
@@ -69,7 +70,7 @@ def parse_sources(sources: Sequence[str], options: ImportOptions) -> tuple[list[
     rows = 0
     for source in sources:
         fmt = None if options.format == "auto" else options.format
-        for raw in tqdm(read_source(source, split=options.split), desc=Path(source).name,
+        for raw in tqdm(read_source(source, split=options.split, max_bytes=options.max_source_bytes), desc=Path(source).name,
                         unit=" rows", disable=not options.progress):
             rows += 1
             if raw.problem is not None:

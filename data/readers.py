@@ -31,8 +31,17 @@ class RawRow:
     problem: RowProblem | None = None
 
 
-def read_source(source: str, *, split: str | None = None) -> Iterator[RawRow]:
-    """Yield the rows of one source; raise ImportValidationError if it cannot be read at all."""
+DEFAULT_MAX_SOURCE_BYTES = 2 * 1024**3
+
+
+def read_source(
+    source: str, *, split: str | None = None, max_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+) -> Iterator[RawRow]:
+    """Yield the rows of one source; raise ImportValidationError if it cannot be read at all.
+
+    A file (after decompression) over `max_bytes` is refused before it fills memory:
+    a gzip bomb stops at the cap.
+    """
     path = Path(source)
     if path.is_dir():
         yield from _read_hf_disk(path, split)
@@ -46,9 +55,14 @@ def read_source(source: str, *, split: str | None = None) -> Iterator[RawRow]:
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     try:
-        raw = gzip.open(path).read() if compressed else path.read_bytes()
-    except (OSError, EOFError) as exc:
+        if not compressed and path.stat().st_size > max_bytes:
+            _fail(source, f"is {path.stat().st_size} bytes, over the {max_bytes}-byte import limit")
+        with (gzip.open(path) if compressed else path.open("rb")) as handle:
+            raw = handle.read(max_bytes + 1)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
         _fail(source, f"cannot read file: {exc}")
+    if len(raw) > max_bytes:
+        _fail(source, f"decompresses to more than the {max_bytes}-byte import limit")
     if kind in (".jsonl", ".ndjson"):
         yield from _read_jsonl(source, raw)
     elif kind == ".json":

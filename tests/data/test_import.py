@@ -164,3 +164,19 @@ def test_unknown_file_type_and_missing_file(store: PreferenceStore, tmp_path: Pa
         import_sources(store, [str(tmp_path / "x.txt")], ImportOptions())
     with pytest.raises(ImportValidationError, match="no such file"):
         import_sources(store, [str(tmp_path / "nope.jsonl")], ImportOptions())
+
+
+def test_oversized_and_bomb_files_are_refused(store: PreferenceStore, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b"\x00" * 5_000_000))  # 5 MB of NULs in a few KB
+    assert bomb.stat().st_size < 50_000
+    with pytest.raises(ImportValidationError, match="decompresses to more than"):
+        import_sources(store, [str(bomb)], ImportOptions(max_source_bytes=1_000_000))
+    big = write_jsonl(tmp_path / "big.jsonl", ROWS * 100)
+    with pytest.raises(ImportValidationError, match="import limit"):
+        import_sources(store, [str(big)], ImportOptions(max_source_bytes=1_000))
+    not_gzip = tmp_path / "fake.jsonl.gz"
+    not_gzip.write_bytes(b"this is not gzip at all")
+    with pytest.raises(ImportValidationError, match="cannot read file"):
+        import_sources(store, [str(not_gzip)], ImportOptions())
+    assert store.count("pairs") == 0
