@@ -40,6 +40,8 @@ class StageConfig:
     bucket_by_length: bool = help_field(True, "Batch sequences of similar length (less padding).")
     eval_every: int = help_field(10, "Evaluate held-out accuracy every N steps (0: never).")
     patience: int = help_field(3, "Early stop after N evaluations without improvement (0: off).")
+    stop_at_accuracy: float | None = help_field(
+        None, "Stop as soon as held-out preference accuracy reaches this (e.g. the parent's).")
     replay_ratio: float = help_field(1.0, "Incremental runs: old pairs replayed per new pair.")
     min_replay: int = help_field(16, "Incremental runs: replay at least this many old pairs.")
     seed: int = help_field(0, "Random seed for data order, replay sample and initialisation.")
@@ -256,7 +258,8 @@ def _bf16_ok() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def progress_callback(ctx: RunContext, metric: str | None, patience: int, greater_is_better: bool = True):
+def progress_callback(ctx: RunContext, metric: str | None, patience: int, greater_is_better: bool = True,
+                      stop_at: float | None = None):
     """Writes metrics.jsonl/status.json and stops early when `metric` stops improving."""
     from transformers import TrainerCallback
 
@@ -270,14 +273,21 @@ def progress_callback(ctx: RunContext, metric: str | None, patience: int, greate
         def on_step_end(self, args, state, control, **kwargs):
             ctx.status("running", step=state.global_step, max_steps=state.max_steps)
 
+        def on_train_end(self, args, state, control, **kwargs):
+            self.done = True  # evaluations after training (the final report) do not stop anything
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             ctx.log_metrics({"step": state.global_step, **(logs or {})})
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            if not metric or not metrics or metric not in metrics:
+            if not metric or not metrics or metric not in metrics or getattr(self, "done", False):
                 return
             value = float(metrics[metric])
             self.history.append((state.global_step, value))
+            if stop_at is not None and value >= stop_at:
+                ctx.log_metrics({"step": state.global_step, "reached_target": stop_at, metric: value})
+                control.should_training_stop = True
+                return
             better = self.best is None or (value > self.best if greater_is_better else value < self.best)
             if better:
                 self.best, self.best_step, self.bad = value, state.global_step, 0
@@ -311,6 +321,9 @@ def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, traina
     if warm_start:
         from peft import PeftModel
 
+        if not (Path(warm_start) / "adapter_config.json").exists():
+            raise TrainingError(f"warm start {warm_start} is a full model, not a LoRA adapter; run "
+                                "without --incremental, or pass it as --policy to fine-tune it further")
         return PeftModel.from_pretrained(model, warm_start, is_trainable=trainable), None
     return model, (lora_config(cfg, "CAUSAL_LM") if cfg.use_lora else None)
 

@@ -15,6 +15,7 @@ the new pairs plus a replay sample, stop early on held-out preference accuracy
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,16 @@ def cached_reference_trainer_class():
 
     class CachedReferenceDPOTrainer(DPOTrainer):
         ref_forward_rows = 0  # rows that needed a reference forward pass, over all datasets
+        ref_seconds = 0.0  # time spent on reference log-probs (forward passes and merging)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
+            started = time.perf_counter()
+            try:
+                return self._fill_ref_logps(dataset, batch_size)
+            finally:
+                type(self).ref_seconds += time.perf_counter() - started
+
+        def _fill_ref_logps(self, dataset, batch_size):
             chosen = dataset["ref_chosen_logps"]
             rejected = dataset["ref_rejected_logps"]
             missing = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
@@ -82,8 +91,9 @@ def cached_reference_trainer_class():
                     for j, i in enumerate(missing))
             type(self).ref_forward_rows += len(missing)
             dataset = dataset.remove_columns(["ref_chosen_logps", "ref_rejected_logps"])
-            if "length" not in dataset.column_names:  # for length-bucketed batches
-                dataset = dataset.add_column("length", [
+            if "length" in dataset.column_names:  # token lengths for length-bucketed batches
+                dataset = dataset.remove_columns(["length"])
+            dataset = dataset.add_column("length", [
                     len(p) + max(len(c), len(r)) for p, c, r in
                     zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)])
             dataset = dataset.add_column("ref_chosen_logps", [float(x) for x in chosen])
@@ -100,6 +110,7 @@ def dpo_rows(items: list[dict[str, Any]], use_cache: bool) -> list[dict[str, Any
         "prompt_id": r["prompt_id"], "chosen_id": r["chosen_id"], "rejected_id": r["rejected_id"],
         "ref_chosen_logps": r["ref_chosen_logps"] if use_cache else nan,
         "ref_rejected_logps": r["ref_rejected_logps"] if use_cache else nan,
+        "length": len(r["prompt"]) + max(len(r["chosen"]), len(r["rejected"])),  # chars until tokenized
     } for r in items]
 
 
@@ -127,13 +138,14 @@ def run(ctx: RunContext) -> None:
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=Dataset.from_list(dpo_rows(train_rows, use_cache)),
         eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
-        callbacks=[progress_callback(ctx, "eval_rewards/accuracies", cfg.patience)],
+        callbacks=[progress_callback(ctx, "eval_rewards/accuracies", cfg.patience, stop_at=cfg.stop_at_accuracy)],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
     metrics: dict[str, Any] = {
         "train_loss": output.training_loss, "steps": trainer.state.global_step,
         "param_change": param_change(before, trainer.model), "ref_forward_pairs": trainer_cls.ref_forward_rows,
+        "ref_seconds": round(trainer_cls.ref_seconds, 3),
         "ref_cached_pairs": len(train_rows) + len(test_rows) - trainer_cls.ref_forward_rows, **counts,
     }
     if test_rows:

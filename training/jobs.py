@@ -96,11 +96,13 @@ class JobManager:
         python: str = sys.executable,
         background: bool = False,
         poll_interval: float = 0.5,
+        inline: bool = False,
     ):
         self.store = store
         default_root = Path(store.path).resolve().parent / "runs"
         self.runs_root = Path(runs_root) if runs_root else default_root
         self.python = python
+        self.inline = inline  # run trainers in this process (benchmarks: no start-up cost)
         self._procs: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -275,6 +277,9 @@ class JobManager:
             cmd = [self.python, "-m", "accelerate.commands.launch", "--config_file",
                    str(accelerate_config()), "--num_processes", str(request.num_processes),
                    "-m", "training", request.stage, "--run-dir", str(run_dir)]
+        if self.inline:
+            self._run_inline(run_id, request, run_dir, config)
+            return
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
         repo_root = str(Path(__file__).resolve().parent.parent)
@@ -289,6 +294,16 @@ class JobManager:
                 "started_at = current_timestamp WHERE run_id = ?",
                 [proc.pid, json.dumps(config), plan.get("parent_run_id"), run_id],
             ).fetchall()
+
+    def _run_inline(self, run_id: str, request: TrainRequest, run_dir: Path, config: dict[str, Any]) -> None:
+        from training.__main__ import main as trainer_main
+
+        with self.store.transaction() as cur:
+            cur.execute("UPDATE runs SET status = 'running', started_at = current_timestamp, config = ?, "
+                        "parent_run_id = ? WHERE run_id = ?",
+                        [json.dumps(config), config.get("parent_run_id"), run_id]).fetchall()
+        code = trainer_main([request.stage, "--run-dir", str(run_dir)])
+        self._ingest(run_id, code)
 
     def _plan_generate(self, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
         policy = request.policy
@@ -325,7 +340,7 @@ class JobManager:
                               "(owner/name); pass a path, an id, or leave it out for the default")
         parent = None
         if request.incremental:
-            parent = self._latest_promoted(request.stage, policy)
+            parent = self._latest_promoted(request.stage, policy, request.overrides.get("use_lora"))
         reward = request.reward
         if request.stage in ("ppo", "grpo"):
             reward = reward or ("rm" if self._latest_artifact(("rm",)) else None)
@@ -358,13 +373,15 @@ class JobManager:
             "ORDER BY finished_at DESC LIMIT 1", list(kinds),
         )
 
-    def _latest_promoted(self, stage: str, policy: str) -> dict[str, Any] | None:
+    def _latest_promoted(self, stage: str, policy: str, use_lora: bool | None) -> dict[str, Any] | None:
+        """The last promoted run of `stage` on `policy` trained the same way (LoRA or full)."""
         for row in self.store.query_dicts(
             "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
             "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC", [stage],
         ):
             row = _decode(row)
-            if row["config"].get("policy") == policy and row["artifact_path"]:
+            same_kind = (row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora)
+            if row["config"].get("policy") == policy and row["artifact_path"] and same_kind:
                 return row
         return None
 

@@ -77,7 +77,7 @@ def run(ctx: RunContext) -> None:
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(test_rows) if test_rows else None,
-        callbacks=[progress_callback(ctx, "eval_accuracy", cfg.patience)],
+        callbacks=[progress_callback(ctx, "eval_accuracy", cfg.patience, stop_at=cfg.stop_at_accuracy)],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
