@@ -23,7 +23,7 @@ import numpy as np
 
 from labeling.acquisition import acquisition_scores, select_batch
 from labeling.ensemble import EnsembleConfig, fit_ensemble, standardisation
-from labeling.features import DEFAULT_FEATURES
+from labeling.features import DEFAULT_EMBEDDING_PENALTY, DEFAULT_FEATURES, penalty_scale
 from labeling.simdata import DEFAULT_DATA, SimData, load_simdata, simdata_features, split_by_prompt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +51,22 @@ class BenchConfig:
     strategies: tuple[str, ...] = ("random", "variance", "bald", "bald+diversity")
     members: int = 8
     l2: float = 1.0
+    embedding_penalty: float = DEFAULT_EMBEDDING_PENALTY  # see labeling.features.penalty_scale
     judge_agreement: float = 0.70  # simulated judge: P(judge label == human label)
     hybrid_budget: int = 200  # human labels in hybrid mode
     compare_features: tuple[tuple[str, ...], ...] = FEATURE_SETS  # () skips the comparison
-    compare_l2: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)  # swept on the default features
-    curve_features: tuple[tuple[str, ...], ...] = (("joint",),)  # extra curves (issue baseline)
+    compare_penalty: tuple[float, ...] = (
+        1.0,
+        100.0,
+        1000.0,
+        10000.0,
+    )  # swept on the default features
+    # extra curves as (feature blocks, embedding penalty): the issue's baseline (plain joint
+    # embeddings) and the best-measured prompt-aware set
+    curve_features: tuple[tuple[tuple[str, ...], float], ...] = (
+        (("joint",), 1.0),
+        (("joint_tail", "response", "length"), DEFAULT_EMBEDDING_PENALTY),
+    )
     limit: int | None = None  # use only the first N pairs (tests)
 
 
@@ -79,9 +90,19 @@ def evaluate(p_a: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 class Simulator:
     """Features, labels and splits of one dataset; fits and evaluates ensembles on them."""
 
-    def __init__(self, xa: np.ndarray, xb: np.ndarray, y: np.ndarray, config: BenchConfig):
+    def __init__(
+        self,
+        xa: np.ndarray,
+        xb: np.ndarray,
+        y: np.ndarray,
+        config: BenchConfig,
+        features: tuple[str, ...] = ("length",),
+        embedding_penalty: float | None = None,
+    ):
         self.xa, self.xb, self.y, self.config = xa, xb, y, config
         self.mu, self.sigma = standardisation(np.concatenate([xa, xb]))
+        penalty = config.embedding_penalty if embedding_penalty is None else embedding_penalty
+        self.sigma = self.sigma * penalty_scale(features, xa.shape[1], penalty)
         self.diff = (xa - xb) / self.sigma  # diversity space
 
     def fit_eval(
@@ -177,7 +198,7 @@ def run_benchmark(config: BenchConfig = BenchConfig(), *, log: Any = print) -> d
     needed = (
         set(config.features)
         | {b for fs in config.compare_features for b in fs}
-        | {b for fs in config.curve_features for b in fs}
+        | {b for fs, _ in config.curve_features for b in fs}
     )
     blocks = load_blocks(data, needed, config.cache)
     log(
@@ -214,41 +235,36 @@ def run_benchmark(config: BenchConfig = BenchConfig(), *, log: Any = print) -> d
     if config.compare_features:
         result["feature_sets"] = {}
         for names in config.compare_features:
-            sim = Simulator(*assemble(blocks, names), data.y, config)
-            row: dict[str, Any] = {"dim": int(sim.xa.shape[1])}
-            for budget in (100, "all"):
-                accs = []
-                for seed, (pool, test) in enumerate(splits):
-                    train = (
-                        pool
-                        if budget == "all"
-                        else np.random.default_rng(seed).choice(pool, budget, replace=False)
-                    )
-                    accs.append(sim.fit_eval(train, test, seed)[1])
-                row[f"accuracy_{budget}"] = dict(zip(("mean", "ci95"), ci95(accs), strict=True))
-            result["feature_sets"]["+".join(names)] = row
-            log(f"features {'+'.join(names)}: {row}")
-        sim = Simulator(*assemble(blocks, config.features), data.y, config)
-        result["l2_sweep"] = {}
-        for l2 in config.compare_l2:
-            accs, oob = [], []
-            for seed, (pool, test) in enumerate(splits):
-                _, acc, _, metrics = sim.fit_eval(pool, test, seed, l2=l2)
-                accs.append(acc)
-                oob.append(metrics.get("oob_accuracy", float("nan")))
-            result["l2_sweep"][str(l2)] = {
-                "test_accuracy": ci95(accs)[0],
-                "oob_accuracy": ci95(oob)[0],
-            }
-        log(f"l2 sweep (all pool labels): {result['l2_sweep']}")
+            for penalty in sorted({1.0, config.embedding_penalty}):
+                sim = Simulator(*assemble(blocks, names), data.y, config, names, penalty)
+                row: dict[str, Any] = {"dim": int(sim.xa.shape[1]), "embedding_penalty": penalty}
+                for budget in (100, "all"):
+                    row.update(_eval_budget(sim, splits, budget))
+                result["feature_sets"][f"{'+'.join(names)} @penalty {penalty:g}"] = row
+                log(f"features {'+'.join(names)} @penalty {penalty:g}: {row}")
+                if names == ("length",):
+                    break  # no embedding block: the penalty changes nothing
+        result["penalty_sweep"] = {}
+        for penalty in config.compare_penalty:
+            sim = Simulator(
+                *assemble(blocks, config.features), data.y, config, config.features, penalty
+            )
+            row = {**_eval_budget(sim, splits, 100), **_eval_budget(sim, splits, "all")}
+            result["penalty_sweep"][f"{penalty:g}"] = row
+        log(f"embedding penalty sweep: {result['penalty_sweep']}")
 
     result["curves"] = {}
-    for names in (tuple(config.features), *config.curve_features):
-        key = "+".join(names)
-        sim = Simulator(*assemble(blocks, names), data.y, config)
-        all_acc = [sim.fit_eval(pool, test, seed)[1] for seed, (pool, test) in enumerate(splits)]
+    for index, (names, penalty) in enumerate(
+        ((tuple(config.features), config.embedding_penalty), *config.curve_features)
+    ):
+        default = index == 0
+        key = "+".join(names) + ("" if default else f" @penalty {penalty:g}")
+        sim = Simulator(*assemble(blocks, names), data.y, config, names, penalty)
+        everything = _eval_budget(sim, splits, "all")
         entry: dict[str, Any] = {
-            "all_labels": dict(zip(("mean", "ci95"), ci95(all_acc), strict=True)),
+            "embedding_penalty": penalty,
+            "all_labels": everything["accuracy_all"],
+            "all_labels_log_likelihood": everything["log_likelihood_all"],
             "strategies": {},
             "hybrid": {},
         }
@@ -257,14 +273,14 @@ def run_benchmark(config: BenchConfig = BenchConfig(), *, log: Any = print) -> d
                 sim.curve(strategy, pool, test, seed) for seed, (pool, test) in enumerate(splits)
             ]
             entry["strategies"][strategy] = _summarise_curve(runs, entry["all_labels"]["mean"])
-            if key == "+".join(config.features):
+            if default:
                 hyb = [
                     sim.hybrid(run["order"], pool, test, seed)
-                    for run, (pool, test) in zip(runs, splits, strict=True)
+                    for seed, (run, (pool, test)) in enumerate(zip(runs, splits, strict=True))
                 ]
                 entry["hybrid"][strategy] = {k: ci95([h[k] for h in hyb])[0] for k in hyb[0]}
             log(f"[{key}] {strategy}: {entry['strategies'][strategy]['accuracy_mean']}")
-        if key == "+".join(config.features):
+        if default:
             judge_only = []
             for seed, (pool, test) in enumerate(splits):
                 judge_only.append(sim.hybrid([], pool, test, seed, budget=0))
@@ -274,6 +290,26 @@ def run_benchmark(config: BenchConfig = BenchConfig(), *, log: Any = print) -> d
         result["curves"][key] = entry
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def _eval_budget(
+    sim: Simulator, splits: list[tuple[np.ndarray, np.ndarray]], budget: int | str
+) -> dict[str, Any]:
+    """Accuracy and log-likelihood (mean, ci95) with `budget` random pool labels, or all of them."""
+    accs, lls = [], []
+    for seed, (pool, test) in enumerate(splits):
+        train = (
+            pool
+            if budget == "all"
+            else np.random.default_rng(seed).choice(pool, budget, replace=False)
+        )
+        _, acc, ll, _ = sim.fit_eval(train, test, seed)
+        accs.append(acc)
+        lls.append(ll)
+    return {
+        f"accuracy_{budget}": dict(zip(("mean", "ci95"), ci95(accs), strict=True)),
+        f"log_likelihood_{budget}": dict(zip(("mean", "ci95"), ci95(lls), strict=True)),
+    }
 
 
 def _summarise_curve(runs: list[dict[str, Any]], all_acc: float) -> dict[str, Any]:
@@ -286,9 +322,11 @@ def _summarise_curve(runs: list[dict[str, Any]], all_acc: float) -> dict[str, An
         "log_likelihood_mean": [round(ci95(c)[0], 4) for c in ll.T],
         "log_likelihood_ci95": [round(ci95(c)[1], 4) for c in ll.T],
     }
-    target = 0.95 * all_acc
-    reach = [
-        n for n, a in zip(summary["labels"], summary["accuracy_mean"], strict=True) if a >= target
-    ]
-    summary["labels_to_95pct_of_all"] = reach[0] if reach else None
+    for pct in (95, 98, 99):
+        reach = [
+            n
+            for n, a in zip(summary["labels"], summary["accuracy_mean"], strict=True)
+            if a >= pct / 100 * all_acc
+        ]
+        summary[f"labels_to_{pct}pct_of_all"] = reach[0] if reach else None
     return summary

@@ -25,6 +25,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     curves = result["curves"]
     fig, axes = plt.subplots(len(curves), 2, figsize=(11, 4 * len(curves)), squeeze=False)
@@ -54,6 +55,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 )
                 ax.axhline(longer, color="grey", ls=":", lw=1, label="prefer longer response")
             ax.set_xscale("log")
+            ticks = next(iter(entry["strategies"].values()))["labels"]
+            ax.set_xticks(ticks)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.tick_params(axis="x", labelsize=7)
             ax.set_xlabel("human labels")
             ax.set_ylabel(label)
             ax.set_title(f"features: {features}")
@@ -81,7 +87,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"± {all_acc['ci95']:.3f}; prefer-longer baseline "
             f"{result['baselines']['longer_response']['mean']:.3f}.",
             "",
-            "| strategy | human labels to reach 95% of all-labels accuracy | "
+            "| strategy | labels to 95% / 98% / 99% of all-labels accuracy | "
             + " | ".join(f"acc@{n}" for n in next(iter(entry["strategies"].values()))["labels"])
             + " |",
             "|---|---|" + "---|" * len(next(iter(entry["strategies"].values()))["labels"]),
@@ -91,7 +97,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{m:.3f}±{h:.3f}"
                 for m, h in zip(s["accuracy_mean"], s["accuracy_ci95"], strict=True)
             )
-            lines.append(f"| {name} | {s['labels_to_95pct_of_all'] or 'not reached'} | {cells} |")
+            lines.append(
+                f"| {name} | {' / '.join(str(s[f'labels_to_{p}pct_of_all'] or '-') for p in (95, 98, 99))} | {cells} |"
+            )
         if entry.get("hybrid"):
             lines += [
                 "",
@@ -108,16 +116,18 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     if "feature_sets" in result:
         lines += [
-            "### Feature sets (linear heads, K=8)",
+            "### Feature sets (linear heads, K=8; random labels)",
             "",
-            "| features | dim | acc, 100 random labels | acc, all pool labels |",
-            "|---|---|---|---|",
+            "| features @ embedding penalty | dim | acc, 100 labels | acc, all pool labels | "
+            "log-lik, 100 | log-lik, all |",
+            "|---|---|---|---|---|---|",
         ]
         for name, row in result["feature_sets"].items():
             a100, aall = row["accuracy_100"], row["accuracy_all"]
             lines.append(
                 f"| {name} | {row['dim']} | {a100['mean']:.3f}±{a100['ci95']:.3f} | "
-                f"{aall['mean']:.3f}±{aall['ci95']:.3f} |"
+                f"{aall['mean']:.3f}±{aall['ci95']:.3f} | {row['log_likelihood_100']['mean']:.3f} | "
+                f"{row['log_likelihood_all']['mean']:.3f} |"
             )
         lines.append("")
     return "\n".join(lines)

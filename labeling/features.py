@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from data.store import PairView, PreferenceStore
 
 FEATURE_BLOCKS = ("joint", "joint_tail", "response", "prompt", "prompt_x_response", "length")
-DEFAULT_FEATURES = ("joint_tail", "response", "length")
+DEFAULT_FEATURES = ("response", "length")
+# Extra L2 on the weights of embedding blocks relative to `length`: the embeddings carry
+# little signal beyond length on HH and overfit without it (bench/RESULTS-labeling.md).
+DEFAULT_EMBEDDING_PENALTY = 1000.0
 
 
 def check_features(features: Sequence[str]) -> tuple[str, ...]:
@@ -127,3 +130,27 @@ def pair_features(
     )
     n = len(views)
     return x[:n], x[n:], encoded
+
+
+def penalty_scale(features: Sequence[str], dim: int, embedding_penalty: float) -> np.ndarray:
+    """[dim] divisors for standardised features: sqrt(embedding_penalty) on embedding blocks.
+
+    Dividing a standardised feature by s multiplies the L2 penalty its weight effectively
+    pays by s**2, so the embedding blocks get `embedding_penalty` times the penalty of the
+    length block. It is folded into the saved `sigma`, so readers of the artifact need
+    nothing new.
+    """
+    features = check_features(features)
+    n_length = 2 if "length" in features else 0
+    embedding_blocks = [f for f in features if f != "length"]
+    scale = np.ones(dim, dtype=np.float32)
+    if not embedding_blocks:
+        return scale
+    width = (dim - n_length) // len(embedding_blocks)
+    start = 0
+    for block in features:
+        size = 2 if block == "length" else width
+        if block != "length":
+            scale[start : start + size] = np.sqrt(embedding_penalty)
+        start += size
+    return scale

@@ -222,7 +222,7 @@ def _diff_vectors(
 
     spec = ensemble_config(store, version)
     ensemble = load_ensemble(store, version)
-    top = np.argsort(-scores, kind="stable")[: config.candidate_factor * config.human_budget]
+    top = np.argsort(-scores, kind="stable")[: (config.candidate_factor + 1) * config.human_budget]
     wanted = [candidates[i] for i in top]
     views = {
         v.pair_id: v

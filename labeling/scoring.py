@@ -20,7 +20,13 @@ import numpy as np
 from data.errors import ConfigError
 from labeling.encoder import EncoderConfig, cache_key
 from labeling.ensemble import EnsembleConfig, RewardEnsemble, fit_ensemble, standardisation
-from labeling.features import DEFAULT_FEATURES, check_features, pair_features
+from labeling.features import (
+    DEFAULT_EMBEDDING_PENALTY,
+    DEFAULT_FEATURES,
+    check_features,
+    pair_features,
+    penalty_scale,
+)
 
 if TYPE_CHECKING:
     from data.store import PreferenceStore
@@ -34,6 +40,9 @@ class ScoreConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     features: tuple[str, ...] = DEFAULT_FEATURES  # feature blocks, see labeling.features
     min_labels: int = 8  # refuse to fit on fewer labelled pairs than this
+    embedding_penalty: float = (
+        DEFAULT_EMBEDDING_PENALTY  # L2 on embedding weights vs length weights
+    )
     artifact_root: str | None = None  # default: <store stem>.artifacts next to the store
 
 
@@ -93,6 +102,7 @@ def score_store(
     labelled = [index[pid] for pid in sorted(targets) if pid in index]
     y = np.array([targets[views[i].pair_id] for i in labelled], dtype=np.float32)
     mu, sigma = standardisation(np.concatenate([xa, xb]))
+    sigma = sigma * penalty_scale(features, xa.shape[1], config.embedding_penalty)
     ensemble, metrics = fit_ensemble(
         xa[labelled], xb[labelled], y, config.ensemble, mu=mu, sigma=sigma
     )

@@ -65,3 +65,12 @@ def test_select_batch_top_k_and_diverse():
     picked = select_batch(scores, 2, vectors=vectors, candidate_factor=3)
     assert picked[0] == 0 and picked[1] != 1 and len(set(picked)) == 2
     assert select_batch(scores, 0) == []
+
+
+def test_penalty_scale_puts_the_extra_penalty_on_embedding_blocks_only():
+    from labeling.features import penalty_scale
+
+    scale = penalty_scale(("joint_tail", "response", "length"), 3 * 2 + 2, 100.0)
+    np.testing.assert_array_equal(scale, [10, 10, 10, 10, 10, 10, 1, 1])
+    np.testing.assert_array_equal(penalty_scale(("length",), 2, 100.0), [1, 1])
+    np.testing.assert_array_equal(penalty_scale(("length", "response"), 5, 4.0), [1, 1, 2, 2, 2])

@@ -53,7 +53,7 @@ def test_run_benchmark_small(hh_path, tmp_path):
         members=4,
         hybrid_budget=20,
         compare_features=(("length",),),
-        compare_l2=(1.0,),
+        compare_penalty=(1.0,),
         curve_features=(),
         limit=240,
     )
