@@ -74,8 +74,10 @@ def main() -> None:
 
     for head in ("linear", "mlp"):
         one, eight = fitted(1, head, dim), fitted(8, head, dim)
-        t1 = best_of(lambda e=one: e.member_p_a(xa, xb))
-        t8 = best_of(lambda e=eight: e.member_p_a(xa, xb))
+        t1, t8 = float("inf"), float("inf")
+        for _ in range(9 if head == "linear" else 2):  # interleaved, so load changes hit both
+            t1 = min(t1, best_of(lambda e=one: e.member_p_a(xa, xb), repeats=1))
+            t8 = min(t8, best_of(lambda e=eight: e.member_p_a(xa, xb), repeats=1))
         result[f"{head}_k1_seconds"] = round(t1, 4)
         result[f"{head}_k8_seconds"] = round(t8, 4)
         result[f"{head}_k8_over_k1"] = round(t8 / t1, 3)

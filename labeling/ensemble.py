@@ -23,6 +23,7 @@ from data.errors import ConfigError
 
 ARTIFACT_FORMAT = "prefloop-ensemble/1"
 HEADS = ("linear", "mlp")
+_CHUNK = 4096  # rows per step when scoring: A-B and the matmul stay in cache
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,21 @@ class RewardEnsemble:
         p = self.params
         if self.head == "linear":
             return (z @ p["W"].T).T + p["b"][:, None]
-        hidden = np.maximum(np.einsum("nd,kdh->knh", z, p["W1"]) + p["b1"][:, None, :], 0.0)
-        return np.einsum("knh,kh->kn", hidden, p["W2"]) + p["b2"][:, None]
+        k, d, h = p["W1"].shape
+        w1 = p["W1"].transpose(1, 0, 2).reshape(d, k * h)  # all members' first layers: one matmul
+        hidden = np.maximum(z @ w1 + p["b1"].reshape(k * h), 0.0).reshape(len(z), k, h)
+        return np.einsum("nkh,kh->kn", hidden, p["W2"]) + p["b2"][:, None]
 
     def member_logits(self, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
         """[K, N] r_k(A) - r_k(B). Linear heads need one matmul on the difference."""
         if self.head == "linear":
-            w = self.params["W"] / self.sigma  # fold the scaling into the weights: [K, D]
-            diff = np.asarray(xa, dtype=np.float32) - np.asarray(xb, dtype=np.float32)
-            return w.astype(np.float32) @ diff.T
+            w = (self.params["W"] / self.sigma).astype(np.float32).T  # fold the scaling in: [D, K]
+            xa = np.asarray(xa, dtype=np.float32)
+            xb = np.asarray(xb, dtype=np.float32)
+            out = np.empty((len(xa), w.shape[1]), dtype=np.float32)
+            for i in range(0, len(xa), _CHUNK):  # fused A-B and matmul, chunk stays in cache
+                np.matmul(xa[i : i + _CHUNK] - xb[i : i + _CHUNK], w, out=out[i : i + _CHUNK])
+            return out.T
         return self.rewards(xa) - self.rewards(xb)
 
     def member_p_a(self, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
