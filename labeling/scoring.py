@@ -96,6 +96,7 @@ def score_store(
             f"{store.path} has {len(targets)} pair(s) with an a/b verdict; the ensemble needs at "
             f"least {config.min_labels}: label more pairs (or import labelled data), or lower --min-labels"
         )
+    previous = calibration_check(store, targets)
     views = store.pairs("ORDER BY p.pair_id")
     xa, xb, encoded = pair_features(store, views, features, config=config.encoder, encoder=encoder)
     index = {v.pair_id: i for i, v in enumerate(views)}
@@ -118,6 +119,7 @@ def score_store(
         normalize=config.encoder.normalize,
         version=version,
     )
+    metrics.update(previous)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     run_config = {
         "features": list(features),
@@ -154,6 +156,30 @@ def score_store(
         metrics,
         round(time.perf_counter() - started, 3),
     )
+
+
+def calibration_check(store: PreferenceStore, targets: dict[str, float]) -> dict[str, float]:
+    """Accuracy of the latest ensemble on the labelled calibration slice it routed.
+
+    Calibration pairs were picked at random, and the ensemble scored them before anyone
+    labelled them, so this is an unbiased estimate of its accuracy (empty before any).
+    """
+    version = latest_version(store)
+    if version is None:
+        return {}
+    rows = store.query(
+        "SELECT s.pair_id, s.p_mean FROM scores s JOIN pairs p USING (pair_id) "
+        "WHERE s.version = ? AND p.route_reason = 'calibration'",
+        [version],
+    )
+    hits = [(p_mean > 0.5) == (targets[pid] > 0.5) for pid, p_mean in rows if pid in targets]
+    if not hits:
+        return {}
+    return {
+        "calibration_version": float(version),
+        "calibration_pairs": float(len(hits)),
+        "calibration_accuracy": float(np.mean(hits)),
+    }
 
 
 def latest_version(store: PreferenceStore) -> int | None:

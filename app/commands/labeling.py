@@ -88,6 +88,11 @@ def score_command(
 def _score_summary(r: dict[str, Any]) -> str:
     m = r["metrics"]
     oob = f", out-of-bag accuracy {m['oob_accuracy']:.3f}" if "oob_accuracy" in m else ""
+    if "calibration_accuracy" in m:
+        oob += (
+            f"; v{m['calibration_version']:.0f} was right on {m['calibration_accuracy']:.1%} "
+            f"of {m['calibration_pairs']:.0f} labelled calibration pairs"
+        )
     return (
         f"ensemble v{r['version']}: fitted on {r['labelled_pairs']} labelled pairs{oob}; "
         f"scored {r['scored_pairs']} pairs ({r['texts_encoded']} texts encoded) in {r['seconds']}s\n"

@@ -167,3 +167,29 @@ def test_plan_invariants(n, n_promoted, budget, fraction, diverse, seed):
     assert priorities == sorted(priorities, reverse=True) and len(set(priorities)) == len(
         priorities
     )
+
+
+def test_next_score_reports_accuracy_on_the_labelled_calibration_slice(store):
+    from data.queue import submit_human_label
+
+    seeded_store(store)
+    first = score_store(store, LENGTH_ONLY)
+    assert "calibration_accuracy" not in first.metrics
+    route_store(store, RouterConfig(human_budget=10, calibration_fraction=0.4, seed=3))
+    calibration = [
+        r[0] for r in store.query("SELECT pair_id FROM pairs WHERE route_reason = 'calibration'")
+    ]
+    assert len(calibration) == 4
+    p_mean = dict(
+        store.query("SELECT pair_id, p_mean FROM scores WHERE version = ?", [first.version])
+    )
+    verdicts = ["a", "b", "a", "a"]
+    for pid, verdict in zip(calibration, verdicts, strict=True):
+        submit_human_label(store, pid, "ann", verdict_shown=verdict, swapped=False)
+    expected = np.mean(
+        [(p_mean[p] > 0.5) == (v == "a") for p, v in zip(calibration, verdicts, strict=True)]
+    )
+    second = score_store(store, LENGTH_ONLY)
+    assert second.metrics["calibration_pairs"] == 4
+    assert second.metrics["calibration_version"] == first.version
+    assert second.metrics["calibration_accuracy"] == expected
