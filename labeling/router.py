@@ -20,7 +20,7 @@ pairs. All decisions are written in one transaction through `data.queue.assign`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,7 +119,8 @@ def plan_routes(
     n_cal = min(calibration_size(budget, config.calibration_fraction), left, len(keep))
     cal_pos = sorted(rng.choice(len(keep), size=n_cal, replace=False).tolist()) if n_cal else []
     calibration = [keep[i] for i in cal_pos]
-    rest = [i for i in keep if i not in set(calibration)]
+    calibration_set = set(calibration)
+    rest = [i for i in keep if i not in calibration_set]
     n_active = min(left - n_cal, len(rest))
     sub_vectors = None if vectors is None or not config.diversity else vectors[rest]
     picked = select_batch(
@@ -193,7 +194,9 @@ def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
             vectors = _diff_vectors(store, version, candidates, scores, config)
     elif strategy == "random":
         scores = rng.random(len(candidates))
-    plan = plan_routes(candidates, promoted, scores, config, vectors=vectors, rng=rng)
+    plan = plan_routes(
+        candidates, promoted, scores, replace(config, strategy=strategy), vectors=vectors, rng=rng
+    )
     if plan:
         assign(store, plan)
     for a in plan:
