@@ -103,13 +103,15 @@ def ingest(
             batch.add_pair(record)
     if cursor is None:
         with store.transaction() as cur:
-            return _write(cur, batch, origin=origin, who=who, source=source, round=store.current_round())
-    return _write(cursor, batch, origin=origin, who=who, source=source, round=store.current_round())
+            return _write(store, cur, batch, origin=origin, who=who, source=source)
+    return _write(store, cursor, batch, origin=origin, who=who, source=source)
 
 
 def _write(
-    cur: duckdb.DuckDBPyConnection, batch: _Batch, *, origin: str, who: str, source: str, round: int
+    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, batch: _Batch, *, origin: str, who: str,
+    source: str,
 ) -> IngestResult:
+    round = store.current_round()
     result = IngestResult()
     prompts = pa.table({
         "prompt_id": list(batch.prompts),
@@ -181,6 +183,7 @@ def _write(
         result.duplicate_labels = len(batch.labels) - result.labels
         if source == "human" and inserted:
             refresh_human_queue(cur, list({k[0] for k in batch.labels}))
+            store.cache.clear()
     for name in ("_new_prompts", "_new_responses", "_new_links", "_new_pairs", "_new_labels"):
         cur.unregister(name)
     return result

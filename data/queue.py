@@ -31,6 +31,8 @@ WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = c.pair_id
                   AND l.expires_at > now()::TIMESTAMP AND l.annotator <> $annotator)
   AND NOT EXISTS (SELECT 1 FROM labels x WHERE x.pair_id = c.pair_id AND x.source = 'human'
                   AND x.who = $annotator AND x.retracted_at IS NULL)
+  AND EXISTS (SELECT 1 FROM human_queue h WHERE h.pair_id = c.pair_id
+              AND h.human_labels < h.needed_labels)
 ORDER BY c.rank
 LIMIT $limit
 """
@@ -50,16 +52,37 @@ LIMIT $limit
 """
 
 
-def _next_ids(cur: duckdb.DuckDBPyConnection, annotator: str, limit: int) -> list[str]:
+_TOP_CACHE = "queue.top_open_ids"
+
+
+def _top_open_ids(store: PreferenceStore, cur: duckdb.DuckDBPyConnection, k: int) -> tuple[list[str], bool]:
+    """The k best open pair ids, cached in the owning process until the queue changes shape.
+
+    The store is written only by this process, and every routing or undo clears
+    `store.cache`, so the list can only hold pairs that were since labelled or
+    leased: the filter query drops those. Second value: the list may be cut short.
+    """
+    cached = store.cache.get(_TOP_CACHE)
+    if cached is None or cached[0] < k:
+        cached = (k, [r[0] for r in cur.execute(_TOP_OPEN_SQL, {"k": k}).fetchall()])
+        store.cache[_TOP_CACHE] = cached
+    return cached[1], len(cached[1]) >= cached[0]
+
+
+def _next_ids(store: PreferenceStore, cur: duckdb.DuckDBPyConnection, annotator: str, limit: int) -> list[str]:
     k = max(64, 4 * limit)
+    refreshed = False
     while True:
-        top = [r[0] for r in cur.execute(_TOP_OPEN_SQL, {"k": k}).fetchall()]
+        top, maybe_more = _top_open_ids(store, cur, k)
         if not top:
             return []
         kept = cur.execute(_FILTER_SQL, {"ids": top, "annotator": annotator, "limit": limit}).fetchall()
-        if len(kept) >= limit or len(top) < k:
+        if len(kept) >= limit or not maybe_more:
             return [r[0] for r in kept]
-        k *= 4
+        store.cache.pop(_TOP_CACHE, None)
+        if refreshed:  # a fresh list was not enough either: look deeper
+            k *= 4
+        refreshed = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,7 @@ def assign(store: PreferenceStore, assignments: Sequence[Assignment], *, round: 
         ).fetchall()
         cur.unregister("_routing")
         _rebuild_human_queue(cur)
+        store.cache.clear()
     return len(changed)
 
 
@@ -120,7 +144,7 @@ def _rebuild_human_queue(cur: duckdb.DuckDBPyConnection) -> None:
 
 def next_pair_ids(store: PreferenceStore, annotator: str, limit: int = 1) -> list[str]:
     """Highest-priority pairs this annotator may label now (read only, no lease taken)."""
-    return _next_ids(store.cursor(), annotator, limit)
+    return _next_ids(store, store.cursor(), annotator, limit)
 
 
 def claim_next(store: PreferenceStore, annotator: str, lease_seconds: float = 600.0) -> str | None:
@@ -135,12 +159,14 @@ def claim_next(store: PreferenceStore, annotator: str, lease_seconds: float = 60
         ).fetchall()
         if held:
             return held[0][0]
-        found = _next_ids(cur, annotator, 1)
+        found = _next_ids(store, cur, annotator, 1)
         if not found:
             return None
         pair_id = found[0]
+        # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
+        cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
         cur.execute(
-            "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
+            "INSERT INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
             [pair_id, annotator, int(lease_seconds * 1e6)],
         ).fetchall()
         return pair_id

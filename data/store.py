@@ -80,6 +80,9 @@ class PreferenceStore:
             ) from None
         self._write_lock = threading.RLock()
         self._local = threading.local()
+        # Data derived from the store and kept in this (the owning) process, such as the
+        # head of the human queue; cleared whenever the queue changes shape.
+        self.cache: dict[str, Any] = {}
         if not read_only:
             self._migrate()
         else:
@@ -281,6 +284,7 @@ class PreferenceStore:
             undone = cur.execute(sql + " RETURNING pair_id, source", params).fetchall()
             if undone and undone[0][1] == "human":
                 refresh_human_queue(cur, [undone[0][0]])
+                self.cache.clear()
             return bool(undone)
 
     def labels(self, where: str = "", params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
