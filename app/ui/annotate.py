@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ class AnnotateConfig:
     """How the human queue is served to annotators."""
 
     lease_seconds: float = 600.0  # a pair returns to the queue when its lease is this old
-    queue_count_ttl: float = 2.0  # seconds the "queue left" count may be stale
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,6 @@ class Annotator:
         self._salt = (salt or "prefloop").encode()
         self._skipped: dict[str, deque[str]] = {}
         self._lock = threading.Lock()
-        self._queue_count: tuple[float, int] = (0.0, 0)
 
     # -- what the annotator sees -----------------------------------------------------
 
@@ -127,7 +124,6 @@ class Annotator:
             swapped=self.swapped(annotator, pair_id),
             rationale=(rationale or "").strip() or None,
         )
-        self._queue_count = (0.0, 0)
         return label_id
 
     def skip(self, annotator: str, pair_id: str | None) -> None:
@@ -168,7 +164,6 @@ class Annotator:
                     "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
                     [pair_id, annotator, int(self.config.lease_seconds * 1e6)],
                 ).fetchall()
-        self._queue_count = (0.0, 0)
         return pair_id
 
     def progress(self, annotator: str) -> Progress:
@@ -177,18 +172,6 @@ class Annotator:
             "AND retracted_at IS NULL AND created_at >= current_date",
             [annotator],
         )
-        stamp, count = self._queue_count
-        if time.monotonic() - stamp > self.config.queue_count_ttl:
-            count = int(
-                self.store.scalar(
-                    """
-                SELECT count(*) FROM pairs p
-                LEFT JOIN (SELECT pair_id, count(*) AS n FROM labels
-                           WHERE source = 'human' AND retracted_at IS NULL GROUP BY pair_id) h
-                  USING (pair_id)
-                WHERE p.queue = 'human' AND p.needed_labels > coalesce(h.n, 0)
-                """
-                )
-            )
-            self._queue_count = (time.monotonic(), count)
+        # human_queue holds exactly the open human-queue pairs (the store keeps it so)
+        count = int(self.store.scalar("SELECT count(*) FROM human_queue"))
         return Progress(int(mine), count)
