@@ -42,6 +42,7 @@ class StageConfig:
     patience: int = help_field(3, "Early stop after N evaluations without improvement (0: off).")
     stop_at_accuracy: float | None = help_field(
         None, "Stop as soon as held-out preference accuracy reaches this (e.g. the parent's).")
+    max_heldout_rows: int = help_field(128, "Held-out pairs used for evaluation (a seeded sample).")
     replay_ratio: float = help_field(1.0, "Incremental runs: old pairs replayed per new pair.")
     min_replay: int = help_field(16, "Incremental runs: replay at least this many old pairs.")
     seed: int = help_field(0, "Random seed for data order, replay sample and initialisation.")
@@ -143,6 +144,17 @@ def select_rows(ctx: RunContext, rows: list[dict[str, Any]], cfg: StageConfig) -
     counts["train_rows"] = len(train)
     if ctx.is_main:
         runfiles.write_json(ctx.run_dir / "train_pair_ids.json", [r["pair_id"] for r in train])
+    # one pass of max_steps batches sees at most this many rows: tokenize and compute reference
+    # log-probs for a seeded sample of that size only, not for rows the run would never reach
+    budget = cfg.max_steps * cfg.batch_size * ctx.world_size
+    if len(train) > budget:
+        train = random.Random(cfg.seed + 1).sample(train, budget)
+    if len(test) > cfg.max_heldout_rows:
+        test = random.Random(cfg.seed + 2).sample(test, cfg.max_heldout_rows)
+    counts.update(rows_used=len(train), heldout_used=len(test))
+    if ctx.is_main:
+        runfiles.write_json(ctx.run_dir / "used_pair_ids.json",
+                            {"train": [r["pair_id"] for r in train], "heldout": [r["pair_id"] for r in test]})
     return train, test, counts
 
 
