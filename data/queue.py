@@ -8,7 +8,7 @@ store transaction, so two annotators never hold the same pair.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -147,10 +147,18 @@ def next_pair_ids(store: PreferenceStore, annotator: str, limit: int = 1) -> lis
     return _next_ids(store, store.cursor(), annotator, limit)
 
 
-def claim_next(store: PreferenceStore, annotator: str, lease_seconds: float = 600.0) -> str | None:
+def claim_next(
+    store: PreferenceStore,
+    annotator: str,
+    lease_seconds: float = 600.0,
+    *,
+    avoid: Collection[str] = (),
+) -> str | None:
     """Lease the best pair to `annotator` and return its id, or None when the queue is empty.
 
     An annotator holds at most one lease: asking again returns the pair already held.
+    Pairs in `avoid` (e.g. ones this annotator skipped) are offered only when nothing
+    else is left.
     """
     with store.transaction() as cur:
         held = cur.execute(
@@ -159,10 +167,11 @@ def claim_next(store: PreferenceStore, annotator: str, lease_seconds: float = 60
         ).fetchall()
         if held:
             return held[0][0]
-        found = _next_ids(store, cur, annotator, 1)
-        if not found:
+        candidates = _next_ids(store, cur, annotator, len(avoid) + 1)
+        fresh = [c for c in candidates if c not in avoid] or candidates
+        if not fresh:
             return None
-        pair_id = found[0]
+        pair_id = fresh[0]
         # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
         cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
         cur.execute(

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from data.errors import StoreError
-from data.queue import claim_next, next_pair_ids, submit_human_label
+from data.queue import claim_next, submit_human_label
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
@@ -81,29 +81,11 @@ class Annotator:
         return None if pair_id is None else self.show(annotator, self.store.get_pair(pair_id))
 
     def _claim(self, annotator: str) -> str | None:
-        skipped = self._skipped.get(annotator)
-        if not skipped:
-            return claim_next(self.store, annotator, self.config.lease_seconds)
-        with self.store.transaction() as cur:
-            held = cur.execute(
-                "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
-                [annotator],
-            ).fetchall()
-            if held:
-                return held[0][0]
-            # next_pair_ids reads through the same thread-local cursor, inside this transaction
-            candidates = next_pair_ids(self.store, annotator, limit=len(skipped) + 1)
-            fresh = [c for c in candidates if c not in skipped]
-            if not fresh:
-                if not candidates:
-                    return None
-                skipped.clear()  # only skipped pairs are left: offer them again
-                fresh = candidates
-            cur.execute(
-                "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
-                [fresh[0], annotator, int(self.config.lease_seconds * 1e6)],
-            ).fetchall()
-            return fresh[0]
+        skipped = self._skipped.get(annotator) or ()
+        pair_id = claim_next(self.store, annotator, self.config.lease_seconds, avoid=skipped)
+        if pair_id is not None and pair_id in skipped:
+            skipped.clear()  # only skipped pairs are left: they are offered again
+        return pair_id
 
     # -- actions ----------------------------------------------------------------------
 

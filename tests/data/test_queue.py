@@ -60,3 +60,11 @@ def test_release_and_unknown_queue(store: PreferenceStore) -> None:
     queue.claim_next(store, "ann")
     queue.release(store, "ann")
     assert queue.claim_next(store, "bob") == pid
+
+
+def test_avoided_pairs_come_back_only_when_nothing_else_is_left(store: PreferenceStore) -> None:
+    ids = make_pairs(store, 2)
+    queue.assign(store, [queue.Assignment(p, "human", priority=i) for i, p in enumerate(ids)])
+    assert queue.claim_next(store, "ann", avoid={ids[1]}) == ids[0]
+    queue.release(store, "ann")
+    assert queue.claim_next(store, "ann", avoid=set(ids)) == ids[1]  # all avoided: best again
