@@ -110,11 +110,12 @@ def main() -> None:
     trl_default = run(manager, "dpo", policy, max_steps=args.steps, overrides={
         **common, "use_lora": False, "bucket_by_length": False, "cache_reference": False,
         "learning_rate": 5e-5})
-    # (c) first iteration: every pair needs a reference forward pass
-    first = run(manager, "dpo", policy, max_steps=1, overrides=common)
-    # (a) prefloop: LoRA + cached reference (the cache is full now) + length buckets; this run
-    # is also the promoted parent of the incremental run and sets the accuracy bar for (b)
-    ours = run(manager, "dpo", policy, max_steps=args.steps, overrides=common)
+    # first iteration: one full epoch (every pair needs a reference forward pass, measured for
+    # (c)); its steps give prefloop's step time for (a) (reference log-probs are precomputed
+    # before the first step); it is the promoted parent of (b) and sets its accuracy bar
+    epoch = -(-store.count("labels") // common["batch_size"])
+    first = run(manager, "dpo", policy, max_steps=epoch, overrides=common)
+    ours = first
     a_ours, a_trl = step_seconds(Path(ours["run_dir"])), step_seconds(Path(trl_default["run_dir"]))
     result["a_dpo_step_time"] = {
         "prefloop_s_per_step": round(a_ours, 4), "trl_defaults_s_per_step": round(a_trl, 4),
@@ -126,6 +127,7 @@ def main() -> None:
     import_slice(store, tmp, args.pairs, args.pairs // 10)
     bar = ours["metrics"]["heldout_accuracy"]
     scratch_cfg = {**common, "eval_every": args.eval_every, "stop_at_accuracy": bar, "patience": 0}
+    # second iteration: incremental (new + replay); its reference time is (c)'s second figure
     incremental = run(manager, "dpo", policy, incremental=True, max_steps=args.max_steps,
                       overrides={**scratch_cfg})
     scratch = run(manager, "dpo", policy, max_steps=args.max_steps, overrides={**scratch_cfg})

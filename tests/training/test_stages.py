@@ -63,7 +63,6 @@ def test_two_processes_through_accelerate_both_ranks_train(jobs, tiny_policy) ->
     reports = [json.loads(p.read_text()) for p in ranks]
     assert [r["rank"] for r in reports] == [0, 1]
     assert all(r["world_size"] == 2 and r["steps"] == 2 and r["param_change"] > 0 for r in reports)
-    assert "gloo" in status["log_tail"] or status["metrics"]["steps"] == 2
 
 
 @pytest.mark.slow
