@@ -47,7 +47,7 @@ class EnsembleReward:
 
     # -- encoder ------------------------------------------------------------------------
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], truncation_side: str = "right") -> np.ndarray:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -55,6 +55,7 @@ class EnsembleReward:
             path = _encoder_path(self.meta["encoder"])
             self._encoder = (AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval())
         tokenizer, model = self._encoder
+        tokenizer.truncation_side = truncation_side
         out = []
         for start in range(0, len(texts), self.batch_size):
             batch = tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
@@ -73,8 +74,13 @@ class EnsembleReward:
     def features(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         blocks = []
         for name in self.meta["features"]:
+            joint = [p + "\n\n" + r for p, r in zip(prompts, responses, strict=True)]
             if name == "joint":
-                blocks.append(self.embed([p + "\n\n" + r for p, r in zip(prompts, responses, strict=True)]))
+                blocks.append(self.embed(joint))
+            elif name == "joint_tail":  # keep the end of long conversations, never cut the response
+                blocks.append(self.embed(joint, truncation_side="left"))
+            elif name == "prompt_x_response":
+                blocks.append(self.embed(prompts) * self.embed(responses))
             elif name == "response":
                 blocks.append(self.embed(responses))
             elif name == "prompt":
@@ -83,7 +89,7 @@ class EnsembleReward:
                 blocks.append(np.array([[math.log1p(len(r)), math.log1p(len(r.split()))] for r in responses],
                                        dtype=np.float32))
             else:
-                raise ConfigError(f"ensemble feature {name!r} is unknown; known: joint, response, prompt, length")
+                raise ConfigError(f"ensemble feature {name!r} is unknown; known: joint, joint_tail, response, prompt, prompt_x_response, length")
         x = np.concatenate(blocks, axis=1)
         mu, sigma = self.weights.get("mu"), self.weights.get("sigma")
         if mu is not None and sigma is not None:
