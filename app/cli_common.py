@@ -33,7 +33,9 @@ def open_store(db: str, *, read_only: bool = False) -> PreferenceStore:
     return PreferenceStore(db, read_only=read_only)
 
 
-def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None) -> None:
+def emit(
+    result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None
+) -> None:
     """Print a result as JSON (machine) or as readable lines (people)."""
     if as_json:
         click.echo(json.dumps(result, default=str))

@@ -31,18 +31,41 @@ from data.store import PreferenceStore  # noqa: E402
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.array(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "n": len(samples)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "n": len(samples),
+    }
 
 
 def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     rng = random.Random(seed)
-    words = "the a model answer helpful short long code python list explain why how safe".split()
+    words = [
+        "the",
+        "a",
+        "model",
+        "answer",
+        "helpful",
+        "short",
+        "long",
+        "code",
+        "python",
+        "list",
+        "explain",
+        "why",
+        "how",
+        "safe",
+    ]
     rows = []
     for i in range(n):
         prompt = f"Question {i}: " + " ".join(rng.choices(words, k=12))
-        rows.append({"prompt": prompt, "chosen": f"Good answer {i}: " + " ".join(rng.choices(words, k=40)),
-                     "rejected": f"Bad answer {i}: " + " ".join(rng.choices(words, k=25))})
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": f"Good answer {i}: " + " ".join(rng.choices(words, k=40)),
+                "rejected": f"Bad answer {i}: " + " ".join(rng.choices(words, k=25)),
+            }
+        )
     return rows
 
 
@@ -62,9 +85,14 @@ def bench_import(tmp: Path, n: int, naive_n: int) -> dict[str, object]:
         naive_insert(store, naive_rows)
         naive_seconds = time.perf_counter() - start
     rate, naive_rate = n / seconds, naive_n / naive_seconds
-    return {"pairs": n, "seconds": round(seconds, 3), "pairs_per_s": round(rate),
-            "naive_rows": naive_n, "naive_pairs_per_s": round(naive_rate),
-            "speedup_vs_naive": round(rate / naive_rate, 1)}
+    return {
+        "pairs": n,
+        "seconds": round(seconds, 3),
+        "pairs_per_s": round(rate),
+        "naive_rows": naive_n,
+        "naive_pairs_per_s": round(naive_rate),
+        "speedup_vs_naive": round(rate / naive_rate, 1),
+    }
 
 
 def naive_insert(store: PreferenceStore, rows: list[dict[str, str]]) -> None:
@@ -73,20 +101,28 @@ def naive_insert(store: PreferenceStore, rows: list[dict[str, str]]) -> None:
         for row in rows:
             messages = [{"role": "user", "content": row["prompt"]}]
             pid = prompt_id(messages)
-            cur.execute("INSERT OR IGNORE INTO prompts (prompt_id, messages, text) VALUES (?, ?, ?)",
-                        [pid, canonical_messages_json(messages), render_messages(messages)]).fetchall()
+            cur.execute(
+                "INSERT OR IGNORE INTO prompts (prompt_id, messages, text) VALUES (?, ?, ?)",
+                [pid, canonical_messages_json(messages), render_messages(messages)],
+            ).fetchall()
             ids = []
             for text in (row["chosen"], row["rejected"]):
                 rid = response_id(text)
                 ids.append(rid)
-                cur.execute("INSERT OR IGNORE INTO responses (response_id, text) VALUES (?, ?)",
-                            [rid, text]).fetchall()
+                cur.execute(
+                    "INSERT OR IGNORE INTO responses (response_id, text) VALUES (?, ?)", [rid, text]
+                ).fetchall()
             a, b = sorted(ids)
             key = pair_id(pid, a, b)
-            cur.execute("INSERT OR IGNORE INTO pairs (pair_id, prompt_id, response_a_id, response_b_id, origin) "
-                        "VALUES (?, ?, ?, ?, 'naive')", [key, pid, a, b]).fetchall()
-            cur.execute("INSERT INTO labels (pair_id, source, who, verdict) VALUES (?, 'import', 'import', ?)",
-                        [key, "a" if ids[0] == a else "b"]).fetchall()
+            cur.execute(
+                "INSERT OR IGNORE INTO pairs (pair_id, prompt_id, response_a_id, response_b_id, origin) "
+                "VALUES (?, ?, ?, ?, 'naive')",
+                [key, pid, a, b],
+            ).fetchall()
+            cur.execute(
+                "INSERT INTO labels (pair_id, source, who, verdict) VALUES (?, 'import', 'import', ?)",
+                [key, "a" if ids[0] == a else "b"],
+            ).fetchall()
 
 
 def build_queue_store(path: Path, n: int, annotators: int = 16) -> PreferenceStore:
@@ -99,15 +135,20 @@ def build_queue_store(path: Path, n: int, annotators: int = 16) -> PreferenceSto
                        'bench' FROM range({n}) t(i)"""
         ).fetchall()
         cur.execute(
-            f"""INSERT INTO labels (pair_id, source, who, verdict)
+            """INSERT INTO labels (pair_id, source, who, verdict)
                 SELECT pair_id, 'human', 'ann' || (hash(pair_id) % 16), 'a'
                 FROM pairs USING SAMPLE 5 PERCENT (reservoir, 7)"""
         ).fetchall()
     rng = np.random.default_rng(0)
     ids = [r[0] for r in store.query("SELECT pair_id FROM pairs")]
     priorities = rng.random(len(ids))
-    queue.assign(store, [queue.Assignment(p, "human", float(x), needed_labels=2)
-                         for p, x in zip(ids, priorities, strict=True)])
+    queue.assign(
+        store,
+        [
+            queue.Assignment(p, "human", float(x), needed_labels=2)
+            for p, x in zip(ids, priorities, strict=True)
+        ],
+    )
     for k in range(annotators):
         queue.claim_next(store, f"ann{k}")
     return store
@@ -127,14 +168,25 @@ def bench_next_pairs(tmp: Path, n: int, calls: int, naive_calls: int) -> dict[st
     for i in range(naive_calls):
         who = f"ann{i % 16}"
         t = time.perf_counter()
-        expected = [r[0] for r in cur.execute(queue.NAIVE_NEXT_PAIRS_SQL, {"annotator": who, "limit": 5}).fetchall()]
+        expected = [
+            r[0]
+            for r in cur.execute(
+                queue.NAIVE_NEXT_PAIRS_SQL, {"annotator": who, "limit": 5}
+            ).fetchall()
+        ]
         naive.append(time.perf_counter() - t)
         got = queue.next_pair_ids(store, who, 5)
         assert got == expected, "the fast query must answer exactly what the plain one does"
     store.close()
-    result = {"pairs": n, "build_s": round(build_seconds, 1), "indexed": percentiles(fast),
-              "naive_full_scan": percentiles(naive)}
-    result["speedup_p50"] = round(result["naive_full_scan"]["p50_ms"] / result["indexed"]["p50_ms"], 1)
+    result = {
+        "pairs": n,
+        "build_s": round(build_seconds, 1),
+        "indexed": percentiles(fast),
+        "naive_full_scan": percentiles(naive),
+    }
+    result["speedup_p50"] = round(
+        result["naive_full_scan"]["p50_ms"] / result["indexed"]["p50_ms"], 1
+    )
     return result
 
 
@@ -167,15 +219,24 @@ def bench_label_writes(tmp: Path, n: int, threads: int, per_thread: int) -> dict
     concurrent, stored = run(threads, per_thread, "c")
     single, _ = run(1, per_thread * 2, "s")
     assert stored == threads * per_thread, "every acknowledged label must be stored"
-    result = {"pairs": n, "threads": threads, "labels": stored, "concurrent": percentiles(concurrent),
-              "single_thread": percentiles(single)}
-    result["p99_ratio_vs_single"] = round(result["concurrent"]["p99_ms"] / result["single_thread"]["p99_ms"], 2)
+    result = {
+        "pairs": n,
+        "threads": threads,
+        "labels": stored,
+        "concurrent": percentiles(concurrent),
+        "single_thread": percentiles(single),
+    }
+    result["p99_ratio_vs_single"] = round(
+        result["concurrent"]["p99_ms"] / result["single_thread"]["p99_ms"], 2
+    )
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=100_000, help="pairs for import and the small queue")
+    parser.add_argument(
+        "--pairs", type=int, default=100_000, help="pairs for import and the small queue"
+    )
     parser.add_argument("--large", type=int, default=1_000_000, help="pairs for the large queue")
     parser.add_argument("--quick", action="store_true", help="small sizes for CI")
     parser.add_argument("--out", default=None, help="also write the JSON here")
@@ -187,8 +248,10 @@ def main() -> None:
         result = {
             "benchmark": "store",
             "import": bench_import(tmp, args.pairs, naive_n=min(5_000, args.pairs)),
-            "next_pairs": [bench_next_pairs(tmp, size, calls=300, naive_calls=10)
-                           for size in (args.pairs, args.large)],
+            "next_pairs": [
+                bench_next_pairs(tmp, size, calls=300, naive_calls=10)
+                for size in (args.pairs, args.large)
+            ],
             "label_writes": bench_label_writes(tmp, args.pairs, threads=16, per_thread=20),
         }
     result["targets"] = {

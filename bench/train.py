@@ -85,7 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=400, help="Pairs before the +10%% labels.")
     parser.add_argument("--steps", type=int, default=30, help="Steps for the step-time runs.")
-    parser.add_argument("--max-steps", type=int, default=80, help="Cap for the time-to-accuracy runs.")
+    parser.add_argument(
+        "--max-steps", type=int, default=80, help="Cap for the time-to-accuracy runs."
+    )
     parser.add_argument("--eval-every", type=int, default=5, help="Held-out evaluation interval.")
     parser.add_argument("--json-out", default=None, help="Also write the JSON result here.")
     args = parser.parse_args()
@@ -101,15 +103,32 @@ def main() -> None:
     policy = build_policy(tmp)
     manager = JobManager(store, tmp / "runs", inline=True)
     common = {"batch_size": 8, "max_length": 256, "eval_every": 0, "learning_rate": 5e-4}
-    result: dict = {"device": "cpu", "torch_threads": torch.get_num_threads(), "pairs": args.pairs,
-                    "policy_parameters": sum(p.numel() for p in
-                                             __import__("transformers").AutoModelForCausalLM
-                                             .from_pretrained(policy).parameters())}
+    result: dict = {
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "pairs": args.pairs,
+        "policy_parameters": sum(
+            p.numel()
+            for p in __import__("transformers")
+            .AutoModelForCausalLM.from_pretrained(policy)
+            .parameters()
+        ),
+    }
 
     # TRL defaults: full fine-tune, a reference model copy run on every step, random batches
-    trl_default = run(manager, "dpo", policy, max_steps=args.steps, overrides={
-        **common, "use_lora": False, "bucket_by_length": False, "cache_reference": False,
-        "learning_rate": 5e-5})
+    trl_default = run(
+        manager,
+        "dpo",
+        policy,
+        max_steps=args.steps,
+        overrides={
+            **common,
+            "use_lora": False,
+            "bucket_by_length": False,
+            "cache_reference": False,
+            "learning_rate": 5e-5,
+        },
+    )
     # first iteration: one full epoch (every pair needs a reference forward pass, measured for
     # (c)); its steps give prefloop's step time for (a) (reference log-probs are precomputed
     # before the first step); it is the promoted parent of (b) and sets its accuracy bar
@@ -118,28 +137,45 @@ def main() -> None:
     ours = first
     a_ours, a_trl = step_seconds(Path(ours["run_dir"])), step_seconds(Path(trl_default["run_dir"]))
     result["a_dpo_step_time"] = {
-        "prefloop_s_per_step": round(a_ours, 4), "trl_defaults_s_per_step": round(a_trl, 4),
-        "ratio": round(a_ours / a_trl, 3), "goal": "<= 0.6",
+        "prefloop_s_per_step": round(a_ours, 4),
+        "trl_defaults_s_per_step": round(a_trl, 4),
+        "ratio": round(a_ours / a_trl, 3),
+        "goal": "<= 0.6",
         "prefloop": "LoRA r=16 + cached reference + length buckets",
-        "trl_defaults": "full fine-tune + reference model forward each step + random batches"}
+        "trl_defaults": "full fine-tune + reference model forward each step + random batches",
+    }
 
     # +10% labels
     import_slice(store, tmp, args.pairs, args.pairs // 10)
     bar = ours["metrics"]["heldout_accuracy"]
     scratch_cfg = {**common, "eval_every": args.eval_every, "stop_at_accuracy": bar, "patience": 0}
     # second iteration: incremental (new + replay); its reference time is (c)'s second figure
-    incremental = run(manager, "dpo", policy, incremental=True, max_steps=args.max_steps,
-                      overrides={**scratch_cfg})
+    incremental = run(
+        manager,
+        "dpo",
+        policy,
+        incremental=True,
+        max_steps=args.max_steps,
+        overrides={**scratch_cfg},
+    )
     scratch = run(manager, "dpo", policy, max_steps=args.max_steps, overrides={**scratch_cfg})
     reached = lambda s: any("reached_target" in m for m in manager.metrics(s["run_id"]))  # noqa: E731
     result["b_incremental_vs_scratch"] = {
         "target_heldout_accuracy": bar,
-        "incremental": {"wall_s": incremental["metrics"]["wall_s"], "steps": incremental["metrics"]["steps"],
-                        "train_rows": incremental["metrics"]["train_rows"], "reached": reached(incremental),
-                        "heldout_accuracy": incremental["metrics"]["heldout_accuracy"]},
-        "scratch": {"wall_s": scratch["metrics"]["wall_s"], "steps": scratch["metrics"]["steps"],
-                    "train_rows": scratch["metrics"]["train_rows"], "reached": reached(scratch),
-                    "heldout_accuracy": scratch["metrics"]["heldout_accuracy"]},
+        "incremental": {
+            "wall_s": incremental["metrics"]["wall_s"],
+            "steps": incremental["metrics"]["steps"],
+            "train_rows": incremental["metrics"]["train_rows"],
+            "reached": reached(incremental),
+            "heldout_accuracy": incremental["metrics"]["heldout_accuracy"],
+        },
+        "scratch": {
+            "wall_s": scratch["metrics"]["wall_s"],
+            "steps": scratch["metrics"]["steps"],
+            "train_rows": scratch["metrics"]["train_rows"],
+            "reached": reached(scratch),
+            "heldout_accuracy": scratch["metrics"]["heldout_accuracy"],
+        },
         "ratio": round(incremental["metrics"]["wall_s"] / scratch["metrics"]["wall_s"], 3),
         "goal": "<= 0.3",
     }

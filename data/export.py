@@ -57,12 +57,17 @@ def aggregate_verdicts(
     """pair_id -> (verdict, source, votes) under the policy; pairs with no decision are absent."""
     by_pair: dict[str, dict[str, list[str]]] = {}
     for label in labels:
-        if policy.min_confidence is not None and label["confidence"] is not None \
-                and label["confidence"] < policy.min_confidence:
+        if (
+            policy.min_confidence is not None
+            and label["confidence"] is not None
+            and label["confidence"] < policy.min_confidence
+        ):
             continue
         if label["source"] not in policy.source_rank:
             continue
-        by_pair.setdefault(label["pair_id"], {}).setdefault(label["source"], []).append(label["verdict"])
+        by_pair.setdefault(label["pair_id"], {}).setdefault(label["source"], []).append(
+            label["verdict"]
+        )
     decided: dict[str, tuple[str, str, int]] = {}
     for pair_id, per_source in by_pair.items():
         source = min(per_source, key=policy.source_rank.index)
@@ -76,7 +81,9 @@ def aggregate_verdicts(
     return decided
 
 
-def aggregated_pairs(store: PreferenceStore, policy: AggregationPolicy | None = None) -> list[AggregatedPair]:
+def aggregated_pairs(
+    store: PreferenceStore, policy: AggregationPolicy | None = None
+) -> list[AggregatedPair]:
     policy = policy or AggregationPolicy()
     labels = store.query_dicts(
         "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
@@ -84,14 +91,27 @@ def aggregated_pairs(store: PreferenceStore, policy: AggregationPolicy | None = 
     decided = aggregate_verdicts(labels, policy)
     if not decided:
         return []
-    views = {v.pair_id: v for v in store.pairs(
-        "WHERE p.pair_id IN (SELECT pair_id FROM labels WHERE retracted_at IS NULL)"
-    )}
+    views = {
+        v.pair_id: v
+        for v in store.pairs(
+            "WHERE p.pair_id IN (SELECT pair_id FROM labels WHERE retracted_at IS NULL)"
+        )
+    }
     out = []
     for pair_id, (verdict, source, votes) in sorted(decided.items()):
         view = views[pair_id]
-        out.append(AggregatedPair(pair_id, view.prompt_id, view.messages, view.response_a,
-                                  view.response_b, verdict, source, votes))
+        out.append(
+            AggregatedPair(
+                pair_id,
+                view.prompt_id,
+                view.messages,
+                view.response_a,
+                view.response_b,
+                verdict,
+                source,
+                votes,
+            )
+        )
     return out
 
 
@@ -101,12 +121,24 @@ def is_test_prompt(prompt_id: str, test_fraction: float) -> bool:
 
 def to_row(pair: AggregatedPair, fmt: str) -> dict[str, Any]:
     if fmt == "pairs":
-        return {"prompt": pair.messages, "response_a": pair.response_a, "response_b": pair.response_b,
-                "label": pair.verdict, "pair_id": pair.pair_id}
-    chosen, rejected = (pair.response_a, pair.response_b) if pair.verdict == "a" else (pair.response_b, pair.response_a)
+        return {
+            "prompt": pair.messages,
+            "response_a": pair.response_a,
+            "response_b": pair.response_b,
+            "label": pair.verdict,
+            "pair_id": pair.pair_id,
+        }
+    chosen, rejected = (
+        (pair.response_a, pair.response_b)
+        if pair.verdict == "a"
+        else (pair.response_b, pair.response_a)
+    )
     if fmt == "trl-conversational":
-        return {"prompt": pair.messages, "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}]}
+        return {
+            "prompt": pair.messages,
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
     prompt = render_messages(pair.messages)
     if prompt.startswith("\n\nHuman:"):
         prompt += "\n\nAssistant:"  # multi-turn: HH transcript the importer reads back losslessly
@@ -121,7 +153,12 @@ class ExportReport:
     skipped_ties: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"train": self.train, "test": self.test, "files": self.files, "skipped_ties": self.skipped_ties}
+        return {
+            "train": self.train,
+            "test": self.test,
+            "files": self.files,
+            "skipped_ties": self.skipped_ties,
+        }
 
 
 def export_pairs(
@@ -139,15 +176,21 @@ def export_pairs(
         raise ConfigError(f"--test-fraction {test_fraction} must be in [0, 1)")
     policy = policy or AggregationPolicy(include_ties=fmt == "pairs")
     if fmt != "pairs" and policy.include_ties:
-        raise ConfigError("ties and both_bad cannot be written as chosen/rejected; use --format pairs")
+        raise ConfigError(
+            "ties and both_bad cannot be written as chosen/rejected; use --format pairs"
+        )
     pairs = aggregated_pairs(store, policy)
-    all_decided = aggregated_pairs(store, AggregationPolicy(policy.source_rank, policy.min_confidence, True))
+    all_decided = aggregated_pairs(
+        store, AggregationPolicy(policy.source_rank, policy.min_confidence, True)
+    )
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     for pair in pairs:
         side = "test" if is_test_prompt(pair.prompt_id, test_fraction) else "train"
         splits[side].append(to_row(pair, fmt))
     files = _write(Path(out), splits, test_fraction > 0)
-    return ExportReport(len(splits["train"]), len(splits["test"]), files, len(all_decided) - len(pairs))
+    return ExportReport(
+        len(splits["train"]), len(splits["test"]), files, len(all_decided) - len(pairs)
+    )
 
 
 def _write(out: Path, splits: dict[str, list[dict[str, Any]]], with_test: bool) -> list[str]:
@@ -165,9 +208,14 @@ def _write(out: Path, splits: dict[str, list[dict[str, Any]]], with_test: bool) 
         dataset = datasets.DatasetDict({n: datasets.Dataset.from_list(splits[n]) for n in names})
         dataset.save_to_disk(str(out))
         return [str(out)]
-    names = {"train": out} if not with_test else {
-        "train": out.with_name(f"{out.stem}.train{suffix}"), "test": out.with_name(f"{out.stem}.test{suffix}")
-    }
+    names = (
+        {"train": out}
+        if not with_test
+        else {
+            "train": out.with_name(f"{out.stem}.train{suffix}"),
+            "test": out.with_name(f"{out.stem}.test{suffix}"),
+        }
+    )
     for split, path in names.items():
         rows = splits[split]
         if suffix == ".jsonl":

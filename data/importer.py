@@ -18,7 +18,16 @@ from tqdm import tqdm
 from data.errors import ConfigError, ImportValidationError, RowProblem
 from data.ingest import ingest
 from data.readers import DEFAULT_MAX_SOURCE_BYTES, read_source
-from data.shapes import FORMATS, Record, RowError, ShapeConfig, describe_unknown, detect_format, located, parse_row
+from data.shapes import (
+    FORMATS,
+    Record,
+    RowError,
+    ShapeConfig,
+    describe_unknown,
+    detect_format,
+    located,
+    parse_row,
+)
 from data.store import PreferenceStore
 
 
@@ -61,7 +70,9 @@ class ImportReport:
         }
 
 
-def parse_sources(sources: Sequence[str], options: ImportOptions) -> tuple[list[Record], list[RowProblem], int]:
+def parse_sources(
+    sources: Sequence[str], options: ImportOptions
+) -> tuple[list[Record], list[RowProblem], int]:
     """Records from every valid row, and a located problem for every invalid one."""
     if options.format not in FORMATS:
         raise ConfigError(f"--format {options.format!r} is not one of {', '.join(FORMATS)}")
@@ -70,8 +81,12 @@ def parse_sources(sources: Sequence[str], options: ImportOptions) -> tuple[list[
     rows = 0
     for source in sources:
         fmt = None if options.format == "auto" else options.format
-        for raw in tqdm(read_source(source, split=options.split, max_bytes=options.max_source_bytes), desc=Path(source).name,
-                        unit=" rows", disable=not options.progress):
+        for raw in tqdm(
+            read_source(source, split=options.split, max_bytes=options.max_source_bytes),
+            desc=Path(source).name,
+            unit=" rows",
+            disable=not options.progress,
+        ):
             rows += 1
             if raw.problem is not None:
                 problems.append(raw.problem)
@@ -79,7 +94,9 @@ def parse_sources(sources: Sequence[str], options: ImportOptions) -> tuple[list[
             assert raw.value is not None
             row_format = fmt or detect_format(raw.value)
             if row_format is None:
-                problems.append(RowProblem(raw.source, raw.line, None, describe_unknown(raw.value), raw.unit))
+                problems.append(
+                    RowProblem(raw.source, raw.line, None, describe_unknown(raw.value), raw.unit)
+                )
                 continue
             fmt = fmt or row_format  # the first readable row fixes the shape for the file
             try:
@@ -91,7 +108,9 @@ def parse_sources(sources: Sequence[str], options: ImportOptions) -> tuple[list[
     return records, problems, rows
 
 
-def import_sources(store: PreferenceStore, sources: Sequence[str], options: ImportOptions) -> ImportReport:
+def import_sources(
+    store: PreferenceStore, sources: Sequence[str], options: ImportOptions
+) -> ImportReport:
     """Validate then store; raise ImportValidationError (store untouched) in atomic mode."""
     records, problems, rows = parse_sources(sources, options)
     if problems and not options.skip_invalid:

@@ -108,22 +108,31 @@ def ingest(
 
 
 def _write(
-    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, batch: _Batch, *, origin: str, who: str,
+    store: PreferenceStore,
+    cur: duckdb.DuckDBPyConnection,
+    batch: _Batch,
+    *,
+    origin: str,
+    who: str,
     source: str,
 ) -> IngestResult:
     round = store.current_round()
     result = IngestResult()
-    prompts = pa.table({
-        "prompt_id": list(batch.prompts),
-        "messages": [v[0] for v in batch.prompts.values()],
-        "text": [v[1] for v in batch.prompts.values()],
-    })
+    prompts = pa.table(
+        {
+            "prompt_id": list(batch.prompts),
+            "messages": [v[0] for v in batch.prompts.values()],
+            "text": [v[1] for v in batch.prompts.values()],
+        }
+    )
     cur.register("_new_prompts", prompts)
     cur.execute(
         "INSERT INTO prompts (prompt_id, messages, text) SELECT prompt_id, messages, text "
         "FROM _new_prompts WHERE prompt_id NOT IN (SELECT prompt_id FROM prompts)"
     ).fetchall()
-    responses = pa.table({"response_id": list(batch.responses), "text": list(batch.responses.values())})
+    responses = pa.table(
+        {"response_id": list(batch.responses), "text": list(batch.responses.values())}
+    )
     cur.register("_new_responses", responses)
     before = cur.execute("SELECT count(*) FROM responses").fetchall()[0][0]
     cur.execute(
@@ -131,10 +140,12 @@ def _write(
         "WHERE response_id NOT IN (SELECT response_id FROM responses)"
     ).fetchall()
     result.responses = cur.execute("SELECT count(*) FROM responses").fetchall()[0][0] - before
-    links = pa.table({
-        "prompt_id": [k[0] for k in batch.prompt_responses],
-        "response_id": [k[1] for k in batch.prompt_responses],
-    })
+    links = pa.table(
+        {
+            "prompt_id": [k[0] for k in batch.prompt_responses],
+            "response_id": [k[1] for k in batch.prompt_responses],
+        }
+    )
     cur.register("_new_links", links)
     cur.execute(
         "INSERT INTO prompt_responses (prompt_id, response_id, origin) "
@@ -142,15 +153,18 @@ def _write(
         "ON p.prompt_id = n.prompt_id AND p.response_id = n.response_id",
         [origin],
     ).fetchall()
-    pairs = pa.table({
-        "pair_id": list(batch.pairs),
-        "prompt_id": [v[0] for v in batch.pairs.values()],
-        "response_a_id": [v[1] for v in batch.pairs.values()],
-        "response_b_id": [v[2] for v in batch.pairs.values()],
-    })
+    pairs = pa.table(
+        {
+            "pair_id": list(batch.pairs),
+            "prompt_id": [v[0] for v in batch.pairs.values()],
+            "response_a_id": [v[1] for v in batch.pairs.values()],
+            "response_b_id": [v[2] for v in batch.pairs.values()],
+        }
+    )
     cur.register("_new_pairs", pairs)
     new_ids = [
-        r[0] for r in cur.execute(
+        r[0]
+        for r in cur.execute(
             "INSERT INTO pairs (pair_id, prompt_id, response_a_id, response_b_id, origin) "
             "SELECT pair_id, prompt_id, response_a_id, response_b_id, ? FROM _new_pairs "
             "WHERE pair_id NOT IN (SELECT pair_id FROM pairs) RETURNING pair_id",
@@ -161,11 +175,13 @@ def _write(
     result.pair_ids = list(batch.pairs)
     result.duplicates = batch.rows_seen - result.imported_pairs
     if batch.labels:
-        labels = pa.table({
-            "pair_id": [k[0] for k in batch.labels],
-            "verdict": [k[1] for k in batch.labels],
-            "confidence": pa.array(list(batch.labels.values()), type=pa.float64()),
-        })
+        labels = pa.table(
+            {
+                "pair_id": [k[0] for k in batch.labels],
+                "verdict": [k[1] for k in batch.labels],
+                "confidence": pa.array(list(batch.labels.values()), type=pa.float64()),
+            }
+        )
         cur.register("_new_labels", labels)
         inserted = cur.execute(
             """

@@ -55,7 +55,9 @@ LIMIT $limit
 _TOP_CACHE = "queue.top_open_ids"
 
 
-def _top_open_ids(store: PreferenceStore, cur: duckdb.DuckDBPyConnection, k: int) -> tuple[list[str], bool]:
+def _top_open_ids(
+    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, k: int
+) -> tuple[list[str], bool]:
     """The k best open pair ids, cached in the owning process until the queue changes shape.
 
     The store is written only by this process, and every routing or undo clears
@@ -69,14 +71,18 @@ def _top_open_ids(store: PreferenceStore, cur: duckdb.DuckDBPyConnection, k: int
     return cached[1], len(cached[1]) >= cached[0]
 
 
-def _next_ids(store: PreferenceStore, cur: duckdb.DuckDBPyConnection, annotator: str, limit: int) -> list[str]:
+def _next_ids(
+    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, annotator: str, limit: int
+) -> list[str]:
     k = max(64, 4 * limit)
     refreshed = False
     while True:
         top, maybe_more = _top_open_ids(store, cur, k)
         if not top:
             return []
-        kept = cur.execute(_FILTER_SQL, {"ids": top, "annotator": annotator, "limit": limit}).fetchall()
+        kept = cur.execute(
+            _FILTER_SQL, {"ids": top, "annotator": annotator, "limit": limit}
+        ).fetchall()
         if len(kept) >= limit or not maybe_more:
             return [r[0] for r in kept]
         store.cache.pop(_TOP_CACHE, None)
@@ -96,20 +102,26 @@ class Assignment:
     needed_labels: int = 1
 
 
-def assign(store: PreferenceStore, assignments: Sequence[Assignment], *, round: int | None = None) -> int:
+def assign(
+    store: PreferenceStore, assignments: Sequence[Assignment], *, round: int | None = None
+) -> int:
     """Write routing decisions in one transaction; returns how many pairs changed."""
     import pyarrow as pa
 
     for a in assignments:
         if a.queue not in ("human", "judge", "unrouted"):
-            raise StoreError(f"queue {a.queue!r} for pair {a.pair_id} is not human, judge or unrouted")
-    table = pa.table({
-        "pair_id": [a.pair_id for a in assignments],
-        "queue": [a.queue for a in assignments],
-        "priority": pa.array([float(a.priority) for a in assignments], type=pa.float64()),
-        "reason": pa.array([a.reason for a in assignments], type=pa.string()),
-        "needed": pa.array([a.needed_labels for a in assignments], type=pa.int32()),
-    })
+            raise StoreError(
+                f"queue {a.queue!r} for pair {a.pair_id} is not human, judge or unrouted"
+            )
+    table = pa.table(
+        {
+            "pair_id": [a.pair_id for a in assignments],
+            "queue": [a.queue for a in assignments],
+            "priority": pa.array([float(a.priority) for a in assignments], type=pa.float64()),
+            "reason": pa.array([a.reason for a in assignments], type=pa.string()),
+            "needed": pa.array([a.needed_labels for a in assignments], type=pa.int32()),
+        }
+    )
     with store.transaction() as cur:
         cur.register("_routing", table)
         changed = cur.execute(
@@ -213,12 +225,19 @@ def submit_human_label(
             {"pair": pair_id, "who": annotator},
         ).fetchall()[0]
         if lease_holder is not None:
-            raise StoreError(f"pair {pair_id} is leased to another annotator; ask for the next pair")
+            raise StoreError(
+                f"pair {pair_id} is leased to another annotator; ask for the next pair"
+            )
         if already:
             raise StoreError(f"{annotator} has already labelled pair {pair_id}")
         label_id = store.add_label(
-            pair_id, source="human", who=annotator, verdict=verdict, rationale=rationale,
-            swapped=swapped, cursor=cur,
+            pair_id,
+            source="human",
+            who=annotator,
+            verdict=verdict,
+            rationale=rationale,
+            swapped=swapped,
+            cursor=cur,
         )
         cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
         return label_id

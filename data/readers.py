@@ -57,7 +57,7 @@ def read_source(
     try:
         if not compressed and path.stat().st_size > max_bytes:
             _fail(source, f"is {path.stat().st_size} bytes, over the {max_bytes}-byte import limit")
-        with (gzip.open(path) if compressed else path.open("rb")) as handle:
+        with gzip.open(path) if compressed else path.open("rb") as handle:
             raw = handle.read(max_bytes + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         _fail(source, f"cannot read file: {exc}")
@@ -88,7 +88,9 @@ def _decode(source: str, line: int, data: bytes, unit: str = "line") -> str | Ro
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return RowProblem(
-            source, line, None,
+            source,
+            line,
+            None,
             f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
             "re-save the file as UTF-8",
             unit,
@@ -110,7 +112,9 @@ def _json_row(source: str, number: int, unit: str, text: str) -> RawRow:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        problem = RowProblem(source, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}", unit)
+        problem = RowProblem(
+            source, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}", unit
+        )
         return RawRow(source, number, unit, None, problem)
     return _object_row(source, number, unit, value)
 
@@ -128,10 +132,16 @@ def _read_json(source: str, raw: bytes) -> Iterator[RawRow]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ImportValidationError([RowProblem(
-            source, raw.count(b"\n", 0, exc.start) + 1, None,
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8",
-        )]) from None
+        raise ImportValidationError(
+            [
+                RowProblem(
+                    source,
+                    raw.count(b"\n", 0, exc.start) + 1,
+                    None,
+                    f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8",
+                )
+            ]
+        ) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -153,11 +163,17 @@ def _read_csv(source: str, raw: bytes) -> Iterator[RawRow]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        raise ImportValidationError([RowProblem(
-            source, raw.count(b"\n", 0, exc.start) + 1, None,
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start - line_start + 1}); "
-            "re-save the file as UTF-8",
-        )]) from None
+        raise ImportValidationError(
+            [
+                RowProblem(
+                    source,
+                    raw.count(b"\n", 0, exc.start) + 1,
+                    None,
+                    f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start - line_start + 1}); "
+                    "re-save the file as UTF-8",
+                )
+            ]
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         _fail(source, "CSV file has no header row")
@@ -165,8 +181,13 @@ def _read_csv(source: str, raw: bytes) -> Iterator[RawRow]:
         for row in reader:
             number = reader.line_num
             if None in row:
-                yield RawRow(source, number, "line", None,
-                             RowProblem(source, number, None, "more cells than header columns"))
+                yield RawRow(
+                    source,
+                    number,
+                    "line",
+                    None,
+                    RowProblem(source, number, None, "more cells than header columns"),
+                )
                 continue
             yield RawRow(source, number, "line", {k: _csv_cell(v) for k, v in row.items()})
     except csv.Error as exc:
@@ -220,7 +241,12 @@ def _read_hf_disk(path: Path, split: str | None) -> Iterator[RawRow]:
 
 def _looks_like_hub_id(source: str) -> bool:
     parts = source.split("/")
-    return len(parts) == 2 and all(parts) and not any(c in source for c in " \\:") and "." not in parts[0]
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not any(c in source for c in " \\:")
+        and "." not in parts[0]
+    )
 
 
 def _read_hf_hub(source: str, split: str | None) -> Iterator[RawRow]:

@@ -131,8 +131,9 @@ def _checked_text(field: str, value: str, config: ShapeConfig, *, response: bool
         raise RowError(field, "is empty")
     if len(value) > config.max_text_chars:
         raise RowError(
-            field, f"is {len(value)} characters, over the {config.max_text_chars} limit "
-            "(raise max_text_chars to allow it)"
+            field,
+            f"is {len(value)} characters, over the {config.max_text_chars} limit "
+            "(raise max_text_chars to allow it)",
         )
     if "\x00" in value:
         raise RowError(field, "contains a NUL character")
@@ -146,16 +147,23 @@ def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
     for index, message in enumerate(value):
         where = f"{field}[{index}]"
         if not isinstance(message, dict):
-            raise RowError(where, f"must be an object with role and content, got {type(message).__name__}")
+            raise RowError(
+                where, f"must be an object with role and content, got {type(message).__name__}"
+            )
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise RowError(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"must be a string, got {type(content).__name__}")
         # assistant turns may be empty, like any response (HH dialogues have some)
-        messages.append({"role": role, "content": _checked_text(
-            f"{where}.content", content, config, response=role == "assistant"
-        )})
+        messages.append(
+            {
+                "role": role,
+                "content": _checked_text(
+                    f"{where}.content", content, config, response=role == "assistant"
+                ),
+            }
+        )
     return messages
 
 
@@ -165,14 +173,18 @@ def _prompt(row: dict[str, Any], config: ShapeConfig) -> Messages:
         return _messages(value, "prompt", config)
     text = _text(row, "prompt", config)
     if text.startswith("\n\nHuman:"):
-        turns = _hh_turns(text.removesuffix("\n\nAssistant:").removesuffix("\n\nAssistant: "), "prompt")
+        turns = _hh_turns(
+            text.removesuffix("\n\nAssistant:").removesuffix("\n\nAssistant: "), "prompt"
+        )
         return turns
     return [{"role": "user", "content": text}]
 
 
 def _distinct(r1: str, r2: str, fields: tuple[str, str]) -> None:
     if r1 == r2:
-        raise RowError(fields[1], f"is identical to {fields[0]}: a pair needs two different responses")
+        raise RowError(
+            fields[1], f"is identical to {fields[0]}: a pair needs two different responses"
+        )
 
 
 def _verdict(row: dict[str, Any]) -> tuple[str | None, float | None]:
@@ -187,7 +199,9 @@ def _verdict(row: dict[str, Any]) -> tuple[str | None, float | None]:
     try:
         value = float(confidence)
     except (TypeError, ValueError):
-        raise RowError("confidence", f"must be a number between 0 and 1, got {confidence!r}") from None
+        raise RowError(
+            "confidence", f"must be a number between 0 and 1, got {confidence!r}"
+        ) from None
     if not 0.0 <= value <= 1.0:
         raise RowError("confidence", f"must be between 0 and 1, got {value}")
     return label.strip().lower(), value
@@ -215,12 +229,16 @@ def _parse_trl(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
     return PairRecord(prompt, c_text, r_text, "a")
 
 
-def _split_shared_prefix(chosen: Messages, rejected: Messages) -> tuple[Messages, Messages, Messages]:
+def _split_shared_prefix(
+    chosen: Messages, rejected: Messages
+) -> tuple[Messages, Messages, Messages]:
     shared = 0
     while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
         shared += 1
     if shared == 0:
-        raise RowError("prompt", "is missing and chosen/rejected share no leading messages to use as one")
+        raise RowError(
+            "prompt", "is missing and chosen/rejected share no leading messages to use as one"
+        )
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
@@ -286,7 +304,9 @@ def _parse_responses(row: dict[str, Any], config: ShapeConfig) -> ResponsesRecor
     score_of = dict(zip(responses, scores, strict=True)) if scores else {}
     combos = list(itertools.combinations(unique, 2))
     if len(combos) > config.max_pairs_per_prompt:
-        combos = sorted(combos, key=lambda c: text_hash(c[0] + "\0" + c[1]))[: config.max_pairs_per_prompt]
+        combos = sorted(combos, key=lambda c: text_hash(c[0] + "\0" + c[1]))[
+            : config.max_pairs_per_prompt
+        ]
     pairs = []
     for first, second in combos:
         verdict = None

@@ -31,11 +31,15 @@ def store_stats(store: PreferenceStore) -> dict[str, Any]:
         "labels_by_source": dict(Counter(label["source"] for label in labels)),
         "labelled_pairs": len(labelled),
         "unlabelled_pairs": pairs - len(labelled),
-        "queues": dict(store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")),
+        "queues": dict(
+            store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")
+        ),
         "human_human": human_human_agreement(labels),
         "human_judge": human_judge_agreement(labels),
         "judge_position_consistency": position_consistency(store),
-        "runs": dict(store.query("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")),
+        "runs": dict(
+            store.query("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")
+        ),
     }
 
 
@@ -45,13 +49,21 @@ def human_human_agreement(labels: list[dict[str, Any]]) -> dict[str, Any]:
         if label["source"] == "human":
             by_pair[label["pair_id"]][label["who"]] = label["verdict"]
     overlapped = {p: v for p, v in by_pair.items() if len(v) >= 2}
-    result: dict[str, Any] = {"pairs_with_overlap": len(overlapped), "krippendorff_alpha": None,
-                              "percent_agreement": None}
+    result: dict[str, Any] = {
+        "pairs_with_overlap": len(overlapped),
+        "krippendorff_alpha": None,
+        "percent_agreement": None,
+    }
     if not overlapped:
         return result
     annotators = sorted({who for votes in overlapped.values() for who in votes})
-    matrix = [[VERDICT_CODES[overlapped[p][a]] if a in overlapped[p] else float("nan")
-               for p in sorted(overlapped)] for a in annotators]
+    matrix = [
+        [
+            VERDICT_CODES[overlapped[p][a]] if a in overlapped[p] else float("nan")
+            for p in sorted(overlapped)
+        ]
+        for a in annotators
+    ]
     agree = sum(len(set(v.values())) == 1 for v in overlapped.values())
     result["percent_agreement"] = agree / len(overlapped)
     if len({v for votes in overlapped.values() for v in votes.values()}) > 1:

@@ -112,7 +112,9 @@ class PreferenceStore:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One serialised write transaction; rolled back whole on any exception."""
         if self.read_only:
-            raise StoreError(f"{self.path} was opened read-only; open it without read_only to write")
+            raise StoreError(
+                f"{self.path} was opened read-only; open it without read_only to write"
+            )
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION").fetchall()
@@ -242,8 +244,16 @@ class PreferenceStore:
         if cursor is None:
             with self.transaction() as cur:
                 return self.add_label(
-                    pair_id, source=source, who=who, verdict=verdict, confidence=confidence,
-                    rationale=rationale, swapped=swapped, round=round, meta=meta, cursor=cur,
+                    pair_id,
+                    source=source,
+                    who=who,
+                    verdict=verdict,
+                    confidence=confidence,
+                    rationale=rationale,
+                    swapped=swapped,
+                    round=round,
+                    meta=meta,
+                    cursor=cur,
                 )
         # One statement checks the pair exists and fills the round, for fast writes under load.
         row = cursor.execute(
@@ -256,8 +266,15 @@ class PreferenceStore:
             RETURNING label_id
             """,
             [
-                source, who, verdict, confidence, rationale, swapped, round,
-                None if meta is None else json.dumps(meta), pair_id,
+                source,
+                who,
+                verdict,
+                confidence,
+                rationale,
+                swapped,
+                round,
+                None if meta is None else json.dumps(meta),
+                pair_id,
             ],
         ).fetchall()
         if not row:
@@ -266,10 +283,12 @@ class PreferenceStore:
             # A pair that has all its human labels leaves the queue table, so the top of
             # the queue stays open pairs and the next-pair scan stops early.
             cursor.execute(
-                "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?", [pair_id]
+                "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?",
+                [pair_id],
             ).fetchall()
             cursor.execute(
-                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels", [pair_id]
+                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels",
+                [pair_id],
             ).fetchall()
         return int(row[0][0])
 
@@ -297,7 +316,9 @@ class PreferenceStore:
 
 def refresh_human_queue(cursor: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> None:
     """Recount human labels for these pairs; keep in `human_queue` those still wanting some."""
-    cursor.execute("DELETE FROM human_queue WHERE pair_id IN (SELECT unnest($ids))", {"ids": list(pair_ids)}).fetchall()
+    cursor.execute(
+        "DELETE FROM human_queue WHERE pair_id IN (SELECT unnest($ids))", {"ids": list(pair_ids)}
+    ).fetchall()
     cursor.execute(
         """
         INSERT INTO human_queue
@@ -331,6 +352,18 @@ def _holder(message: str) -> str:
 
 
 _COUNTABLE = {
-    "prompts", "responses", "prompt_responses", "pairs", "labels", "leases", "pair_flags",
-    "embeddings", "ensembles", "scores", "judge_calls", "judgements", "runs", "ref_logprobs",
+    "prompts",
+    "responses",
+    "prompt_responses",
+    "pairs",
+    "labels",
+    "leases",
+    "pair_flags",
+    "embeddings",
+    "ensembles",
+    "scores",
+    "judge_calls",
+    "judgements",
+    "runs",
+    "ref_logprobs",
 }

@@ -22,7 +22,7 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(store_path: Path) -> Iterator["PreferenceStore"]:  # noqa: F821
+def store(store_path: Path) -> Iterator[PreferenceStore]:  # noqa: F821
     from data.store import PreferenceStore
 
     with PreferenceStore(store_path) as opened:

@@ -22,8 +22,11 @@ def imported_modules(path: Path) -> list[tuple[str, int, bool]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.module, node.lineno, id(node) in top_level))
             # `from training import jobs` imports training.jobs
-            found += [(f"{node.module}.{a.name}", node.lineno, id(node) in top_level) for a in node.names
-                      if node.module in PACKAGES]
+            found += [
+                (f"{node.module}.{a.name}", node.lineno, id(node) in top_level)
+                for a in node.names
+                if node.module in PACKAGES
+            ]
     return found
 
 
@@ -70,7 +73,8 @@ def test_training_jobs_keeps_heavy_imports_out_of_module_level() -> None:
     heavy = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
     bad = [
         f"{path.relative_to(ROOT)}:{line} imports {module} at module level"
-        for path in [ROOT / "training" / "jobs.py", ROOT / "training" / "__init__.py"] if path.exists()
+        for path in [ROOT / "training" / "jobs.py", ROOT / "training" / "__init__.py"]
+        if path.exists()
         for module, line, top_level in imported_modules(path)
         if top_level and module.split(".")[0] in heavy
     ]

@@ -12,13 +12,22 @@ import sys
 import traceback
 from pathlib import Path
 
-MODULES = {"sft": "sft", "rm": "reward", "dpo": "dpo", "ppo": "ppo", "grpo": "grpo", "generate": "generate"}
+MODULES = {
+    "sft": "sft",
+    "rm": "reward",
+    "dpo": "dpo",
+    "ppo": "ppo",
+    "grpo": "grpo",
+    "generate": "generate",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("stage", choices=sorted(MODULES))
-    parser.add_argument("--run-dir", required=True, type=Path, help="Run folder written by JobManager.")
+    parser.add_argument(
+        "--run-dir", required=True, type=Path, help="Run folder written by JobManager."
+    )
     args = parser.parse_args(argv)
 
     from training.common import RunContext

@@ -31,7 +31,9 @@ class StageConfig:
     """Settings every stage shares; each stage's config adds its own."""
 
     max_steps: int = help_field(40, "Optimizer steps (upper bound; early stopping may end sooner).")
-    learning_rate: float = help_field(5e-4, "Peak learning rate (LoRA on a tiny model likes it high).")
+    learning_rate: float = help_field(
+        5e-4, "Peak learning rate (LoRA on a tiny model likes it high)."
+    )
     batch_size: int = help_field(8, "Pairs or sequences per device per step.")
     max_length: int = help_field(256, "Tokens per sequence; longer prompts are cut at the start.")
     use_lora: bool = help_field(True, "Train a LoRA adapter (PEFT) instead of all weights.")
@@ -41,14 +43,17 @@ class StageConfig:
     eval_every: int = help_field(10, "Evaluate held-out accuracy every N steps (0: never).")
     patience: int = help_field(3, "Early stop after N evaluations without improvement (0: off).")
     stop_at_accuracy: float | None = help_field(
-        None, "Stop as soon as held-out preference accuracy reaches this (e.g. the parent's).")
+        None, "Stop as soon as held-out preference accuracy reaches this (e.g. the parent's)."
+    )
     max_heldout_rows: int = help_field(128, "Held-out pairs used for evaluation (a seeded sample).")
     replay_ratio: float = help_field(1.0, "Incremental runs: old pairs replayed per new pair.")
     min_replay: int = help_field(16, "Incremental runs: replay at least this many old pairs.")
     seed: int = help_field(0, "Random seed for data order, replay sample and initialisation.")
     tiny_layers: int = help_field(4, "Embedded default policy: transformer layers.")
     tiny_width: int = help_field(192, "Embedded default policy: hidden size.")
-    tiny_vocab: int = help_field(4096, "Embedded default policy: BPE vocabulary trained on the store's texts.")
+    tiny_vocab: int = help_field(
+        4096, "Embedded default policy: BPE vocabulary trained on the store's texts."
+    )
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -60,8 +65,10 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
-                          f"valid: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
+            f"valid: {', '.join(sorted(names))}"
+        )
     return cls(**values)
 
 
@@ -80,8 +87,10 @@ class RunContext:
         self.run_dir = run_dir
         self.config: dict[str, Any] = runfiles.read_json(run_dir / runfiles.CONFIG) or {}
         if not self.config:
-            raise TrainingError(f"{run_dir / runfiles.CONFIG} is missing; runs are started by "
-                                "training.jobs.JobManager (or `prefloop train`)")
+            raise TrainingError(
+                f"{run_dir / runfiles.CONFIG} is missing; runs are started by "
+                "training.jobs.JobManager (or `prefloop train`)"
+            )
         self.request: dict[str, Any] = self.config.get("request", {})
         self.rank = int(os.environ.get("RANK", "0"))
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -110,23 +119,41 @@ class RunContext:
 
         return pq.read_table(self.run_dir / runfiles.SNAPSHOT).to_pylist()
 
-    def finish(self, metrics: dict[str, Any], *, artifact: str | None, promote: bool,
-               extra: dict[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        metrics: dict[str, Any],
+        *,
+        artifact: str | None,
+        promote: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Write result.json last: its presence is what marks the run a success."""
         metrics = {**metrics, "wall_s": round(time.time() - self.started, 2)}
-        rank_report = {"rank": self.rank, "world_size": self.world_size, "steps": metrics.get("steps"),
-                       "param_change": metrics.get("param_change")}
+        rank_report = {
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "steps": metrics.get("steps"),
+            "param_change": metrics.get("param_change"),
+        }
         (self.run_dir / "ranks").mkdir(exist_ok=True)
         runfiles.write_json(self.run_dir / "ranks" / f"rank-{self.rank}.json", rank_report)
         if not self.is_main:
             return
-        runfiles.write_json(self.run_dir / runfiles.RESULT, {
-            "metrics": metrics, "artifact": artifact, "promote": promote, **(extra or {}),
-        })
+        runfiles.write_json(
+            self.run_dir / runfiles.RESULT,
+            {
+                "metrics": metrics,
+                "artifact": artifact,
+                "promote": promote,
+                **(extra or {}),
+            },
+        )
         self.status("succeeded", message="done")
 
 
-def select_rows(ctx: RunContext, rows: list[dict[str, Any]], cfg: StageConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def select_rows(
+    ctx: RunContext, rows: list[dict[str, Any]], cfg: StageConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(train rows, held-out rows, counts): incremental runs take new rows plus a replay sample."""
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
@@ -139,8 +166,10 @@ def select_rows(ctx: RunContext, rows: list[dict[str, Any]], cfg: StageConfig) -
         counts.update(new_rows=len(new), replay_rows=len(replay))
         train = new + replay
         if not new:
-            raise TrainingError("incremental run: no labels were added since the promoted run "
-                                f"{ctx.config.get('parent_run_id')}; label more pairs or drop --incremental")
+            raise TrainingError(
+                "incremental run: no labels were added since the promoted run "
+                f"{ctx.config.get('parent_run_id')}; label more pairs or drop --incremental"
+            )
     counts["train_rows"] = len(train)
     if ctx.is_main:
         runfiles.write_json(ctx.run_dir / "train_pair_ids.json", [r["pair_id"] for r in train])
@@ -153,8 +182,10 @@ def select_rows(ctx: RunContext, rows: list[dict[str, Any]], cfg: StageConfig) -
         test = random.Random(cfg.seed + 2).sample(test, cfg.max_heldout_rows)
     counts.update(rows_used=len(train), heldout_used=len(test))
     if ctx.is_main:
-        runfiles.write_json(ctx.run_dir / "used_pair_ids.json",
-                            {"train": [r["pair_id"] for r in train], "heldout": [r["pair_id"] for r in test]})
+        runfiles.write_json(
+            ctx.run_dir / "used_pair_ids.json",
+            {"train": [r["pair_id"] for r in train], "heldout": [r["pair_id"] for r in test]},
+        )
     return train, test, counts
 
 
@@ -176,7 +207,11 @@ def resolve_policy(ctx: RunContext, cfg: StageConfig, rows: list[dict[str, Any]]
     done = out / ".done"
     if ctx.is_main:
         if not done.exists():
-            texts = [r["prompt"] for r in rows] + [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+            texts = (
+                [r["prompt"] for r in rows]
+                + [r["chosen"] for r in rows]
+                + [r["rejected"] for r in rows]
+            )
             build_tiny_policy(texts, out, cfg)
             done.write_text("ok")
     else:
@@ -198,15 +233,31 @@ def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=cfg.tiny_vocab, special_tokens=[eos],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.tiny_vocab,
+        special_tokens=[eos],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, bos_token=eos, pad_token=eos,
-                                        unk_token=eos, model_max_length=1024)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        bos_token=eos,
+        pad_token=eos,
+        unk_token=eos,
+        model_max_length=1024,
+    )
     eos_id = tokenizer.convert_tokens_to_ids(eos)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=1024, n_embd=cfg.tiny_width, n_layer=cfg.tiny_layers,
-        n_head=max(1, cfg.tiny_width // 64), bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_embd=cfg.tiny_width,
+        n_layer=cfg.tiny_layers,
+        n_head=max(1, cfg.tiny_width // 64),
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
     torch.manual_seed(cfg.seed)
     model = GPT2LMHeadModel(config)
@@ -228,8 +279,13 @@ def load_tokenizer(policy: str):
 def lora_config(cfg: StageConfig, task_type: str):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                      target_modules="all-linear", task_type=task_type)
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type=task_type,
+    )
 
 
 def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: int, **extra: Any):
@@ -270,8 +326,13 @@ def _bf16_ok() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def progress_callback(ctx: RunContext, metric: str | None, patience: int, greater_is_better: bool = True,
-                      stop_at: float | None = None):
+def progress_callback(
+    ctx: RunContext,
+    metric: str | None,
+    patience: int,
+    greater_is_better: bool = True,
+    stop_at: float | None = None,
+):
     """Writes metrics.jsonl/status.json and stops early when `metric` stops improving."""
     from transformers import TrainerCallback
 
@@ -297,10 +358,14 @@ def progress_callback(ctx: RunContext, metric: str | None, patience: int, greate
             value = float(metrics[metric])
             self.history.append((state.global_step, value))
             if stop_at is not None and value >= stop_at:
-                ctx.log_metrics({"step": state.global_step, "reached_target": stop_at, metric: value})
+                ctx.log_metrics(
+                    {"step": state.global_step, "reached_target": stop_at, metric: value}
+                )
                 control.should_training_stop = True
                 return
-            better = self.best is None or (value > self.best if greater_is_better else value < self.best)
+            better = self.best is None or (
+                value > self.best if greater_is_better else value < self.best
+            )
             if better:
                 self.best, self.best_step, self.bad = value, state.global_step, 0
             else:
@@ -316,11 +381,18 @@ def gate(ctx: RunContext, heldout_accuracy: float | None) -> tuple[bool, dict[st
     """Promote unless an incremental run's held-out accuracy dropped below its parent's."""
     parent = (ctx.config.get("parent_metrics") or {}).get("heldout_accuracy")
     if not ctx.config.get("warm_start") or parent is None or heldout_accuracy is None:
-        return True, {"parent_heldout_accuracy": parent, "heldout_accuracy": heldout_accuracy,
-                      "rule": "not incremental or nothing to compare: promote"}
+        return True, {
+            "parent_heldout_accuracy": parent,
+            "heldout_accuracy": heldout_accuracy,
+            "rule": "not incremental or nothing to compare: promote",
+        }
     promote = heldout_accuracy >= parent
-    return promote, {"parent_heldout_accuracy": parent, "heldout_accuracy": heldout_accuracy,
-                     "rule": "promote if heldout_accuracy >= parent_heldout_accuracy", "promoted": promote}
+    return promote, {
+        "parent_heldout_accuracy": parent,
+        "heldout_accuracy": heldout_accuracy,
+        "rule": "promote if heldout_accuracy >= parent_heldout_accuracy",
+        "promoted": promote,
+    }
 
 
 def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, trainable: bool = True):
@@ -334,8 +406,10 @@ def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, traina
         from peft import PeftModel
 
         if not (Path(warm_start) / "adapter_config.json").exists():
-            raise TrainingError(f"warm start {warm_start} is a full model, not a LoRA adapter; run "
-                                "without --incremental, or pass it as --policy to fine-tune it further")
+            raise TrainingError(
+                f"warm start {warm_start} is a full model, not a LoRA adapter; run "
+                "without --incremental, or pass it as --policy to fine-tune it further"
+            )
         return PeftModel.from_pretrained(model, warm_start, is_trainable=trainable), None
     return model, (lora_config(cfg, "CAUSAL_LM") if cfg.use_lora else None)
 
@@ -355,7 +429,9 @@ def param_change(before: dict[str, Any], model: Any) -> float:
 
 
 def trainable_snapshot(model: Any) -> dict[str, Any]:
-    return {n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def dump(path: Path, value: Any) -> None:

@@ -41,8 +41,12 @@ from training.snapshot import model_hash
 class DPOStageConfig(StageConfig):
     """DPO with LoRA and a cached reference."""
 
-    beta: float = help_field(0.1, "DPO temperature: how far the policy may move from the reference.")
-    cache_reference: bool = help_field(True, "Reuse cached reference log-probs; compute only new pairs.")
+    beta: float = help_field(
+        0.1, "DPO temperature: how far the policy may move from the reference."
+    )
+    cache_reference: bool = help_field(
+        True, "Reuse cached reference log-probs; compute only new pairs."
+    )
 
 
 def cached_reference_trainer_class():
@@ -64,14 +68,25 @@ def cached_reference_trainer_class():
         def _fill_ref_logps(self, dataset, batch_size):
             chosen = dataset["ref_chosen_logps"]
             rejected = dataset["ref_rejected_logps"]
-            missing = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
-                       if c is None or r is None or math.isnan(c) or math.isnan(r)]
+            missing = [
+                i
+                for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
+                if c is None or r is None or math.isnan(c) or math.isnan(r)
+            ]
             if missing:
                 sub = dataset.select(missing)
                 loader = torch.utils.data.DataLoader(
-                    sub.remove_columns([c for c in sub.column_names if c not in
-                                        ("prompt_ids", "chosen_ids", "rejected_ids")]),
-                    batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+                    sub.remove_columns(
+                        [
+                            c
+                            for c in sub.column_names
+                            if c not in ("prompt_ids", "chosen_ids", "rejected_ids")
+                        ]
+                    ),
+                    batch_size=batch_size,
+                    collate_fn=self.data_collator,
+                    shuffle=False,
+                )
                 model = self.ref_model or self.model
                 device = next(model.parameters()).device
                 new_c, new_r = [], []
@@ -84,18 +99,39 @@ def cached_reference_trainer_class():
                 for j, i in enumerate(missing):
                     chosen[i], rejected[i] = new_c[j], new_r[j]
                 self.computed.extend(
-                    (dataset[i]["prompt_id"], dataset[i]["chosen_id"], new_c[j], len(dataset[i]["chosen_ids"]))
-                    for j, i in enumerate(missing))
+                    (
+                        dataset[i]["prompt_id"],
+                        dataset[i]["chosen_id"],
+                        new_c[j],
+                        len(dataset[i]["chosen_ids"]),
+                    )
+                    for j, i in enumerate(missing)
+                )
                 self.computed.extend(
-                    (dataset[i]["prompt_id"], dataset[i]["rejected_id"], new_r[j], len(dataset[i]["rejected_ids"]))
-                    for j, i in enumerate(missing))
+                    (
+                        dataset[i]["prompt_id"],
+                        dataset[i]["rejected_id"],
+                        new_r[j],
+                        len(dataset[i]["rejected_ids"]),
+                    )
+                    for j, i in enumerate(missing)
+                )
             type(self).ref_forward_rows += len(missing)
             dataset = dataset.remove_columns(["ref_chosen_logps", "ref_rejected_logps"])
             if "length" in dataset.column_names:  # token lengths for length-bucketed batches
                 dataset = dataset.remove_columns(["length"])
-            dataset = dataset.add_column("length", [
-                    len(p) + max(len(c), len(r)) for p, c, r in
-                    zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)])
+            dataset = dataset.add_column(
+                "length",
+                [
+                    len(p) + max(len(c), len(r))
+                    for p, c, r in zip(
+                        dataset["prompt_ids"],
+                        dataset["chosen_ids"],
+                        dataset["rejected_ids"],
+                        strict=True,
+                    )
+                ],
+            )
             dataset = dataset.add_column("ref_chosen_logps", [float(x) for x in chosen])
             return dataset.add_column("ref_rejected_logps", [float(x) for x in rejected])
 
@@ -105,13 +141,21 @@ def cached_reference_trainer_class():
 
 def dpo_rows(items: list[dict[str, Any]], use_cache: bool) -> list[dict[str, Any]]:
     nan = math.nan
-    return [{
-        "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
-        "prompt_id": r["prompt_id"], "chosen_id": r["chosen_id"], "rejected_id": r["rejected_id"],
-        "ref_chosen_logps": r["ref_chosen_logps"] if use_cache else nan,
-        "ref_rejected_logps": r["ref_rejected_logps"] if use_cache else nan,
-        "length": len(r["prompt"]) + max(len(r["chosen"]), len(r["rejected"])),  # chars until tokenized
-    } for r in items]
+    return [
+        {
+            "prompt": r["prompt"],
+            "chosen": r["chosen"],
+            "rejected": r["rejected"],
+            "prompt_id": r["prompt_id"],
+            "chosen_id": r["chosen_id"],
+            "rejected_id": r["rejected_id"],
+            "ref_chosen_logps": r["ref_chosen_logps"] if use_cache else nan,
+            "ref_rejected_logps": r["ref_rejected_logps"] if use_cache else nan,
+            "length": len(r["prompt"])
+            + max(len(r["chosen"]), len(r["rejected"])),  # chars until tokenized
+        }
+        for r in items
+    ]
 
 
 def run(ctx: RunContext) -> None:
@@ -129,24 +173,40 @@ def run(ctx: RunContext) -> None:
     use_cache = cfg.cache_reference and cfg.use_lora and ref_hash == model_hash(policy)
 
     args = trainer_args(
-        ctx, cfg, DPOConfig, len(test_rows), beta=cfg.beta, max_length=cfg.max_length,
-        truncation_mode="keep_end", precompute_ref_log_probs=cfg.use_lora,
+        ctx,
+        cfg,
+        DPOConfig,
+        len(test_rows),
+        beta=cfg.beta,
+        max_length=cfg.max_length,
+        truncation_mode="keep_end",
+        precompute_ref_log_probs=cfg.use_lora,
         remove_unused_columns=False,
     )
     trainer_cls = cached_reference_trainer_class()
     trainer = trainer_cls(
-        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=peft_config,
         train_dataset=Dataset.from_list(dpo_rows(train_rows, use_cache)),
         eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
-        callbacks=[progress_callback(ctx, "eval_rewards/accuracies", cfg.patience, stop_at=cfg.stop_at_accuracy)],
+        callbacks=[
+            progress_callback(
+                ctx, "eval_rewards/accuracies", cfg.patience, stop_at=cfg.stop_at_accuracy
+            )
+        ],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
     metrics: dict[str, Any] = {
-        "train_loss": output.training_loss, "steps": trainer.state.global_step,
-        "param_change": param_change(before, trainer.model), "ref_forward_pairs": trainer_cls.ref_forward_rows,
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "param_change": param_change(before, trainer.model),
+        "ref_forward_pairs": trainer_cls.ref_forward_rows,
         "ref_seconds": round(trainer_cls.ref_seconds, 3),
-        "ref_cached_pairs": len(train_rows) + len(test_rows) - trainer_cls.ref_forward_rows, **counts,
+        "ref_cached_pairs": len(train_rows) + len(test_rows) - trainer_cls.ref_forward_rows,
+        **counts,
     }
     if test_rows:
         evaluation = trainer.evaluate()
@@ -162,15 +222,27 @@ def run(ctx: RunContext) -> None:
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
 
 
-def write_ref_logprobs(ctx: RunContext, computed: list[tuple[str, str, float, int]],
-                       ref_hash: str, template: str | None) -> None:
+def write_ref_logprobs(
+    ctx: RunContext,
+    computed: list[tuple[str, str, float, int]],
+    ref_hash: str,
+    template: str | None,
+) -> None:
     if not computed or not template:
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({
-        "prompt_id": [c[0] for c in computed], "response_id": [c[1] for c in computed],
-        "ref_model_hash": [ref_hash] * len(computed), "template_hash": [template] * len(computed),
-        "logp": [float(c[2]) for c in computed], "n_tokens": [int(c[3]) for c in computed],
-    }), ctx.run_dir / REF_LOGPROBS)
+    pq.write_table(
+        pa.table(
+            {
+                "prompt_id": [c[0] for c in computed],
+                "response_id": [c[1] for c in computed],
+                "ref_model_hash": [ref_hash] * len(computed),
+                "template_hash": [template] * len(computed),
+                "logp": [float(c[2]) for c in computed],
+                "n_tokens": [int(c[3]) for c in computed],
+            }
+        ),
+        ctx.run_dir / REF_LOGPROBS,
+    )

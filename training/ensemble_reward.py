@@ -35,11 +35,15 @@ class EnsembleReward:
         folder = Path(folder)
         meta_path = folder / "ensemble.json"
         if not meta_path.exists():
-            raise ConfigError(f"{folder} is not an ensemble artifact (no ensemble.json); "
-                              "fit one with labeling, or pass a reward model run instead")
+            raise ConfigError(
+                f"{folder} is not an ensemble artifact (no ensemble.json); "
+                "fit one with labeling, or pass a reward model run instead"
+            )
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if self.meta.get("format") != FORMAT:
-            raise ConfigError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+            raise ConfigError(
+                f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}"
+            )
         self.weights = dict(np.load(folder / "ensemble.npz"))
         self.conservative_lambda = conservative_lambda
         self.batch_size = batch_size
@@ -53,13 +57,21 @@ class EnsembleReward:
 
         if self._encoder is None:
             path = _encoder_path(self.meta["encoder"])
-            self._encoder = (AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval())
+            self._encoder = (
+                AutoTokenizer.from_pretrained(path),
+                AutoModel.from_pretrained(path).eval(),
+            )
         tokenizer, model = self._encoder
         tokenizer.truncation_side = truncation_side
         out = []
         for start in range(0, len(texts), self.batch_size):
-            batch = tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
-                              max_length=int(self.meta.get("max_length", 256)), return_tensors="pt")
+            batch = tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=int(self.meta.get("max_length", 256)),
+                return_tensors="pt",
+            )
             with torch.no_grad():
                 hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -86,10 +98,16 @@ class EnsembleReward:
             elif name == "prompt":
                 blocks.append(self.embed(prompts))
             elif name == "length":
-                blocks.append(np.array([[math.log1p(len(r)), math.log1p(len(r.split()))] for r in responses],
-                                       dtype=np.float32))
+                blocks.append(
+                    np.array(
+                        [[math.log1p(len(r)), math.log1p(len(r.split()))] for r in responses],
+                        dtype=np.float32,
+                    )
+                )
             else:
-                raise ConfigError(f"ensemble feature {name!r} is unknown; known: joint, joint_tail, response, prompt, prompt_x_response, length")
+                raise ConfigError(
+                    f"ensemble feature {name!r} is unknown; known: joint, joint_tail, response, prompt, prompt_x_response, length"
+                )
         x = np.concatenate(blocks, axis=1)
         mu, sigma = self.weights.get("mu"), self.weights.get("sigma")
         if mu is not None and sigma is not None:

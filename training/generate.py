@@ -37,8 +37,9 @@ def load_policy(path: str):
     if base_file.exists():
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(base_file.read_text(encoding="utf-8").strip(),
-                                                    dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(
+            base_file.read_text(encoding="utf-8").strip(), dtype=torch.float32
+        )
         return PeftModel.from_pretrained(base, path).merge_and_unload()
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
@@ -56,7 +57,9 @@ def run(ctx: RunContext) -> None:
     use_vllm = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
     sampling["engine"] = "vllm" if use_vllm else "transformers"
     texts = [p["prompt"] for p in prompts]
-    outputs = _vllm(policy, texts, cfg) if use_vllm else _transformers(ctx, policy, texts, cfg, tqdm)
+    outputs = (
+        _vllm(policy, texts, cfg) if use_vllm else _transformers(ctx, policy, texts, cfg, tqdm)
+    )
     rows = {"prompt_id": [], "messages": [], "response": [], "sampling": []}
     for prompt, responses in zip(prompts, outputs, strict=True):
         for response in responses:
@@ -65,11 +68,16 @@ def run(ctx: RunContext) -> None:
             rows["response"].append(response)
             rows["sampling"].append(json.dumps(sampling))
     pq.write_table(pa.table(rows), ctx.run_dir / GENERATIONS)
-    ctx.finish({"prompts": len(prompts), "generated": len(rows["response"]), "engine": sampling["engine"]},
-               artifact=GENERATIONS, promote=False)
+    ctx.finish(
+        {"prompts": len(prompts), "generated": len(rows["response"]), "engine": sampling["engine"]},
+        artifact=GENERATIONS,
+        promote=False,
+    )
 
 
-def _transformers(ctx: RunContext, policy: str, texts: list[str], cfg: GenerateConfig, tqdm) -> list[list[str]]:
+def _transformers(
+    ctx: RunContext, policy: str, texts: list[str], cfg: GenerateConfig, tqdm
+) -> list[list[str]]:
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -78,19 +86,35 @@ def _transformers(ctx: RunContext, policy: str, texts: list[str], cfg: GenerateC
     model = load_policy(policy).eval()
     out: list[list[str]] = []
     for start in tqdm(range(0, len(texts), cfg.batch_size), desc="generating", unit="batch"):
-        batch = texts[start:start + cfg.batch_size]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_tokens)
+        batch = texts[start : start + cfg.batch_size]
+        enc = tokenizer(
+            batch,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=cfg.max_prompt_tokens,
+        )
         with torch.no_grad():
-            generated = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
-                                       max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.n,
-                                       pad_token_id=tokenizer.pad_token_id)
-        decoded = tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        out += [decoded[i * cfg.n:(i + 1) * cfg.n] for i in range(len(batch))]
+            generated = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                num_return_sequences=cfg.n,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        decoded = tokenizer.batch_decode(
+            generated[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        out += [decoded[i * cfg.n : (i + 1) * cfg.n] for i in range(len(batch))]
         ctx.status("running", step=min(start + cfg.batch_size, len(texts)), max_steps=len(texts))
     return out
 
 
-def _vllm(policy: str, texts: list[str], cfg: GenerateConfig) -> list[list[str]]:  # pragma: no cover - GPU only
+def _vllm(
+    policy: str, texts: list[str], cfg: GenerateConfig
+) -> list[list[str]]:  # pragma: no cover - GPU only
     import tempfile
 
     from vllm import LLM, SamplingParams
@@ -101,5 +125,7 @@ def _vllm(policy: str, texts: list[str], cfg: GenerateConfig) -> list[list[str]]
         load_policy(policy).save_pretrained(path)
         load_tokenizer(policy).save_pretrained(path)
     llm = LLM(model=path, seed=cfg.seed)
-    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
+    params = SamplingParams(
+        n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens
+    )
     return [[o.text for o in result.outputs] for result in llm.generate(texts, params)]

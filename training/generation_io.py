@@ -30,7 +30,8 @@ def select_prompts(store: PreferenceStore, which: str) -> list[list[dict[str, st
     elif which == "unlabelled":
         rows = store.query(
             "SELECT messages FROM prompts WHERE prompt_id NOT IN (SELECT p.prompt_id FROM pairs p "
-            "JOIN labels l USING (pair_id) WHERE l.retracted_at IS NULL) ORDER BY prompt_id")
+            "JOIN labels l USING (pair_id) WHERE l.retracted_at IS NULL) ORDER BY prompt_id"
+        )
     else:
         return _prompts_from_file(Path(which))
     return [json.loads(r[0]) for r in rows]
@@ -38,7 +39,9 @@ def select_prompts(store: PreferenceStore, which: str) -> list[list[dict[str, st
 
 def _prompts_from_file(path: Path) -> list[list[dict[str, str]]]:
     if not path.exists():
-        raise ConfigError(f"--prompts {path}: no such file; use all, unlabelled or a .txt/.jsonl file")
+        raise ConfigError(
+            f"--prompts {path}: no such file; use all, unlabelled or a .txt/.jsonl file"
+        )
     out: list[list[dict[str, str]]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -47,14 +50,18 @@ def _prompts_from_file(path: Path) -> list[list[dict[str, str]]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not JSON ({exc.msg}); one object per line") from None
+                raise ConfigError(
+                    f"{path}:{number}: not JSON ({exc.msg}); one object per line"
+                ) from None
             value = value.get("prompt") if isinstance(value, dict) else value
             if isinstance(value, str):
                 out.append([{"role": "user", "content": value}])
             elif isinstance(value, list) and all(isinstance(m, dict) for m in value):
                 out.append(value)
             else:
-                raise ConfigError(f"{path}:{number}: field 'prompt' must be a string or a list of messages")
+                raise ConfigError(
+                    f"{path}:{number}: field 'prompt' must be a string or a list of messages"
+                )
         else:
             out.append([{"role": "user", "content": line.strip()}])
     return out
@@ -67,11 +74,16 @@ def export_prompts(store: PreferenceStore, which: str, path: Path) -> int:
     prompts = select_prompts(store, which)
     if not prompts:
         raise ConfigError(f"--prompts {which}: no prompts to generate for")
-    pq.write_table(pa.table({
-        "prompt_id": [prompt_id(m) for m in prompts],
-        "messages": [json.dumps(m) for m in prompts],
-        "prompt": [prompt_text(m) for m in prompts],
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "prompt_id": [prompt_id(m) for m in prompts],
+                "messages": [json.dumps(m) for m in prompts],
+                "prompt": [prompt_text(m) for m in prompts],
+            }
+        ),
+        path,
+    )
     return len(prompts)
 
 
@@ -84,7 +96,9 @@ def ingest_generations(store: PreferenceStore, path: Path, who: str) -> dict[str
         text = row["response"].strip()
         if not text:
             continue
-        entry = by_prompt.setdefault(row["prompt_id"], {"messages": json.loads(row["messages"]), "responses": []})
+        entry = by_prompt.setdefault(
+            row["prompt_id"], {"messages": json.loads(row["messages"]), "responses": []}
+        )
         if text not in entry["responses"]:
             entry["responses"].append(text)
     records = []
@@ -99,8 +113,16 @@ def ingest_generations(store: PreferenceStore, path: Path, who: str) -> dict[str
             cur.execute(
                 "UPDATE prompt_responses SET meta = ? WHERE prompt_id = ? AND response_id = ? "
                 "AND origin = 'generate' AND meta IS NULL",
-                [json.dumps({"run_id": who, **json.loads(row["sampling"])}), row["prompt_id"],
-                 response_id(row["response"].strip())],
+                [
+                    json.dumps({"run_id": who, **json.loads(row["sampling"])}),
+                    row["prompt_id"],
+                    response_id(row["response"].strip()),
+                ],
             ).fetchall()
-    return {"generated": len(rows), "prompts": len(by_prompt), "new_responses": result.responses,
-            "new_pairs": result.imported_pairs, "sampling": json.loads(params)}
+    return {
+        "generated": len(rows),
+        "prompts": len(by_prompt),
+        "new_responses": result.responses,
+        "new_pairs": result.imported_pairs,
+        "sampling": json.loads(params),
+    }

@@ -55,22 +55,36 @@ def run(ctx: RunContext) -> None:
         return score(list(prompts), list(completions))
 
     batch = max(cfg.batch_size // cfg.num_generations, 1) * cfg.num_generations  # whole groups
-    args = trainer_args(ctx, replace(cfg, batch_size=batch, bucket_by_length=False), GRPOConfig, 0,
-                        num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
-                        beta=cfg.beta)
+    args = trainer_args(
+        ctx,
+        replace(cfg, batch_size=batch, bucket_by_length=False),
+        GRPOConfig,
+        0,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_new_tokens,
+        beta=cfg.beta,
+    )
     prompts = sorted({r["prompt"] for r in train_rows})
     trainer = GRPOTrainer(
-        model=model, reward_funcs=prefloop_reward, args=args, processing_class=tokenizer,
-        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), peft_config=peft_config,
+        model=model,
+        reward_funcs=prefloop_reward,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+        peft_config=peft_config,
         callbacks=[progress_callback(ctx, None, 0)],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
     rewards = [m["reward"] for m in trainer.state.log_history if "reward" in m]
-    metrics = {"train_loss": output.training_loss, "steps": trainer.state.global_step,
-               "param_change": param_change(before, trainer.model),
-               "first_reward": rewards[0] if rewards else None,
-               "final_reward": rewards[-1] if rewards else None, **counts}
+    metrics = {
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "param_change": param_change(before, trainer.model),
+        "first_reward": rewards[0] if rewards else None,
+        "final_reward": rewards[-1] if rewards else None,
+        **counts,
+    }
     if ctx.is_main:
         out = ctx.run_dir / ARTIFACT
         trainer.model.save_pretrained(out)

@@ -64,13 +64,21 @@ class TrainRequest:
     """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
 
     stage: str  # sft, rm, dpo, ppo, grpo, or generate
-    policy: str | None = None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
-    incremental: bool = False  # warm start from the last promoted run of this stage, new labels + replay
+    policy: str | None = (
+        None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
+    )
+    incremental: bool = (
+        False  # warm start from the last promoted run of this stage, new labels + replay
+    )
     max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
     num_processes: int = 1  # >1 launches through `accelerate launch` (gloo on CPU)
-    reward: str | None = None  # ppo/grpo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
+    reward: str | None = (
+        None  # ppo/grpo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
+    )
     test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
-    overrides: dict[str, Any] = field(default_factory=dict)  # fields of the stage's config dataclass
+    overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # fields of the stage's config dataclass
     prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
 
     def __post_init__(self) -> None:
@@ -79,8 +87,10 @@ class TrainRequest:
         if self.num_processes < 1:
             raise ConfigError("--num-processes must be at least 1")
         if self.num_processes > 1 and self.stage in ("ppo", "generate"):
-            raise ConfigError(f"{self.stage} runs in one process; drop --num-processes "
-                              "(use grpo for multi-process RL)")
+            raise ConfigError(
+                f"{self.stage} runs in one process; drop --num-processes "
+                "(use grpo for multi-process RL)"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
 
@@ -118,39 +128,56 @@ class JobManager:
 
     def submit(self, request: TrainRequest) -> str:
         """Start the run now, or queue it (merging into a queued run of the same stage)."""
-        stage_config(request.stage, request.overrides)  # bad settings fail here, not in the subprocess
+        stage_config(
+            request.stage, request.overrides
+        )  # bad settings fail here, not in the subprocess
         with self._lock:
             self.tick()
             queued = self.store.query(
                 "SELECT run_id, config FROM runs WHERE status = 'queued' AND kind = ? "
-                "ORDER BY created_at LIMIT 1", [request.stage],
+                "ORDER BY created_at LIMIT 1",
+                [request.stage],
             )
             if queued and self._running_id() is not None:
                 run_id, config = queued[0][0], json.loads(queued[0][1])
                 config["request"] = asdict(request)
                 config["merged_requests"] = int(config.get("merged_requests", 1)) + 1
                 with self.store.transaction() as cur:
-                    cur.execute("UPDATE runs SET config = ? WHERE run_id = ?",
-                                [json.dumps(config), run_id]).fetchall()
+                    cur.execute(
+                        "UPDATE runs SET config = ? WHERE run_id = ?", [json.dumps(config), run_id]
+                    ).fetchall()
                 return run_id
             run_id = f"{request.stage}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
             with self.store.transaction() as cur:
                 cur.execute(
                     "INSERT INTO runs (run_id, kind, status, config, run_dir) VALUES (?, ?, 'queued', ?, ?)",
-                    [run_id, request.stage, json.dumps({"request": asdict(request), "merged_requests": 1}),
-                     str(self.runs_root / run_id)],
+                    [
+                        run_id,
+                        request.stage,
+                        json.dumps({"request": asdict(request), "merged_requests": 1}),
+                        str(self.runs_root / run_id),
+                    ],
                 ).fetchall()
             self.tick()
             return run_id
 
-    def run(self, request: TrainRequest, on_progress: Callable[[dict[str, Any]], None] | None = None,
-            timeout: float | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        request: TrainRequest,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Blocking: submit and wait for the run to end; returns its final status."""
         return self.wait(self.submit(request), timeout=timeout, on_progress=on_progress)
 
-    def wait(self, run_id: str, *, timeout: float | None = None,
-             on_progress: Callable[[dict[str, Any]], None] | None = None,
-             interval: float = 0.25) -> dict[str, Any]:
+    def wait(
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        interval: float = 0.25,
+    ) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(run_id)
@@ -159,8 +186,10 @@ class JobManager:
             if status["status"] in ("succeeded", "failed", "cancelled"):
                 return status
             if deadline is not None and time.monotonic() > deadline:
-                raise TrainingError(f"run {run_id} still {status['status']} after {timeout:.0f}s; "
-                                    f"cancel it with JobManager.cancel({run_id!r}) or wait longer")
+                raise TrainingError(
+                    f"run {run_id} still {status['status']} after {timeout:.0f}s; "
+                    f"cancel it with JobManager.cancel({run_id!r}) or wait longer"
+                )
             time.sleep(interval)
 
     def status(self, run_id: str) -> dict[str, Any]:
@@ -185,11 +214,14 @@ class JobManager:
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         self.tick()
-        return [_decode(r) for r in self.store.query_dicts(
-            "SELECT run_id, kind, status, promoted, artifact_path, metrics, parent_run_id, "
-            "created_at, started_at, finished_at, run_dir FROM runs ORDER BY created_at DESC LIMIT ?",
-            [limit],
-        )]
+        return [
+            _decode(r)
+            for r in self.store.query_dicts(
+                "SELECT run_id, kind, status, promoted, artifact_path, metrics, parent_run_id, "
+                "created_at, started_at, finished_at, run_dir FROM runs ORDER BY created_at DESC LIMIT ?",
+                [limit],
+            )
+        ]
 
     def cancel(self, run_id: str, grace: float = 5.0) -> bool:
         """Stop a queued or running run (its whole process group); False if it had ended."""
@@ -219,7 +251,8 @@ class JobManager:
                     self._ingest(run_id, None)  # exit status of an adopted process is unknown
             if self._running_id() is None:
                 nxt = self.store.query(
-                    "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT 1")
+                    "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT 1"
+                )
                 if nxt:
                     self._start(nxt[0][0])
 
@@ -248,7 +281,9 @@ class JobManager:
 
     def _recover(self) -> None:
         """Runs left `running` by an owner that went away: adopt a live process, else fail it."""
-        for run_id, pid in self.store.query("SELECT run_id, pid FROM runs WHERE status = 'running'"):
+        for run_id, pid in self.store.query(
+            "SELECT run_id, pid FROM runs WHERE status = 'running'"
+        ):
             if pid and _adopted_poll(pid) is None:
                 self._procs[run_id] = None
             else:
@@ -274,19 +309,41 @@ class JobManager:
         runfiles.write_status(run_dir, "queued", step=0, max_steps=request.max_steps)
         cmd = [self.python, "-m", "training", request.stage, "--run-dir", str(run_dir)]
         if request.num_processes > 1:
-            cmd = [self.python, "-m", "accelerate.commands.launch", "--config_file",
-                   str(accelerate_config()), "--num_processes", str(request.num_processes),
-                   "-m", "training", request.stage, "--run-dir", str(run_dir)]
+            cmd = [
+                self.python,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(accelerate_config()),
+                "--num_processes",
+                str(request.num_processes),
+                "-m",
+                "training",
+                request.stage,
+                "--run-dir",
+                str(run_dir),
+            ]
         if self.inline:
             self._run_inline(run_id, request, run_dir, config)
             return
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
-               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        }
         repo_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
         with (run_dir / runfiles.LOG).open("ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env=env, cwd=run_dir)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=run_dir,
+            )
         self._procs[run_id] = proc
         with self.store.transaction() as cur:
             cur.execute(
@@ -295,13 +352,17 @@ class JobManager:
                 [proc.pid, json.dumps(config), plan.get("parent_run_id"), run_id],
             ).fetchall()
 
-    def _run_inline(self, run_id: str, request: TrainRequest, run_dir: Path, config: dict[str, Any]) -> None:
+    def _run_inline(
+        self, run_id: str, request: TrainRequest, run_dir: Path, config: dict[str, Any]
+    ) -> None:
         from training.__main__ import main as trainer_main
 
         with self.store.transaction() as cur:
-            cur.execute("UPDATE runs SET status = 'running', started_at = current_timestamp, config = ?, "
-                        "parent_run_id = ? WHERE run_id = ?",
-                        [json.dumps(config), config.get("parent_run_id"), run_id]).fetchall()
+            cur.execute(
+                "UPDATE runs SET status = 'running', started_at = current_timestamp, config = ?, "
+                "parent_run_id = ? WHERE run_id = ?",
+                [json.dumps(config), config.get("parent_run_id"), run_id],
+            ).fetchall()
         code = trainer_main([request.stage, "--run-dir", str(run_dir)])
         self._ingest(run_id, code)
 
@@ -310,17 +371,22 @@ class JobManager:
         if policy in (None, "latest"):
             policy = self._latest_artifact(POLICY_STAGES)
             if policy is None:
-                raise ConfigError("no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
-                                  "or pass --policy MODEL")
+                raise ConfigError(
+                    "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
+                    "or pass --policy MODEL"
+                )
         count = export_prompts(self.store, request.prompts, run_dir / PROMPTS)
         return {"stage": "generate", "policy": policy, "prompt_count": count}
 
     def _plan_training(self, run_dir: Path, request: TrainRequest) -> dict[str, Any]:
         plan = self._plan(request)
         plan["snapshot"] = export_snapshot(
-            self.store, run_dir / runfiles.SNAPSHOT, test_fraction=request.test_fraction,
+            self.store,
+            run_dir / runfiles.SNAPSHOT,
+            test_fraction=request.test_fraction,
             watermark=plan["watermark"] if plan["warm_start"] else 0,
-            ref_model_hash=plan["ref_model_hash"], template=plan["template_hash"],
+            ref_model_hash=plan["ref_model_hash"],
+            template=plan["template_hash"],
         )
         if plan["snapshot"]["train"] == 0:
             raise TrainingError(
@@ -336,8 +402,10 @@ class JobManager:
             policy = self._latest_artifact(("sft",)) if request.stage != "sft" else None
             policy = policy or TINY
         elif policy != TINY and not Path(policy).exists() and "/" not in policy:
-            raise ConfigError(f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
-                              "(owner/name); pass a path, an id, or leave it out for the default")
+            raise ConfigError(
+                f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
+                "(owner/name); pass a path, an id, or leave it out for the default"
+            )
         parent = None
         if request.incremental:
             parent = self._latest_promoted(request.stage, policy, request.overrides.get("use_lora"))
@@ -347,11 +415,15 @@ class JobManager:
             if reward == "rm":
                 reward = self._latest_artifact(("rm",))
                 if reward is None:
-                    raise ConfigError("--reward rm: no promoted reward model yet; run "
-                                      "`prefloop train rm` first or pass --reward ENSEMBLE_DIR")
+                    raise ConfigError(
+                        "--reward rm: no promoted reward model yet; run "
+                        "`prefloop train rm` first or pass --reward ENSEMBLE_DIR"
+                    )
             if reward is None:
-                raise ConfigError("PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
-                                  "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)")
+                raise ConfigError(
+                    "PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
+                    "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)"
+                )
         max_length = int(request.overrides.get("max_length", 256))
         return {
             "stage": request.stage,
@@ -370,17 +442,23 @@ class JobManager:
         marks = ", ".join("?" for _ in kinds)
         return self.store.scalar(
             f"SELECT artifact_path FROM runs WHERE promoted AND status = 'succeeded' AND kind IN ({marks}) "
-            "ORDER BY finished_at DESC LIMIT 1", list(kinds),
+            "ORDER BY finished_at DESC LIMIT 1",
+            list(kinds),
         )
 
-    def _latest_promoted(self, stage: str, policy: str, use_lora: bool | None) -> dict[str, Any] | None:
+    def _latest_promoted(
+        self, stage: str, policy: str, use_lora: bool | None
+    ) -> dict[str, Any] | None:
         """The last promoted run of `stage` on `policy` trained the same way (LoRA or full)."""
         for row in self.store.query_dicts(
             "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
-            "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC", [stage],
+            "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC",
+            [stage],
         ):
             row = _decode(row)
-            same_kind = (row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora)
+            same_kind = (
+                row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora
+            )
             if row["config"].get("policy") == policy and row["artifact_path"] and same_kind:
                 return row
         return None
@@ -394,31 +472,63 @@ class JobManager:
             if (run_dir / GENERATIONS).exists():
                 metrics.update(ingest_generations(self.store, run_dir / GENERATIONS, who=run_id))
             else:
-                metrics["ref_logprobs_added"] = ingest_ref_logprobs(self.store, run_dir / runfiles.REF_LOGPROBS)
+                metrics["ref_logprobs_added"] = ingest_ref_logprobs(
+                    self.store, run_dir / runfiles.REF_LOGPROBS
+                )
             artifact = result.get("artifact")
-            self._finish(run_id, "succeeded", metrics=metrics, log_tail=tail,
-                         artifact=str(run_dir / artifact) if artifact else None,
-                         promoted=bool(result.get("promote", False)))
+            self._finish(
+                run_id,
+                "succeeded",
+                metrics=metrics,
+                log_tail=tail,
+                artifact=str(run_dir / artifact) if artifact else None,
+                promoted=bool(result.get("promote", False)),
+            )
         else:
-            why = ("the trainer process is gone (owner restarted or it was killed)" if exit_code is None
-                   else f"the trainer exited with code {exit_code}")
+            why = (
+                "the trainer process is gone (owner restarted or it was killed)"
+                if exit_code is None
+                else f"the trainer exited with code {exit_code}"
+            )
             if exit_code is not None and exit_code < 0:
                 why = f"the trainer was killed by signal {-exit_code}"
-            self._finish(run_id, "failed", log_tail=f"{why}\n{tail}", metrics={"exit_code": exit_code})
+            self._finish(
+                run_id, "failed", log_tail=f"{why}\n{tail}", metrics={"exit_code": exit_code}
+            )
 
-    def _finish(self, run_id: str, status: str, *, log_tail: str = "", metrics: dict[str, Any] | None = None,
-                artifact: str | None = None, promoted: bool = False) -> None:
+    def _finish(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        log_tail: str = "",
+        metrics: dict[str, Any] | None = None,
+        artifact: str | None = None,
+        promoted: bool = False,
+    ) -> None:
         with self.store.transaction() as cur:
             cur.execute(
                 "UPDATE runs SET status = ?, log_tail = ?, metrics = ?, artifact_path = ?, promoted = ?, "
                 "finished_at = current_timestamp WHERE run_id = ?",
-                [status, log_tail[-4000:], json.dumps(metrics or {}, default=str), artifact, promoted, run_id],
+                [
+                    status,
+                    log_tail[-4000:],
+                    json.dumps(metrics or {}, default=str),
+                    artifact,
+                    promoted,
+                    run_id,
+                ],
             ).fetchall()
 
 
-_CONFIGS = {"sft": ("training.sft", "SFTStageConfig"), "rm": ("training.reward", "RewardStageConfig"),
-            "dpo": ("training.dpo", "DPOStageConfig"), "ppo": ("training.ppo", "PPOStageConfig"),
-            "grpo": ("training.grpo", "GRPOStageConfig"), "generate": ("training.generate", "GenerateConfig")}
+_CONFIGS = {
+    "sft": ("training.sft", "SFTStageConfig"),
+    "rm": ("training.reward", "RewardStageConfig"),
+    "dpo": ("training.dpo", "DPOStageConfig"),
+    "ppo": ("training.ppo", "PPOStageConfig"),
+    "grpo": ("training.grpo", "GRPOStageConfig"),
+    "generate": ("training.generate", "GenerateConfig"),
+}
 
 
 def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:

@@ -55,7 +55,9 @@ class PPOStageConfig(StageConfig):
     kl_horizon: int = help_field(10_000, "Adaptive KL controller: horizon in samples.")
     conservative_lambda: float = help_field(1.0, "Ensemble rewards: mean - lambda * std.")
     whiten_advantages: bool = help_field(True, "Normalise advantages per rollout batch.")
-    stop_patience: int = help_field(5, "Stop if mean reward has not improved over this many updates (0: off).")
+    stop_patience: int = help_field(
+        5, "Stop if mean reward has not improved over this many updates (0: off)."
+    )
     stop_min_delta: float = help_field(0.01, "Improvement that counts for stop_patience.")
     kl_bound: float = help_field(20.0, "Stop when mean KL per sequence exceeds this.")
     max_grad_norm: float = help_field(1.0, "Gradient clipping norm.")
@@ -67,22 +69,38 @@ def _forward(model, value_head, ids, attn, prompt_len: int):
 
     pos = (attn.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, output_hidden_states=True)
-    logits = out.logits[:, prompt_len - 1:-1].float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1)
-    values = value_head(out.hidden_states[-1][:, prompt_len - 1:-1].float()).squeeze(-1)
+    logits = out.logits[:, prompt_len - 1 : -1].float()
+    logp = (
+        torch.log_softmax(logits, dim=-1).gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1)
+    )
+    values = value_head(out.hidden_states[-1][:, prompt_len - 1 : -1].float()).squeeze(-1)
     return logp, values
 
 
-def rollout(model, value_head, tokenizer, prompts: list[str], cfg: PPOStageConfig) -> dict[str, Any]:
+def rollout(
+    model, value_head, tokenizer, prompts: list[str], cfg: PPOStageConfig
+) -> dict[str, Any]:
     import torch
 
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                    max_length=cfg.max_prompt_tokens)
+    enc = tokenizer(
+        prompts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=cfg.max_prompt_tokens,
+    )
     eos = tokenizer.eos_token_id
     with torch.no_grad():
-        generated = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                                   max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=eos)
+        generated = model.generate(
+            **enc,
+            do_sample=True,
+            top_k=0,
+            top_p=1.0,
+            temperature=1.0,
+            max_new_tokens=cfg.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
     prompt_len = enc["input_ids"].shape[1]
     response = generated[:, prompt_len:]
     is_eos = (response == eos).long()
@@ -92,11 +110,20 @@ def rollout(model, value_head, tokenizer, prompts: list[str], cfg: PPOStageConfi
         old_logp, old_values = _forward(model, value_head, generated, attn, prompt_len)
         with model.disable_adapter():
             ref_logp, _ = _forward(model, value_head, generated, attn, prompt_len)
-    completions = [tokenizer.decode(r[: int(m.sum())], skip_special_tokens=True)
-                   for r, m in zip(response, mask, strict=True)]
-    return {"ids": generated, "attn": attn, "prompt_len": prompt_len, "mask": mask,
-            "old_logp": old_logp, "old_values": old_values, "ref_logp": ref_logp,
-            "completions": completions}
+    completions = [
+        tokenizer.decode(r[: int(m.sum())], skip_special_tokens=True)
+        for r, m in zip(response, mask, strict=True)
+    ]
+    return {
+        "ids": generated,
+        "attn": attn,
+        "prompt_len": prompt_len,
+        "mask": mask,
+        "old_logp": old_logp,
+        "old_values": old_values,
+        "ref_logp": ref_logp,
+        "completions": completions,
+    }
 
 
 def run(ctx: RunContext) -> None:
@@ -117,7 +144,9 @@ def run(ctx: RunContext) -> None:
 
     cfg = ctx.stage_config(PPOStageConfig)
     if not cfg.use_lora:
-        raise ConfigError("PPO here needs use_lora=true: the reference is the adapter-disabled base")
+        raise ConfigError(
+            "PPO here needs use_lora=true: the reference is the adapter-disabled base"
+        )
     torch.manual_seed(cfg.seed)
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
@@ -130,8 +159,9 @@ def run(ctx: RunContext) -> None:
     model, lora = load_causal_lm(policy, warm, cfg)
     if lora is not None:
         model = get_peft_model(model, lora)
-    value_head = torch.nn.Linear(model.config.hidden_size if hasattr(model.config, "hidden_size")
-                                 else model.config.n_embd, 1)
+    value_head = torch.nn.Linear(
+        model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd, 1
+    )
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     if warm:
@@ -152,7 +182,9 @@ def run(ctx: RunContext) -> None:
         roll = rollout(model, value_head, tokenizer, batch_prompts, cfg)
         scores = torch.tensor(reward_fn(batch_prompts, roll["completions"]), dtype=torch.float32)
         mask = roll["mask"]
-        rewards, kl = kl_penalized_rewards(scores, roll["old_logp"], roll["ref_logp"], mask, kl_ctl.value)
+        rewards, kl = kl_penalized_rewards(
+            scores, roll["old_logp"], roll["ref_logp"], mask, kl_ctl.value
+        )
         advantages, returns = gae(rewards, roll["old_values"], mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask) * mask
@@ -162,10 +194,16 @@ def run(ctx: RunContext) -> None:
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(n)
             for start in range(0, n, cfg.minibatch):
-                mb = order[start:start + cfg.minibatch]
-                logp, values = _forward(model, value_head, roll["ids"][mb], roll["attn"][mb], roll["prompt_len"])
-                pl, clip_frac = policy_loss(logp, roll["old_logp"][mb], advantages[mb], mask[mb], cfg.clip_range)
-                vl = value_loss(values, roll["old_values"][mb], returns[mb], mask[mb], cfg.value_clip)
+                mb = order[start : start + cfg.minibatch]
+                logp, values = _forward(
+                    model, value_head, roll["ids"][mb], roll["attn"][mb], roll["prompt_len"]
+                )
+                pl, clip_frac = policy_loss(
+                    logp, roll["old_logp"][mb], advantages[mb], mask[mb], cfg.clip_range
+                )
+                vl = value_loss(
+                    values, roll["old_values"][mb], returns[mb], mask[mb], cfg.value_clip
+                )
                 loss = pl + cfg.vf_coef * vl
                 optimizer.zero_grad()
                 loss.backward()
@@ -177,10 +215,15 @@ def run(ctx: RunContext) -> None:
         mean_kl = float(kl.sum(dim=1).mean())
         mean_score = float(scores.mean())
         history.append(mean_score)
-        row = {"step": step, "reward": mean_score, "kl": mean_kl, "kl_coef": kl_ctl.value,
-               "response_tokens": float(mask.sum(1).mean()),
-               "advantage_mean": float(masked_mean(advantages, mask)),
-               **{k: sum(v) / len(v) for k, v in stats.items()}}
+        row = {
+            "step": step,
+            "reward": mean_score,
+            "kl": mean_kl,
+            "kl_coef": kl_ctl.value,
+            "response_tokens": float(mask.sum(1).mean()),
+            "advantage_mean": float(masked_mean(advantages, mask)),
+            **{k: sum(v) / len(v) for k, v in stats.items()},
+        }
         kl_ctl.update(mean_kl, n)
         ctx.log_metrics(row)
         ctx.status("running", step=step, max_steps=cfg.max_steps)
@@ -189,9 +232,13 @@ def run(ctx: RunContext) -> None:
             break
 
     metrics: dict[str, Any] = {
-        "steps": step, "final_reward": history[-1] if history else None,
-        "first_reward": history[0] if history else None, "kl_coef": kl_ctl.value,
-        "early_stop": stopper.reason, "param_change": _change(before, model), **counts,
+        "steps": step,
+        "final_reward": history[-1] if history else None,
+        "first_reward": history[0] if history else None,
+        "kl_coef": kl_ctl.value,
+        "early_stop": stopper.reason,
+        "param_change": _change(before, model),
+        **counts,
     }
     if heldout:
         model.eval()

@@ -22,8 +22,13 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torc
     return out if shift_mean else out + mean
 
 
-def kl_penalized_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
-                         mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_penalized_rewards(
+    score: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token reward r_t = -kl_coef * (logp_t - ref_logp_t), plus the sequence score at
     the last real token. Returns (rewards, per-token kl)."""
     kl = (logp - ref_logp) * mask
@@ -33,8 +38,13 @@ def kl_penalized_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torc
     return rewards * mask, kl
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
-        gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation.
 
     delta_t = r_t + gamma * V_{t+1} - V_t (V after the last real token is 0);
@@ -51,8 +61,13 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     return advantages, (advantages + values) * mask
 
 
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped surrogate: mean over tokens of max(-A * ratio, -A * clip(ratio, 1-c, 1+c)).
     Returns (loss, fraction of tokens where clipping was active)."""
     ratio = torch.exp(logp - old_logp)
@@ -63,8 +78,13 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     return loss, clip_frac
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               mask: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> torch.Tensor:
     """0.5 * mean of max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
@@ -102,8 +122,10 @@ class PlateauStopper:
             return True
         if self.patience and len(self.rewards) > self.patience:
             best_before = max(self.rewards[: -self.patience])
-            if max(self.rewards[-self.patience:]) < best_before + self.min_delta:
-                self.reason = (f"mean reward did not improve by {self.min_delta} over the last "
-                               f"{self.patience} updates")
+            if max(self.rewards[-self.patience :]) < best_before + self.min_delta:
+                self.reason = (
+                    f"mean reward did not improve by {self.min_delta} over the last "
+                    f"{self.patience} updates"
+                )
                 return True
         return False

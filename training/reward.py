@@ -32,7 +32,9 @@ class RewardStageConfig(StageConfig):
     """Reward model on chosen/rejected pairs."""
 
     learning_rate: float = help_field(1e-3, "Peak learning rate.")
-    center_rewards: float | None = help_field(0.01, "Pull mean reward to 0 with this weight (None: off).")
+    center_rewards: float | None = help_field(
+        0.01, "Pull mean reward to 0 with this weight (None: off)."
+    )
 
 
 def load_reward_model(base: str, adapter: str | None = None, trainable: bool = False):
@@ -40,7 +42,9 @@ def load_reward_model(base: str, adapter: str | None = None, trainable: bool = F
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=1, dtype=torch.float32
+    )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     if adapter:
@@ -66,23 +70,47 @@ def run(ctx: RunContext) -> None:
     peft_config = None if warm or not cfg.use_lora else lora_config(cfg, "SEQ_CLS")
 
     def as_dataset(items: list[dict[str, Any]]):
-        return Dataset.from_list([{
-            "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
-            "length": len(r["prompt"]) + max(len(r["chosen"]), len(r["rejected"])),  # for bucketing
-        } for r in items])
+        return Dataset.from_list(
+            [
+                {
+                    "prompt": r["prompt"],
+                    "chosen": r["chosen"],
+                    "rejected": r["rejected"],
+                    "length": len(r["prompt"])
+                    + max(len(r["chosen"]), len(r["rejected"])),  # for bucketing
+                }
+                for r in items
+            ]
+        )
 
-    args = trainer_args(ctx, cfg, RewardConfig, len(test_rows), max_length=cfg.max_length,
-                        center_rewards_coefficient=cfg.center_rewards, remove_unused_columns=False)
+    args = trainer_args(
+        ctx,
+        cfg,
+        RewardConfig,
+        len(test_rows),
+        max_length=cfg.max_length,
+        center_rewards_coefficient=cfg.center_rewards,
+        remove_unused_columns=False,
+    )
     trainer = RewardTrainer(
-        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=peft_config,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(test_rows) if test_rows else None,
-        callbacks=[progress_callback(ctx, "eval_accuracy", cfg.patience, stop_at=cfg.stop_at_accuracy)],
+        callbacks=[
+            progress_callback(ctx, "eval_accuracy", cfg.patience, stop_at=cfg.stop_at_accuracy)
+        ],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
-    metrics: dict[str, Any] = {"train_loss": output.training_loss, "steps": trainer.state.global_step,
-                               "param_change": param_change(before, trainer.model), **counts}
+    metrics: dict[str, Any] = {
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "param_change": param_change(before, trainer.model),
+        **counts,
+    }
     if test_rows:
         evaluation = trainer.evaluate()
         metrics["heldout_accuracy"] = float(evaluation["eval_accuracy"])

@@ -38,10 +38,21 @@ class ModelReward:
         scores: list[float] = []
         device = next(self.model.parameters()).device
         for start in range(0, len(prompts), self.batch_size):
-            texts = [p + c for p, c in zip(prompts[start:start + self.batch_size],
-                                           completions[start:start + self.batch_size], strict=True)]
-            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt").to(device)
+            texts = [
+                p + c
+                for p, c in zip(
+                    prompts[start : start + self.batch_size],
+                    completions[start : start + self.batch_size],
+                    strict=True,
+                )
+            ]
+            batch = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(device)
             with torch.no_grad():
                 scores += self.model(**batch).logits[:, 0].float().cpu().tolist()
         return scores
@@ -56,17 +67,25 @@ class EnsembleRewardFn:
         self.ensemble = EnsembleReward(folder, conservative_lambda)
 
     def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
-        return self.ensemble([transcript_from_prompt(p) for p in prompts], [c.strip() for c in completions])
+        return self.ensemble(
+            [transcript_from_prompt(p) for p in prompts], [c.strip() for c in completions]
+        )
 
 
-def load_reward_fn(spec: str | None, conservative_lambda: float = 1.0, max_length: int = 256) -> RewardFn:
+def load_reward_fn(
+    spec: str | None, conservative_lambda: float = 1.0, max_length: int = 256
+) -> RewardFn:
     if not spec:
-        raise ConfigError("no reward given: train a reward model (`prefloop train rm`) or pass "
-                          "--reward PATH to an ensemble artifact folder")
+        raise ConfigError(
+            "no reward given: train a reward model (`prefloop train rm`) or pass "
+            "--reward PATH to an ensemble artifact folder"
+        )
     folder = Path(spec)
     if (folder / "ensemble.json").exists():
         return EnsembleRewardFn(spec, conservative_lambda)
     if not folder.exists():
-        raise ConfigError(f"reward {spec!r} does not exist; pass a reward model run's artifact "
-                          "folder or an ensemble artifact folder")
+        raise ConfigError(
+            f"reward {spec!r} does not exist; pass a reward model run's artifact "
+            "folder or an ensemble artifact folder"
+        )
     return ModelReward(spec, max_length=max_length)

@@ -31,7 +31,9 @@ class SFTStageConfig(StageConfig):
 
     max_steps: int = help_field(60, "Optimizer steps (upper bound; early stopping may end sooner).")
     learning_rate: float = help_field(1e-3, "Peak learning rate (full fine-tune of a tiny model).")
-    use_lora: bool = help_field(False, "Train a LoRA adapter and merge it; default trains all weights.")
+    use_lora: bool = help_field(
+        False, "Train a LoRA adapter and merge it; default trains all weights."
+    )
     eval_every: int = help_field(0, "Evaluate held-out loss every N steps (0: only at the end).")
 
 
@@ -48,21 +50,38 @@ def run(ctx: RunContext) -> None:
     model, peft_config = load_causal_lm(warm or policy, None, cfg)
 
     def as_dataset(items):
-        return Dataset.from_list([{"prompt": r["prompt"], "completion": r["chosen"]} for r in items])
+        return Dataset.from_list(
+            [{"prompt": r["prompt"], "completion": r["chosen"]} for r in items]
+        )
 
-    args = trainer_args(ctx, cfg, SFTConfig, len(test_rows), max_length=cfg.max_length,
-                        completion_only_loss=True, packing=False, truncation_mode="keep_end")
+    args = trainer_args(
+        ctx,
+        cfg,
+        SFTConfig,
+        len(test_rows),
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        truncation_mode="keep_end",
+    )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=as_dataset(train_rows),
+        model=model,
+        args=args,
+        train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(test_rows) if test_rows else None,
-        processing_class=tokenizer, peft_config=peft_config,
+        processing_class=tokenizer,
+        peft_config=peft_config,
         callbacks=[progress_callback(ctx, "eval_loss", cfg.patience, greater_is_better=False)],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
     change = param_change(before, trainer.model)
-    metrics = {"train_loss": output.training_loss, "steps": trainer.state.global_step,
-               "param_change": change, **counts}
+    metrics = {
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "param_change": change,
+        **counts,
+    }
     if test_rows:
         metrics["heldout_loss"] = trainer.evaluate()["eval_loss"]
     model = trainer.model

@@ -79,35 +79,59 @@ def export_snapshot(
     import pyarrow.parquet as pq
 
     pairs = aggregated_pairs(store, AggregationPolicy())
-    last_label = dict(store.query(
-        "SELECT pair_id, max(label_id) FROM labels WHERE retracted_at IS NULL GROUP BY pair_id"
-    ))
+    last_label = dict(
+        store.query(
+            "SELECT pair_id, max(label_id) FROM labels WHERE retracted_at IS NULL GROUP BY pair_id"
+        )
+    )
     cache: dict[tuple[str, str], float] = {}
     if ref_model_hash and template:
         cache = {
-            (p, r): logp for p, r, logp in store.query(
+            (p, r): logp
+            for p, r, logp in store.query(
                 "SELECT prompt_id, response_id, logp FROM ref_logprobs "
-                "WHERE ref_model_hash = ? AND template_hash = ?", [ref_model_hash, template],
+                "WHERE ref_model_hash = ? AND template_hash = ?",
+                [ref_model_hash, template],
             )
         }
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "pair_id", "prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id",
-        "source", "split", "last_label_id", "is_new", "ref_chosen_logps", "ref_rejected_logps",
-    )}
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "pair_id",
+            "prompt_id",
+            "prompt",
+            "chosen",
+            "rejected",
+            "chosen_id",
+            "rejected_id",
+            "source",
+            "split",
+            "last_label_id",
+            "is_new",
+            "ref_chosen_logps",
+            "ref_rejected_logps",
+        )
+    }
     for pair in pairs:
         chosen, rejected = (
-            (pair.response_a, pair.response_b) if pair.verdict == "a"
+            (pair.response_a, pair.response_b)
+            if pair.verdict == "a"
             else (pair.response_b, pair.response_a)
         )
         chosen_id, rejected_id = response_id(chosen), response_id(rejected)
         last = int(last_label.get(pair.pair_id, 0))
         values = {
-            "pair_id": pair.pair_id, "prompt_id": pair.prompt_id,
-            "prompt": prompt_text(pair.messages), "chosen": completion_text(chosen),
-            "rejected": completion_text(rejected), "chosen_id": chosen_id,
-            "rejected_id": rejected_id, "source": pair.source,
+            "pair_id": pair.pair_id,
+            "prompt_id": pair.prompt_id,
+            "prompt": prompt_text(pair.messages),
+            "chosen": completion_text(chosen),
+            "rejected": completion_text(rejected),
+            "chosen_id": chosen_id,
+            "rejected_id": rejected_id,
+            "source": pair.source,
             "split": "test" if is_test_prompt(pair.prompt_id, test_fraction) else "train",
-            "last_label_id": last, "is_new": last > watermark,
+            "last_label_id": last,
+            "is_new": last > watermark,
             "ref_chosen_logps": cache.get((pair.prompt_id, chosen_id), math.nan),
             "ref_rejected_logps": cache.get((pair.prompt_id, rejected_id), math.nan),
         }
@@ -116,12 +140,16 @@ def export_snapshot(
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(rows), path)
     cached = sum(
-        1 for c, r in zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
+        1
+        for c, r in zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
         if not (math.isnan(c) or math.isnan(r))
     )
     return {
-        "rows": len(rows["pair_id"]), "train": rows["split"].count("train"),
-        "test": rows["split"].count("test"), "new": sum(rows["is_new"]), "ref_cached_pairs": cached,
+        "rows": len(rows["pair_id"]),
+        "train": rows["split"].count("train"),
+        "test": rows["split"].count("test"),
+        "new": sum(rows["is_new"]),
+        "ref_cached_pairs": cached,
     }
 
 
@@ -149,7 +177,10 @@ def ingest_ref_logprobs(store: PreferenceStore, path: Path) -> int:
 def transcript_from_prompt(prompt: str) -> str:
     """Inverse of `prompt_text`: the `render_messages` transcript (what encoders saw)."""
     transcript = prompt.removesuffix("\n\nAssistant:")
-    if transcript.startswith("\n\nHuman: ") and "\n\nAssistant:" not in transcript \
-            and transcript.count("\n\nHuman:") == 1:
+    if (
+        transcript.startswith("\n\nHuman: ")
+        and "\n\nAssistant:" not in transcript
+        and transcript.count("\n\nHuman:") == 1
+    ):
         return transcript.removeprefix("\n\nHuman: ")
     return transcript

@@ -15,26 +15,63 @@ from data.stats import store_stats
 @click.command("import")
 @click.argument("sources", nargs=-1, required=True)
 @db_option
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="Row shape; auto detects it from the first readable row of each source.")
-@click.option("--skip-invalid", is_flag=True,
-              help="Import the valid rows and write rejected ones to a report, instead of all-or-nothing.")
-@click.option("--report", "report_path", default=None,
-              help="Where --skip-invalid writes rejected rows (JSONL). Default: next to the store.")
-@click.option("--who", default="import", show_default=True, help="Labeller recorded on imported labels.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Row shape; auto detects it from the first readable row of each source.",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the valid rows and write rejected ones to a report, instead of all-or-nothing.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    default=None,
+    help="Where --skip-invalid writes rejected rows (JSONL). Default: next to the store.",
+)
+@click.option(
+    "--who", default="import", show_default=True, help="Labeller recorded on imported labels."
+)
 @click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train).")
-@click.option("--max-text-chars", type=int, default=ShapeConfig.max_text_chars, show_default=True,
-              help="Reject texts longer than this.")
-@click.option("--max-pairs-per-prompt", type=int, default=ShapeConfig.max_pairs_per_prompt,
-              show_default=True, help="Pairs formed per prompt from a list of responses.")
+@click.option(
+    "--max-text-chars",
+    type=int,
+    default=ShapeConfig.max_text_chars,
+    show_default=True,
+    help="Reject texts longer than this.",
+)
+@click.option(
+    "--max-pairs-per-prompt",
+    type=int,
+    default=ShapeConfig.max_pairs_per_prompt,
+    show_default=True,
+    help="Pairs formed per prompt from a list of responses.",
+)
 @json_option
 def import_command(
-    sources: tuple[str, ...], db: str, fmt: str, skip_invalid: bool, report_path: str | None,
-    who: str, split: str | None, max_text_chars: int, max_pairs_per_prompt: int, as_json: bool,
+    sources: tuple[str, ...],
+    db: str,
+    fmt: str,
+    skip_invalid: bool,
+    report_path: str | None,
+    who: str,
+    split: str | None,
+    max_text_chars: int,
+    max_pairs_per_prompt: int,
+    as_json: bool,
 ) -> None:
     """Import preference data from SOURCES (files, dataset folders or hub ids) into the store."""
     options = ImportOptions(
-        format=fmt, skip_invalid=skip_invalid, report_path=report_path, who=who, split=split,
+        format=fmt,
+        skip_invalid=skip_invalid,
+        report_path=report_path,
+        who=who,
+        split=split,
         shape=ShapeConfig(max_text_chars=max_text_chars, max_pairs_per_prompt=max_pairs_per_prompt),
         progress=not as_json,
     )
@@ -43,8 +80,15 @@ def import_command(
             report = import_sources(store, sources, options)
         except ImportValidationError as exc:
             if as_json:
-                emit({"error": str(exc), "invalid": len(exc.problems), "imported_pairs": 0,
-                      "problems": [p.as_dict() for p in exc.problems[:20]]}, True)
+                emit(
+                    {
+                        "error": str(exc),
+                        "invalid": len(exc.problems),
+                        "imported_pairs": 0,
+                        "problems": [p.as_dict() for p in exc.problems[:20]],
+                    },
+                    True,
+                )
             for problem in exc.problems[1:10]:
                 click.echo(f"  {problem}", err=True)
             raise
@@ -64,24 +108,47 @@ def _import_summary(result: dict[str, object]) -> str:
 
 @click.command("export")
 @db_option
-@click.option("--out", "out", required=True,
-              help="Output: FILE.jsonl, FILE.parquet, or a folder (Hugging Face save_to_disk).")
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="trl", show_default=True,
-              help="trl: prompt/chosen/rejected strings; trl-conversational: message lists; "
-                   "pairs: prompt/response_a/response_b/label, ties kept.")
-@click.option("--test-fraction", type=float, default=0.0, show_default=True,
-              help="Share of prompts held out as a test split (split by prompt, never by pair).")
-@click.option("--min-confidence", type=float, default=None,
-              help="Ignore labels whose confidence is below this.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    help="Output: FILE.jsonl, FILE.parquet, or a folder (Hugging Face save_to_disk).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="trl",
+    show_default=True,
+    help="trl: prompt/chosen/rejected strings; trl-conversational: message lists; "
+    "pairs: prompt/response_a/response_b/label, ties kept.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of prompts held out as a test split (split by prompt, never by pair).",
+)
+@click.option(
+    "--min-confidence",
+    type=float,
+    default=None,
+    help="Ignore labels whose confidence is below this.",
+)
 @json_option
-def export_command(db: str, out: str, fmt: str, test_fraction: float, min_confidence: float | None,
-                   as_json: bool) -> None:
+def export_command(
+    db: str, out: str, fmt: str, test_fraction: float, min_confidence: float | None, as_json: bool
+) -> None:
     """Export labelled pairs (human > import > judge > model; majority) as TRL-ready data."""
     policy = AggregationPolicy(min_confidence=min_confidence, include_ties=fmt == "pairs")
     with open_store(db, read_only=True) as store:
         report = export_pairs(store, out, fmt=fmt, test_fraction=test_fraction, policy=policy)
-    emit(report.as_dict(), as_json,
-         lambda r: f"wrote {r['train']} train and {r['test']} test rows to {', '.join(r['files'])}")
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda r: f"wrote {r['train']} train and {r['test']} test rows to {', '.join(r['files'])}",
+    )
 
 
 @click.command("stats")

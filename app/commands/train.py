@@ -45,23 +45,37 @@ def _run_blocking(db: str, out: str | None, request: TrainRequest, as_json: bool
             raise click.exceptions.Abort() from None
         finally:
             manager.close()
-    result = {k: final.get(k) for k in ("run_id", "kind", "status", "promoted", "artifact_path",
-                                        "run_dir", "metrics")}
+    result = {
+        k: final.get(k)
+        for k in ("run_id", "kind", "status", "promoted", "artifact_path", "run_dir", "metrics")
+    }
     if final["status"] != "succeeded":
         if as_json:
             emit({**result, "log_tail": final.get("log_tail")}, True)
         raise TrainingError(
             f"run {run_id} {final['status']}; log tail:\n{final.get('log_tail') or '(empty)'}\n"
-            f"full log: {final['run_dir']}/train.log")
+            f"full log: {final['run_dir']}/train.log"
+        )
     return result
 
 
 def _summary(result: dict[str, Any]) -> str:
     metrics = result.get("metrics") or {}
-    keys = ("steps", "train_loss", "heldout_accuracy", "final_reward", "ref_forward_pairs",
-            "ref_cached_pairs", "new_pairs", "wall_s")
-    shown = ", ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
-                      for k in keys if metrics.get(k) is not None)
+    keys = (
+        "steps",
+        "train_loss",
+        "heldout_accuracy",
+        "final_reward",
+        "ref_forward_pairs",
+        "ref_cached_pairs",
+        "new_pairs",
+        "wall_s",
+    )
+    shown = ", ".join(
+        f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+        for k in keys
+        if metrics.get(k) is not None
+    )
     promoted = " (promoted)" if result.get("promoted") else ""
     return f"{result['run_id']} {result['status']}{promoted}: {shown}\nartifact: {result['artifact_path']}"
 
@@ -69,27 +83,64 @@ def _summary(result: dict[str, Any]) -> str:
 @click.command("train")
 @click.argument("stage", type=click.Choice(STAGES))
 @db_option
-@click.option("--policy", default=None,
-              help="Base policy: a Hugging Face id or local folder. Default: the latest promoted SFT "
-                   "model, else the embedded tiny GPT-2-shaped policy.")
-@click.option("--out", default=None, help="Folder for run folders. Default: runs/ next to the store.")
-@click.option("--incremental", is_flag=True,
-              help="Warm start from the last promoted run of this stage; train on new labels plus a "
-                   "replay sample; promote only if held-out accuracy does not drop.")
+@click.option(
+    "--policy",
+    default=None,
+    help="Base policy: a Hugging Face id or local folder. Default: the latest promoted SFT "
+    "model, else the embedded tiny GPT-2-shaped policy.",
+)
+@click.option(
+    "--out", default=None, help="Folder for run folders. Default: runs/ next to the store."
+)
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Warm start from the last promoted run of this stage; train on new labels plus a "
+    "replay sample; promote only if held-out accuracy does not drop.",
+)
 @click.option("--max-steps", type=int, default=None, help="Cap on optimizer steps (PPO: updates).")
-@click.option("--num-processes", type=int, default=1, show_default=True,
-              help="Processes for `accelerate launch` (DDP; gloo on CPU).")
-@click.option("--reward", default=None,
-              help="PPO/GRPO reward: 'rm' (latest promoted reward model) or an ensemble artifact folder.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Stage setting, e.g. --set beta=0.2 --set lora_r=8 (see training/<stage>.py).")
+@click.option(
+    "--num-processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes for `accelerate launch` (DDP; gloo on CPU).",
+)
+@click.option(
+    "--reward",
+    default=None,
+    help="PPO/GRPO reward: 'rm' (latest promoted reward model) or an ensemble artifact folder.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Stage setting, e.g. --set beta=0.2 --set lora_r=8 (see training/<stage>.py).",
+)
 @json_option
-def train_command(stage: str, db: str, policy: str | None, out: str | None, incremental: bool,
-                  max_steps: int | None, num_processes: int, reward: str | None,
-                  settings: tuple[str, ...], as_json: bool) -> None:
+def train_command(
+    stage: str,
+    db: str,
+    policy: str | None,
+    out: str | None,
+    incremental: bool,
+    max_steps: int | None,
+    num_processes: int,
+    reward: str | None,
+    settings: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Train STAGE (sft, rm, dpo, ppo, grpo) in a background process and wait for it."""
-    request = TrainRequest(stage, policy=policy, incremental=incremental, max_steps=max_steps,
-                           num_processes=num_processes, reward=reward, overrides=_overrides(settings))
+    request = TrainRequest(
+        stage,
+        policy=policy,
+        incremental=incremental,
+        max_steps=max_steps,
+        num_processes=num_processes,
+        reward=reward,
+        overrides=_overrides(settings),
+    )
     emit(_run_blocking(db, out, request, as_json), as_json, _summary)
 
 
@@ -112,28 +163,58 @@ def runs_command(db: str, limit: int, as_json: bool) -> None:
         metrics = row.get("metrics") or {}
         acc = metrics.get("heldout_accuracy")
         extra = f" heldout_accuracy={acc:.3f}" if isinstance(acc, float) else ""
-        click.echo(f"{row['run_id']}  {row['status']:<9} {'promoted' if row['promoted'] else '':<8}"
-                   f"{extra}  {row['artifact_path'] or ''}")
+        click.echo(
+            f"{row['run_id']}  {row['status']:<9} {'promoted' if row['promoted'] else '':<8}"
+            f"{extra}  {row['artifact_path'] or ''}"
+        )
 
 
 @click.command("generate")
 @db_option
-@click.option("--policy", default="latest", show_default=True,
-              help="'latest' (the last promoted policy run) or a Hugging Face id / local folder.")
-@click.option("--prompts", default="all", show_default=True,
-              help="all, unlabelled (prompts with no labelled pair), or a .txt/.jsonl file of prompts.")
-@click.option("--n", "n", type=int, default=2, show_default=True, help="Responses sampled per prompt.")
-@click.option("--max-new-tokens", type=int, default=48, show_default=True, help="Tokens per response.")
-@click.option("--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature.")
-@click.option("--out", default=None, help="Folder for run folders. Default: runs/ next to the store.")
+@click.option(
+    "--policy",
+    default="latest",
+    show_default=True,
+    help="'latest' (the last promoted policy run) or a Hugging Face id / local folder.",
+)
+@click.option(
+    "--prompts",
+    default="all",
+    show_default=True,
+    help="all, unlabelled (prompts with no labelled pair), or a .txt/.jsonl file of prompts.",
+)
+@click.option(
+    "--n", "n", type=int, default=2, show_default=True, help="Responses sampled per prompt."
+)
+@click.option(
+    "--max-new-tokens", type=int, default=48, show_default=True, help="Tokens per response."
+)
+@click.option(
+    "--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature."
+)
+@click.option(
+    "--out", default=None, help="Folder for run folders. Default: runs/ next to the store."
+)
 @json_option
-def generate_command(db: str, policy: str, prompts: str, n: int, max_new_tokens: int,
-                     temperature: float, out: str | None, as_json: bool) -> None:
+def generate_command(
+    db: str,
+    policy: str,
+    prompts: str,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    out: str | None,
+    as_json: bool,
+) -> None:
     """Sample responses from a policy for the store's prompts and store them as new pairs."""
     if n < 2:
         raise ConfigError("--n must be at least 2 to form pairs")
-    request = TrainRequest("generate", policy=policy, prompts=prompts, overrides={
-        "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature})
+    request = TrainRequest(
+        "generate",
+        policy=policy,
+        prompts=prompts,
+        overrides={"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature},
+    )
     emit(_run_blocking(db, out, request, as_json), as_json, _summary)
 
 

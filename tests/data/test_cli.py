@@ -40,15 +40,33 @@ def test_every_command_has_help_text() -> None:
 def test_import_stats_export_through_the_cli(hh_path: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     db = str(tmp_path / "s.duckdb")
-    result = runner.invoke(cli, ["import", str(hh_path), "--db", db, "--skip-invalid", "--json",
-                                 "--report", str(tmp_path / "rej.jsonl")])
+    result = runner.invoke(
+        cli,
+        [
+            "import",
+            str(hh_path),
+            "--db",
+            db,
+            "--skip-invalid",
+            "--json",
+            "--report",
+            str(tmp_path / "rej.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert (summary["imported_pairs"], summary["labels"], summary["invalid"], summary["duplicates"]) == (2352, 2352, 2, 0)
+    assert (
+        summary["imported_pairs"],
+        summary["labels"],
+        summary["invalid"],
+        summary["duplicates"],
+    ) == (2352, 2352, 2, 0)
     stats = json.loads(runner.invoke(cli, ["stats", "--db", db, "--json"]).stdout)
     assert stats["pairs"] == 2352 and stats["labels_by_source"] == {"import": 2352}
     out = tmp_path / "train.jsonl"
-    exported = runner.invoke(cli, ["export", "--db", db, "--out", str(out), "--test-fraction", "0.1", "--json"])
+    exported = runner.invoke(
+        cli, ["export", "--db", db, "--out", str(out), "--test-fraction", "0.1", "--json"]
+    )
     assert exported.exit_code == 0, exported.output
     assert sum(json.loads(exported.stdout)[k] for k in ("train", "test")) == 2352
 
@@ -71,13 +89,27 @@ def test_db_defaults_to_env_then_cwd(tmp_path: Path, monkeypatch) -> None:
 def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "a"}\n')
-    proc = subprocess.run([sys.executable, "-m", "app", "import", str(bad), "--db", str(tmp_path / "s.duckdb")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "import", str(bad), "--db", str(tmp_path / "s.duckdb")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
-    assert error_lines == [f"Error: {bad}:1: field 'rejected': is identical to chosen: a pair needs two "
-                           "different responses; nothing was imported"]
-    missing = subprocess.run([sys.executable, "-m", "app", "stats", "--db", str(tmp_path / "none.duckdb")],
-                             capture_output=True, text=True, cwd=REPO)
-    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "prefloop import" in missing.stderr
+    assert error_lines == [
+        f"Error: {bad}:1: field 'rejected': is identical to chosen: a pair needs two "
+        "different responses; nothing was imported"
+    ]
+    missing = subprocess.run(
+        [sys.executable, "-m", "app", "stats", "--db", str(tmp_path / "none.duckdb")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert (
+        missing.returncode == 1
+        and "Traceback" not in missing.stderr
+        and "prefloop import" in missing.stderr
+    )

@@ -38,13 +38,20 @@ while True:
 def kill_writers(db: Path, rounds: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     with PreferenceStore(db) as store:
-        records = [PairRecord([{"role": "user", "content": f"q{i}"}], f"a{i}", f"b{i}") for i in range(3000)]
+        records = [
+            PairRecord([{"role": "user", "content": f"q{i}"}], f"a{i}", f"b{i}")
+            for i in range(3000)
+        ]
         ids = ingest(store, records, origin="crash").pair_ids
         queue.assign(store, [queue.Assignment(p, "human", priority=i) for i, p in enumerate(ids)])
     acknowledged: set[int] = set()
     for round_number in range(rounds):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), f"w{round_number}"],
-                                stdout=subprocess.PIPE, text=True, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), f"w{round_number}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + rng.uniform(0.05, 0.6)
@@ -58,9 +65,16 @@ def kill_writers(db: Path, rounds: int, seed: int = 0) -> None:
                 acknowledged.add(int(line.split()[1]))
         # the store opens cleanly after every kill and holds every acknowledged label
         with PreferenceStore(db) as store:
-            stored = {row[0] for row in store.query("SELECT label_id FROM labels WHERE retracted_at IS NULL")}
-            assert acknowledged <= stored, f"round {round_number}: lost {sorted(acknowledged - stored)[:5]}"
-            duplicates = store.query("SELECT pair_id, who FROM labels GROUP BY ALL HAVING count(*) > 1")
+            stored = {
+                row[0]
+                for row in store.query("SELECT label_id FROM labels WHERE retracted_at IS NULL")
+            }
+            assert acknowledged <= stored, (
+                f"round {round_number}: lost {sorted(acknowledged - stored)[:5]}"
+            )
+            duplicates = store.query(
+                "SELECT pair_id, who FROM labels GROUP BY ALL HAVING count(*) > 1"
+            )
             assert duplicates == []
     assert len(acknowledged) > rounds  # the writers really wrote between kills
 

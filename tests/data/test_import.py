@@ -31,26 +31,38 @@ def test_hh_helpful_base_counts_and_reports_the_two_identical_pairs(
 ) -> None:
     with pytest.raises(ImportValidationError) as failure:
         import_sources(store, [str(hh_path)], ImportOptions())
-    assert [(p.line, p.field) for p in failure.value.problems] == [(722, "rejected"), (2169, "rejected")]
+    assert [(p.line, p.field) for p in failure.value.problems] == [
+        (722, "rejected"),
+        (2169, "rejected"),
+    ]
     assert "identical" in str(failure.value) and "test.jsonl.gz:722" in str(failure.value)
     assert store.count("pairs") == 0  # atomic
 
-    report = import_sources(store, [str(hh_path)], ImportOptions(skip_invalid=True,
-                                                                  report_path=str(tmp_path / "rej.jsonl")))
+    report = import_sources(
+        store,
+        [str(hh_path)],
+        ImportOptions(skip_invalid=True, report_path=str(tmp_path / "rej.jsonl")),
+    )
     assert (report.imported_pairs, report.labels, report.invalid) == (2352, 2352, 2)
     rejected = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejected] == [722, 2169]
     multi_turn = store.scalar("SELECT count(*) FROM prompts WHERE json_array_length(messages) > 1")
     assert multi_turn > 1000  # multi-turn dialogues are kept as conversations
     # HH orientation: every import label says the chosen one won
-    first = json.loads(gzip.open(hh_path).readline())
+    with gzip.open(hh_path) as handle:
+        first = json.loads(handle.readline())
     chosen_final = first["chosen"].rsplit("\n\nAssistant: ", 1)[1]
-    pair = store.pairs("WHERE p.prompt_id IN (SELECT prompt_id FROM prompts WHERE text LIKE '%turkeys%')")[0]
+    pair = store.pairs(
+        "WHERE p.prompt_id IN (SELECT prompt_id FROM prompts WHERE text LIKE '%turkeys%')"
+    )[0]
     verdict = store.labels("AND pair_id = ?", [pair.pair_id])[0]["verdict"]
     assert (pair.response_a if verdict == "a" else pair.response_b) == chosen_final
 
-    again = import_sources(store, [str(hh_path)], ImportOptions(skip_invalid=True,
-                                                                 report_path=str(tmp_path / "r2.jsonl")))
+    again = import_sources(
+        store,
+        [str(hh_path)],
+        ImportOptions(skip_invalid=True, report_path=str(tmp_path / "r2.jsonl")),
+    )
     assert (again.imported_pairs, again.labels, again.duplicates) == (0, 0, 2352)
     assert store.count("labels") == 2352
 
@@ -88,20 +100,33 @@ def test_same_pair_in_either_order_is_one_pair_with_consistent_verdicts(
 
 
 def test_shapes(store: PreferenceStore, tmp_path: Path) -> None:
-    conv = [{"prompt": [{"role": "user", "content": "hi"}],
-             "chosen": [{"role": "assistant", "content": "hello"}],
-             "rejected": [{"role": "assistant", "content": "no"}]},
-            {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "yes"}],
-             "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "nah"}]}]
-    import_sources(store, [str(write_jsonl(tmp_path / "conv.jsonl", conv))], ImportOptions(format="trl"))
+    conv = [
+        {
+            "prompt": [{"role": "user", "content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": "no"}],
+        },
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "yes"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "nah"}],
+        },
+    ]
+    import_sources(
+        store, [str(write_jsonl(tmp_path / "conv.jsonl", conv))], ImportOptions(format="trl")
+    )
     responses = [{"prompt": "r", "responses": ["one", "two", "three"], "scores": [1, 3, 3]}]
-    report = import_sources(store, [str(write_jsonl(tmp_path / "resp.jsonl", responses))], ImportOptions())
+    report = import_sources(
+        store, [str(write_jsonl(tmp_path / "resp.jsonl", responses))], ImportOptions()
+    )
     assert report.imported_pairs == 3 and report.labels == 3
     verdicts = sorted(x["verdict"] for x in store.labels("AND meta->>'origin' = 'resp.jsonl'"))
     assert verdicts.count("tie") == 1
     many = [{"prompt": "m", "responses": [f"answer {i}" for i in range(8)]}]
-    report = import_sources(store, [str(write_jsonl(tmp_path / "many.jsonl", many))],
-                            ImportOptions(shape=ShapeConfig(max_pairs_per_prompt=5)))
+    report = import_sources(
+        store,
+        [str(write_jsonl(tmp_path / "many.jsonl", many))],
+        ImportOptions(shape=ShapeConfig(max_pairs_per_prompt=5)),
+    )
     assert report.imported_pairs == 5 and report.labels == 0
     assert store.scalar("SELECT count(*) FROM prompt_responses WHERE origin = 'many.jsonl'") == 8
 
@@ -109,21 +134,45 @@ def test_shapes(store: PreferenceStore, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "line", "field", "message"),
     [
-        (b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": \n', 2, None, "invalid JSON"),
-        (b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "\xff", "chosen": "a", "rejected": "b"}\n',
-         2, None, "UTF-8"),
+        (
+            b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": \n',
+            2,
+            None,
+            "invalid JSON",
+        ),
+        (
+            b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "\xff", "chosen": "a", "rejected": "b"}\n',
+            2,
+            None,
+            "UTF-8",
+        ),
         (b'{"prompt": "p", "chosen": "a"}\n', 1, "rejected", "missing"),
         (b'{"prompt": "", "chosen": "a", "rejected": "b"}\n', 1, "prompt", "empty"),
         (b'{"prompt": "p", "chosen": 3, "rejected": "b"}\n', 1, "chosen", "must be a string"),
         (b'{"prompt": "p", "chosen": "same", "rejected": "same"}\n', 1, "rejected", "identical"),
-        (b'{"prompt": "p", "chosen": "' + b"x" * 50 + b'", "rejected": "b"}\n', 1, "chosen", "limit"),
+        (
+            b'{"prompt": "p", "chosen": "' + b"x" * 50 + b'", "rejected": "b"}\n',
+            1,
+            "chosen",
+            "limit",
+        ),
         (b'{"question": "p", "answer": "a"}\n', 1, None, "unknown row shape"),
-        (b'[1, 2]\n', 1, None, "expected a JSON object"),
-        (b'{"prompt": "p", "response_a": "a", "response_b": "b", "label": "left"}\n', 1, "label", "must be one of"),
+        (b"[1, 2]\n", 1, None, "expected a JSON object"),
+        (
+            b'{"prompt": "p", "response_a": "a", "response_b": "b", "label": "left"}\n',
+            1,
+            "label",
+            "must be one of",
+        ),
     ],
 )
 def test_bad_rows_are_located_and_nothing_is_imported(
-    store: PreferenceStore, tmp_path: Path, content: bytes, line: int, field: str | None, message: str
+    store: PreferenceStore,
+    tmp_path: Path,
+    content: bytes,
+    line: int,
+    field: str | None,
+    message: str,
 ) -> None:
     import_sources(store, [str(write_jsonl(tmp_path / "ok.jsonl", [ROWS[0]]))], ImportOptions())
     before = store.query("SELECT * FROM labels")
@@ -152,8 +201,11 @@ def test_csv_and_json_locations(store: PreferenceStore, tmp_path: Path) -> None:
 
 def test_skip_invalid_keeps_good_rows_and_reports(store: PreferenceStore, tmp_path: Path) -> None:
     rows = [ROWS[0], {"prompt": "p"}, ROWS[1]]
-    report = import_sources(store, [str(write_jsonl(tmp_path / "mix.jsonl", rows))],
-                            ImportOptions(skip_invalid=True, report_path=str(tmp_path / "rej.jsonl")))
+    report = import_sources(
+        store,
+        [str(write_jsonl(tmp_path / "mix.jsonl", rows))],
+        ImportOptions(skip_invalid=True, report_path=str(tmp_path / "rej.jsonl")),
+    )
     assert (report.imported_pairs, report.invalid) == (2, 1)
     assert json.loads((tmp_path / "rej.jsonl").read_text())["line"] == 2
 

@@ -17,17 +17,42 @@ from data.importer import ImportOptions, import_sources
 from data.shapes import ShapeConfig
 from data.store import PreferenceStore
 
-FIELDS = ["prompt", "chosen", "rejected", "response_a", "response_b", "responses", "label", "scores",
-          "confidence", "role", "content"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                    st.text(max_size=30), st.sampled_from(["a", "b", "tie", "\n\nHuman: hi\n\nAssistant: yo"]))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4),
-), max_leaves=12)
+FIELDS = [
+    "prompt",
+    "chosen",
+    "rejected",
+    "response_a",
+    "response_b",
+    "responses",
+    "label",
+    "scores",
+    "confidence",
+    "role",
+    "content",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(["a", "b", "tie", "\n\nHuman: hi\n\nAssistant: yo"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
 rows = st.dictionaries(st.sampled_from(FIELDS), values, max_size=6)
-good_row = st.builds(lambda p, c, r: {"prompt": p, "chosen": c, "rejected": r},
-                     st.text(min_size=1, max_size=20).filter(str.strip), st.text(max_size=20), st.text(max_size=20))
+good_row = st.builds(
+    lambda p, c, r: {"prompt": p, "chosen": c, "rejected": r},
+    st.text(min_size=1, max_size=20).filter(str.strip),
+    st.text(max_size=20),
+    st.text(max_size=20),
+)
 
 
 def render(kind: str, items: list, noise: bytes) -> bytes:
@@ -36,8 +61,13 @@ def render(kind: str, items: list, noise: bytes) -> bytes:
     if kind == "json":
         return json.dumps(items).encode() + noise
     header = ",".join(FIELDS[:3]).encode() + b"\n"
-    body = b"".join(",".join(json.dumps(i.get(f, "")) if isinstance(i, dict) else str(i)
-                             for f in FIELDS[:3]).encode() + b"\n" for i in items)
+    body = b"".join(
+        ",".join(
+            json.dumps(i.get(f, "")) if isinstance(i, dict) else str(i) for f in FIELDS[:3]
+        ).encode()
+        + b"\n"
+        for i in items
+    )
     return header + body + noise
 
 
@@ -52,7 +82,9 @@ def files(draw: st.DrawFn) -> tuple[str, bytes]:
     return kind, data
 
 
-def check_file(store: PreferenceStore, directory: Path, name: str, data: bytes, counter: list[int]) -> None:
+def check_file(
+    store: PreferenceStore, directory: Path, name: str, data: bytes, counter: list[int]
+) -> None:
     counter[0] += 1
     path = directory / f"f{counter[0]}.{name}"
     path.write_bytes(data)
@@ -74,8 +106,12 @@ def run_property(max_examples: int) -> None:
         counter = [0]
         with PreferenceStore(directory / "fuzz.duckdb") as store:
 
-            @settings(max_examples=max_examples, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=max_examples,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(files())
             def prop(file: tuple[str, bytes]) -> None:
                 check_file(store, directory, file[0], file[1], counter)

@@ -12,7 +12,10 @@ from data.store import PreferenceStore
 
 
 def make_pairs(store: PreferenceStore, n: int) -> list[str]:
-    records = [PairRecord([{"role": "user", "content": f"q{i}"}], f"good {i}", f"bad {i}") for i in range(n)]
+    records = [
+        PairRecord([{"role": "user", "content": f"q{i}"}], f"good {i}", f"bad {i}")
+        for i in range(n)
+    ]
     return ingest(store, records, origin="t").pair_ids
 
 

@@ -6,17 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import StoreError, StoreLockedError
+from data.errors import StoreError
+from data.ingest import ingest
 from data.schema import SCHEMA_VERSION
 from data.shapes import PairRecord
-from data.ingest import ingest
 from data.store import PreferenceStore
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def one_pair(store: PreferenceStore) -> str:
-    result = ingest(store, [PairRecord([{"role": "user", "content": "hi"}], "hello", "go away")], origin="t")
+    result = ingest(
+        store, [PairRecord([{"role": "user", "content": "hi"}], "hello", "go away")], origin="t"
+    )
     return result.pair_ids[0]
 
 
@@ -33,7 +35,9 @@ def test_second_writer_process_gets_a_clear_error(store_path: Path) -> None:
     with PreferenceStore(store_path) as store:
         one_pair(store)
         code = f"from data.store import PreferenceStore\nPreferenceStore({str(store_path)!r})"
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO
+        )
         assert proc.returncode != 0
         assert "StoreLockedError" in proc.stderr
         assert "open for writing by another process" in proc.stderr
@@ -45,8 +49,12 @@ def test_second_writer_process_gets_a_clear_error(store_path: Path) -> None:
 def test_cli_reports_locked_store_in_one_line(store_path: Path) -> None:
     with PreferenceStore(store_path) as store:
         one_pair(store)
-        proc = subprocess.run([sys.executable, "-m", "app", "stats", "--db", str(store_path)],
-                              capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "stats", "--db", str(store_path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("Error: ") and "another process" in proc.stderr
@@ -79,9 +87,11 @@ def test_failed_transaction_changes_nothing(store: PreferenceStore) -> None:
 def test_read_only_store_refuses_writes(store_path: Path) -> None:
     with PreferenceStore(store_path) as store:
         pid = one_pair(store)
-    with PreferenceStore(store_path, read_only=True) as ro:
-        with pytest.raises(StoreError, match="read-only"):
-            ro.add_label(pid, source="human", who="x", verdict="a")
+    with (
+        PreferenceStore(store_path, read_only=True) as ro,
+        pytest.raises(StoreError, match="read-only"),
+    ):
+        ro.add_label(pid, source="human", who="x", verdict="a")
 
 
 def test_missing_read_only_store_says_how_to_create_it(tmp_path: Path) -> None:

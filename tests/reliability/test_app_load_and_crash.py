@@ -38,7 +38,9 @@ class Annotator(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(base_url=self.url, timeout=60) as http:
-                http.post("login", data={"username": self.name, "password": "pw"}).raise_for_status()
+                http.post(
+                    "login", data={"username": self.name, "password": "pw"}
+                ).raise_for_status()
                 session = {"session_hash": f"rel-{self.name}-{random.random()}"}
 
                 def call(api: str, *data: object) -> list[object]:
@@ -47,7 +49,11 @@ class Annotator(threading.Thread):
                     return reply.json()["data"]
 
                 pair_id = call("next_pair")[3]
-                while pair_id and not self.stop.is_set() and (self.quota is None or len(self.acked) < self.quota):
+                while (
+                    pair_id
+                    and not self.stop.is_set()
+                    and (self.quota is None or len(self.acked) < self.quota)
+                ):
                     started = time.perf_counter()
                     shown = call("label_a", pair_id, "")
                     self.latencies.append(time.perf_counter() - started)
@@ -67,9 +73,13 @@ def make_users(path: Path, count: int) -> Path:
 
 def check_store(db: Path, acked: dict[str, list[str]]) -> dict[str, int]:
     with PreferenceStore(db) as store:
-        rows = store.query("SELECT who, pair_id FROM labels WHERE source = 'human' AND retracted_at IS NULL")
-        doubled = store.query("SELECT pair_id FROM labels WHERE source = 'human' AND retracted_at IS NULL "
-                              "GROUP BY pair_id HAVING count(*) > 1")
+        rows = store.query(
+            "SELECT who, pair_id FROM labels WHERE source = 'human' AND retracted_at IS NULL"
+        )
+        doubled = store.query(
+            "SELECT pair_id FROM labels WHERE source = 'human' AND retracted_at IS NULL "
+            "GROUP BY pair_id HAVING count(*) > 1"
+        )
     stored = {(who, pid) for who, pid in rows}
     lost = [(who, pid) for who, pids in acked.items() for pid in pids if (who, pid) not in stored]
     assert lost == [], f"acknowledged labels lost: {lost[:5]}"
@@ -86,7 +96,10 @@ def load(tmp: Path, pairs: int, annotators: int, per_annotator: int) -> dict[str
     proc = bench_app.serve(db, users, port)
     stop = threading.Event()
     try:
-        workers = [Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", per_annotator, stop) for i in range(annotators)]
+        workers = [
+            Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", per_annotator, stop)
+            for i in range(annotators)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -98,7 +111,11 @@ def load(tmp: Path, pairs: int, annotators: int, per_annotator: int) -> dict[str
     counts = check_store(db, {w.name: w.acked for w in workers})
     assert counts["acknowledged"] == annotators * per_annotator == counts["stored"]
     latencies = sorted(x * 1000 for w in workers for x in w.latencies)
-    return {**counts, "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))]}
+    return {
+        **counts,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
+    }
 
 
 def crash(tmp: Path, rounds: int, annotators: int = 4, seed: int = 0) -> int:
@@ -111,7 +128,9 @@ def crash(tmp: Path, rounds: int, annotators: int = 4, seed: int = 0) -> int:
         port = bench_app.free_port()
         proc = bench_app.serve(db, users, port)
         stop = threading.Event()
-        workers = [Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", None, stop) for i in range(annotators)]
+        workers = [
+            Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", None, stop) for i in range(annotators)
+        ]
         for w in workers:
             w.start()
         time.sleep(rng.uniform(0.3, 1.5))

@@ -30,7 +30,11 @@ SECRET = "sk-prefloop-test-SECRET-4242"
 
 
 def pair_text(i: int) -> PairRecord:
-    return PairRecord([{"role": "user", "content": f"Question number {i}?"}], f"Answer one {i}.", f"Answer two {i}.")
+    return PairRecord(
+        [{"role": "user", "content": f"Question number {i}?"}],
+        f"Answer one {i}.",
+        f"Answer two {i}.",
+    )
 
 
 def is_poisoned(body: dict) -> bool:
@@ -52,22 +56,51 @@ class FaultyJudge:
             roll = self.rng.random()
             kind = self.rng.choice(["429", "500", "drop", "slow"])
         if is_poisoned(body):
-            return Reply.truncated("A") if roll < 0.5 else Reply(text="I cannot decide between them.")
+            return (
+                Reply.truncated("A") if roll < 0.5 else Reply(text="I cannot decide between them.")
+            )
         if roll < self.fault_rate:
             with self.lock:
                 self.faults += 1
-            return {"429": Reply.rate_limited(0.05), "500": Reply.server_error(), "drop": Reply.dropped(),
-                    "slow": Reply.slow(3.0)}[kind]
+            return {
+                "429": Reply.rate_limited(0.05),
+                "500": Reply.server_error(),
+                "drop": Reply.dropped(),
+                "slow": Reply.slow(3.0),
+            }[kind]
         return Reply(text="[[A]]" if roll < 0.6 else "[[B]]", logprobs=False)
 
 
 def run_judge(db: Path, url: str, *extra: str) -> dict:
     env = dict(os.environ, OPENAI_API_KEY=SECRET)
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "judge", "--db", str(db), "--base-url", url, "--model", "fake-judge",
-         "--all-unlabelled", "--concurrency", "8", "--timeout", "1", "--max-retries", "8", "--no-logprobs",
-         "--json", *extra],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "judge",
+            "--db",
+            str(db),
+            "--base-url",
+            url,
+            "--model",
+            "fake-judge",
+            "--all-unlabelled",
+            "--concurrency",
+            "8",
+            "--timeout",
+            "1",
+            "--max-retries",
+            "8",
+            "--no-logprobs",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -87,15 +120,22 @@ def check_batch(tmp_path: Path, pairs: int, seed: int) -> None:
         texts = {p.pair_id: p for p in store.pairs()}
         assert set(judged) == set(ids), "every pair is judged or listed as failed"
         assert report["judged"] + report["failed"] >= pairs
-        poisoned = {pid for pid in ids if is_poisoned({"messages": [{"role": "user", "content":
-                                                      texts[pid].prompt_text}]})}
+        poisoned = {
+            pid
+            for pid in ids
+            if is_poisoned({"messages": [{"role": "user", "content": texts[pid].prompt_text}]})
+        }
         assert poisoned, "the scenario needs malformed answers"
         labelled = {label["pair_id"] for label in labels}
         assert not labelled & poisoned, "no label may come from a malformed answer"
         assert {pid for pid, status in judged.items() if status == "failed"} == poisoned
         assert labelled == set(ids) - poisoned, "transient faults are retried until answered"
         assert len(labels) == len(labelled)  # one judge label per pair
-    raw = db.read_bytes() + (db.with_suffix(".duckdb.wal").read_bytes() if db.with_suffix(".duckdb.wal").exists() else b"")
+    raw = db.read_bytes() + (
+        db.with_suffix(".duckdb.wal").read_bytes()
+        if db.with_suffix(".duckdb.wal").exists()
+        else b""
+    )
     assert SECRET.encode() not in raw
 
 

@@ -17,8 +17,14 @@ SECRET = "sk-prefloop-SECRET-do-not-store-9131"
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -29,20 +35,47 @@ def test_api_key_appears_nowhere(tmp_path: Path, hh_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with PreferenceStore(db) as store:
         import_hh(store, hh_path, tmp_path, 0, 30)
-        ingest(store, [PairRecord([{"role": "user", "content": f"q{i}"}], f"x{i}", f"y{i}") for i in range(5)],
-               origin="unlabelled")
+        ingest(
+            store,
+            [
+                PairRecord([{"role": "user", "content": f"q{i}"}], f"x{i}", f"y{i}")
+                for i in range(5)
+            ],
+            origin="unlabelled",
+        )
     env = dict(os.environ, OPENAI_API_KEY=SECRET, PREFLOOP_DB=str(db))
     outputs = []
     with FakeOpenAIServer(responder=always("[[A]]")) as server:
-        outputs.append(cli("judge", "--base-url", server.url, "--model", "m", "--all-unlabelled", "--json",
-                           env=env))
+        outputs.append(
+            cli(
+                "judge",
+                "--base-url",
+                server.url,
+                "--model",
+                "m",
+                "--all-unlabelled",
+                "--json",
+                env=env,
+            )
+        )
         # the key did go over the wire (so this test can see a leak), and nowhere else
         assert server.requests
         assert all(SECRET in r["headers"].get("authorization", "") for r in server.requests)
     outputs.append(cli("export", "--out", str(tmp_path / "export.jsonl"), env=env))
     outputs.append(cli("stats", "--json", env=env))
-    outputs.append(cli("train", "sft", "--max-steps", "1", "--out", str(tmp_path / "runs"), "--json",
-                       *[f"--set={k}={v}" for k, v in TINY.items()], env=env))
+    outputs.append(
+        cli(
+            "train",
+            "sft",
+            "--max-steps",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--json",
+            *[f"--set={k}={v}" for k, v in TINY.items()],
+            env=env,
+        )
+    )
     for proc in outputs:
         assert SECRET not in proc.stdout and SECRET not in proc.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

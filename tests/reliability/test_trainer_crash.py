@@ -29,6 +29,8 @@ def test_killed_trainer_then_retrain_succeeds(jobs, labelled_store) -> None:  # 
     assert {t: labelled_store.count(t) for t in TABLES} == before
     assert labelled_store.query("SELECT * FROM labels ORDER BY label_id") == label_rows
 
-    again = jobs.run(TrainRequest("dpo", max_steps=2, overrides={**TINY, "eval_every": 0}), timeout=600)
+    again = jobs.run(
+        TrainRequest("dpo", max_steps=2, overrides={**TINY, "eval_every": 0}), timeout=600
+    )
     assert again["status"] == "succeeded", again["log_tail"]
     assert again["artifact_path"]

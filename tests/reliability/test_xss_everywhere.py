@@ -4,7 +4,6 @@ tab of the real app in real Chromium: none executes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,10 @@ from data.store import PreferenceStore
 from tests.app.conftest import Served, free_port, make_users, stop
 from tests.app.test_browser import CHROMIUM, assert_no_script_ran, browser, login  # noqa: F401
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium"),
+]
 
 PAYLOADS = [
     "<script>window.__xss = 1</script>",
@@ -30,9 +31,9 @@ PAYLOADS = [
     '<details open ontoggle="window.__xss = 8">',
     '<input autofocus onfocus="window.__xss = 9">',
     '"><script>window.__xss = 10</script>',
-    "<math><mtext><table><mglyph><style><img src=x onerror=\"window.__xss = 11\">",
+    '<math><mtext><table><mglyph><style><img src=x onerror="window.__xss = 11">',
     '<object data="javascript:window.__xss = 12"></object>',
-    "![img](x\" onerror=\"window.__xss = 13)",
+    '![img](x" onerror="window.__xss = 13)',
 ]
 
 
@@ -43,17 +44,25 @@ def served_payloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served
     tmp = tmp_path_factory.mktemp("xss")
     db = tmp / "store.duckdb"
     with PreferenceStore(db) as store:
-        records = [PairRecord([{"role": "user", "content": f"Question {i}: {p}"}], f"Answer {p}", f"Other {i} {p}")
-                   for i, p in enumerate(PAYLOADS)]
+        records = [
+            PairRecord(
+                [{"role": "user", "content": f"Question {i}: {p}"}], f"Answer {p}", f"Other {i} {p}"
+            )
+            for i, p in enumerate(PAYLOADS)
+        ]
         ids = ingest(store, records, origin="xss").pair_ids
-        queue.assign(store, [queue.Assignment(pid, "human", priority=1.0, needed_labels=3) for pid in ids])
+        queue.assign(
+            store, [queue.Assignment(pid, "human", priority=1.0, needed_labels=3) for pid in ids]
+        )
         for pid, payload in zip(ids, PAYLOADS, strict=True):
             store.add_label(pid, source="human", who="ann2", verdict="a", rationale=payload)
             store.add_label(pid, source="judge", who=payload, verdict="b", rationale=payload)
             with store.transaction() as cur:
-                cur.execute("INSERT INTO judgements (pair_id, model, template_hash, order_shown, status, "
-                            "raw_text, error) VALUES (?, ?, 't', 'ab', 'failed', ?, ?)",
-                            [pid, payload, payload, payload]).fetchall()
+                cur.execute(
+                    "INSERT INTO judgements (pair_id, model, template_hash, order_shown, status, "
+                    "raw_text, error) VALUES (?, ?, 't', 'ab', 'failed', ?, ?)",
+                    [pid, payload, payload, payload],
+                ).fetchall()
     users = make_users(tmp / "users.json")
     config = ServeConfig(port=free_port(), auth=str(users))
     store = PreferenceStore(db)
@@ -76,7 +85,9 @@ def test_no_payload_executes_on_any_tab(browser: Any, served_payloads: Served) -
             page.locator("#btn-dashboard").click()
         page.wait_for_timeout(1500)
         assert_no_script_ran(page, dialogs)
-        dangerous = page.locator("script:not([src]):has-text('__xss'), [onerror], [onload], [ontoggle], "
-                                 "[onfocus], iframe[srcdoc], a[href^='javascript' i], object[data^='javascript' i]")
+        dangerous = page.locator(
+            "script:not([src]):has-text('__xss'), [onerror], [onload], [ontoggle], "
+            "[onfocus], iframe[srcdoc], a[href^='javascript' i], object[data^='javascript' i]"
+        )
         assert dangerous.count() == 0, tab
     context.close()

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from app.cli import cli
 from tests.training.conftest import TINY
 
-SETTINGS = [arg for key, value in {**TINY, "eval_every": 0}.items() for arg in ("--set", f"{key}={value}")]
+SETTINGS = [
+    arg for key, value in {**TINY, "eval_every": 0}.items() for arg in ("--set", f"{key}={value}")
+]
 
 
 def test_every_training_command_has_help() -> None:
@@ -26,8 +28,21 @@ def test_every_training_command_has_help() -> None:
 def test_train_sft_then_runs(labelled_store, tmp_path) -> None:
     db = labelled_store.path
     labelled_store.close()
-    result = CliRunner().invoke(cli, ["train", "sft", "--db", db, "--max-steps", "2",
-                                      "--out", str(tmp_path / "runs"), *SETTINGS, "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "sft",
+            "--db",
+            db,
+            "--max-steps",
+            "2",
+            "--out",
+            str(tmp_path / "runs"),
+            *SETTINGS,
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = json.loads(result.output.strip().splitlines()[-1])
     assert run["status"] == "succeeded" and run["promoted"] is True
@@ -44,16 +59,28 @@ def test_train_sft_then_runs(labelled_store, tmp_path) -> None:
 
 def test_train_errors_are_one_line_with_the_fix(tmp_path) -> None:
     db = str(tmp_path / "empty.duckdb")
-    proc = subprocess.run([sys.executable, "-m", "app", "train", "dpo", "--db", db],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "train", "dpo", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "no labelled pairs" in proc.stderr and "prefloop import" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "app", "train", "dpo", "--db", db, "--set", "betta=0.2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "train", "dpo", "--db", db, "--set", "betta=0.2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "unknown setting(s) betta" in proc.stderr and "beta" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "app", "generate", "--db", db],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "generate", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "no promoted policy yet" in proc.stderr
 
 
@@ -61,12 +88,27 @@ def test_train_errors_are_one_line_with_the_fix(tmp_path) -> None:
 def test_generate_from_the_latest_policy_forms_new_pairs(labelled_store, tmp_path) -> None:
     db = labelled_store.path
     labelled_store.close()
-    trained = CliRunner().invoke(cli, ["train", "sft", "--db", db, "--max-steps", "1", *SETTINGS, "--json"])
+    trained = CliRunner().invoke(
+        cli, ["train", "sft", "--db", db, "--max-steps", "1", *SETTINGS, "--json"]
+    )
     assert trained.exit_code == 0, trained.output
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Tell me a joke.\nHow do I bake bread?\n")
-    result = CliRunner().invoke(cli, ["generate", "--db", db, "--prompts", str(prompts), "--n", "3",
-                                      "--max-new-tokens", "6", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--db",
+            db,
+            "--prompts",
+            str(prompts),
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = json.loads(result.output.strip().splitlines()[-1])
     assert run["metrics"]["generated"] == 6
@@ -74,6 +116,10 @@ def test_generate_from_the_latest_policy_forms_new_pairs(labelled_store, tmp_pat
     from data.store import PreferenceStore
 
     with PreferenceStore(db) as store:
-        meta = json.loads(store.scalar("SELECT meta FROM prompt_responses WHERE origin = 'generate' LIMIT 1"))
+        meta = json.loads(
+            store.scalar("SELECT meta FROM prompt_responses WHERE origin = 'generate' LIMIT 1")
+        )
         assert meta["n"] == 3 and meta["engine"] == "transformers"
-        assert meta["policy"] == json.loads(trained.output.strip().splitlines()[-1])["artifact_path"]
+        assert (
+            meta["policy"] == json.loads(trained.output.strip().splitlines()[-1])["artifact_path"]
+        )

@@ -29,7 +29,9 @@ def test_sft_run_trains_and_is_recorded(jobs, labelled_store) -> None:
     assert status["promoted"] is True
     metrics = status["metrics"]
     assert metrics["steps"] == 3 and metrics["param_change"] > 0
-    assert metrics["rows_used"] == 3 * TINY["batch_size"]  # one pass of 3 steps: no more rows tokenized
+    assert (
+        metrics["rows_used"] == 3 * TINY["batch_size"]
+    )  # one pass of 3 steps: no more rows tokenized
     assert metrics["heldout_used"] == metrics["heldout_rows"]
     run_dir = Path(status["run_dir"])
     assert (run_dir / "artifact" / "config.json").exists()
@@ -73,21 +75,35 @@ def test_requests_during_a_run_merge_into_one_queued_run_and_cancel_works(jobs) 
     assert not jobs.cancel(running)  # already over
 
 
-def test_dpo_reference_cache_then_incremental_run(jobs, labelled_store, hh_path, tmp_path, tiny_policy) -> None:
+def test_dpo_reference_cache_then_incremental_run(
+    jobs, labelled_store, hh_path, tmp_path, tiny_policy
+) -> None:
     policy = str(tiny_policy)
     big = {**TINY, "batch_size": 40}  # 2 steps x 40 covers every row: nothing is left out of a run
-    first = jobs.run(TrainRequest("dpo", policy=policy, max_steps=2,
-                                  overrides={**big, "eval_every": 0}), timeout=300)
+    first = jobs.run(
+        TrainRequest("dpo", policy=policy, max_steps=2, overrides={**big, "eval_every": 0}),
+        timeout=300,
+    )
     assert first["status"] == "succeeded", first["log_tail"]
     pairs = first["metrics"]["snapshot_rows"]
     assert first["metrics"]["ref_forward_pairs"] == pairs
-    assert labelled_store.count("ref_logprobs") == 2 * pairs == first["metrics"]["ref_logprobs_added"]
+    assert (
+        labelled_store.count("ref_logprobs") == 2 * pairs == first["metrics"]["ref_logprobs_added"]
+    )
     assert first["metrics"]["param_change"] > 0
 
     # +20 labelled pairs, then an incremental run: new + replay rows, reference cache for the rest
     import_hh(labelled_store, hh_path, tmp_path, 60, 20)
-    inc = jobs.run(TrainRequest("dpo", policy=policy, incremental=True, max_steps=2, overrides={
-        **big, "eval_every": 0, "replay_ratio": 0.5, "min_replay": 4}), timeout=300)
+    inc = jobs.run(
+        TrainRequest(
+            "dpo",
+            policy=policy,
+            incremental=True,
+            max_steps=2,
+            overrides={**big, "eval_every": 0, "replay_ratio": 0.5, "min_replay": 4},
+        ),
+        timeout=300,
+    )
     assert inc["status"] == "succeeded", inc["log_tail"]
     assert inc["parent_run_id"] == first["run_id"]
     metrics = inc["metrics"]
@@ -101,7 +117,11 @@ def test_dpo_reference_cache_then_incremental_run(jobs, labelled_store, hh_path,
     assert metrics["train_rows"] == len(trained) == len(new_train) + metrics["replay_rows"]
     gate = metrics["gate"]
     assert gate["parent_heldout_accuracy"] == first["metrics"]["heldout_accuracy"]
-    assert gate["promoted"] == inc["promoted"] == (gate["heldout_accuracy"] >= gate["parent_heldout_accuracy"])
+    assert (
+        gate["promoted"]
+        == inc["promoted"]
+        == (gate["heldout_accuracy"] >= gate["parent_heldout_accuracy"])
+    )
     # a reference forward pass only for pairs that were not cached: the new ones
     # (the incremental run sees new train rows + replay + held-out rows; replayed and old held-out
     # rows are cached, new held-out rows are not)
@@ -109,8 +129,10 @@ def test_dpo_reference_cache_then_incremental_run(jobs, labelled_store, hh_path,
     assert inc["config"]["snapshot"]["ref_cached_pairs"] == len(snapshot) - len(new_all)
 
     # a full (non-incremental) run now finds every pair in the cache
-    again = jobs.run(TrainRequest("dpo", policy=policy, max_steps=2, overrides={**big, "eval_every": 0}),
-                     timeout=300)
+    again = jobs.run(
+        TrainRequest("dpo", policy=policy, max_steps=2, overrides={**big, "eval_every": 0}),
+        timeout=300,
+    )
     assert again["status"] == "succeeded", again["log_tail"]
     assert again["metrics"]["ref_forward_pairs"] == 0
     assert again["metrics"]["ref_cached_pairs"] == len(snapshot)

@@ -32,12 +32,29 @@ def test_ensemble_mlp_head_with_standardisation_uses_the_encoder(tmp_path) -> No
     folder.mkdir()
     dim = 384 * 2 + 2
     rng = np.random.default_rng(1)
-    (folder / "ensemble.json").write_text(json.dumps({
-        "format": "prefloop-ensemble/1", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
-        "max_length": 32, "normalize": True, "features": ["joint", "response", "length"],
-        "members": 2, "head": "mlp", "version": 1}))
-    np.savez(folder / "ensemble.npz", W1=rng.normal(size=(2, dim, 4)), b1=rng.normal(size=(2, 4)),
-             W2=rng.normal(size=(2, 4)), b2=rng.normal(size=2), mu=np.zeros(dim), sigma=np.full(dim, 2.0))
+    (folder / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "format": "prefloop-ensemble/1",
+                "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+                "max_length": 32,
+                "normalize": True,
+                "features": ["joint", "response", "length"],
+                "members": 2,
+                "head": "mlp",
+                "version": 1,
+            }
+        )
+    )
+    np.savez(
+        folder / "ensemble.npz",
+        W1=rng.normal(size=(2, dim, 4)),
+        b1=rng.normal(size=(2, 4)),
+        W2=rng.normal(size=(2, 4)),
+        b2=rng.normal(size=2),
+        mu=np.zeros(dim),
+        sigma=np.full(dim, 2.0),
+    )
     reward = EnsembleReward(folder, conservative_lambda=1.0)
     members = reward.member_rewards(["hello there"], ["hi, how can I help?"])
     assert members.shape == (1, 2)
@@ -52,9 +69,15 @@ def test_prompt_template_round_trips_to_the_rendered_transcript() -> None:
     single = [{"role": "user", "content": "Why is the sky blue?"}]
     assert prompt_text(single) == "\n\nHuman: Why is the sky blue?\n\nAssistant:"
     assert transcript_from_prompt(prompt_text(single)) == "Why is the sky blue?"
-    multi = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-             {"role": "user", "content": "help"}]
-    assert transcript_from_prompt(prompt_text(multi)) == "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: help"
+    multi = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "help"},
+    ]
+    assert (
+        transcript_from_prompt(prompt_text(multi))
+        == "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: help"
+    )
 
 
 def test_generations_become_responses_and_unlabelled_pairs(labelled_store, tmp_path) -> None:

@@ -12,16 +12,30 @@ from tests.training.conftest import TINY
 from training.jobs import TrainRequest
 
 
-def make_ensemble(folder: Path, features: list[str], dim: int, members: int = 3, seed: int = 0) -> Path:
+def make_ensemble(
+    folder: Path, features: list[str], dim: int, members: int = 3, seed: int = 0
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    (folder / "ensemble.json").write_text(json.dumps({
-        "format": "prefloop-ensemble/1", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
-        "max_length": 64, "normalize": True, "features": features, "members": members,
-        "head": "linear", "version": 1,
-    }))
-    np.savez(folder / "ensemble.npz", W=rng.normal(size=(members, dim)).astype(np.float32),
-             b=rng.normal(size=members).astype(np.float32))
+    (folder / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "format": "prefloop-ensemble/1",
+                "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+                "max_length": 64,
+                "normalize": True,
+                "features": features,
+                "members": members,
+                "head": "linear",
+                "version": 1,
+            }
+        )
+    )
+    np.savez(
+        folder / "ensemble.npz",
+        W=rng.normal(size=(members, dim)).astype(np.float32),
+        b=rng.normal(size=members).astype(np.float32),
+    )
     return folder
 
 
@@ -33,10 +47,29 @@ def run_ok(jobs, request: TrainRequest) -> dict:
 
 @pytest.mark.slow
 def test_rm_then_ppo_with_the_reward_model(jobs, tiny_policy) -> None:
-    rm = run_ok(jobs, TrainRequest("rm", policy=str(tiny_policy), max_steps=3, overrides={**TINY, "eval_every": 0}))
+    rm = run_ok(
+        jobs,
+        TrainRequest(
+            "rm", policy=str(tiny_policy), max_steps=3, overrides={**TINY, "eval_every": 0}
+        ),
+    )
     assert rm["metrics"]["param_change"] > 0 and rm["promoted"]
-    ppo = run_ok(jobs, TrainRequest("ppo", policy=str(tiny_policy), max_steps=2, reward="rm", overrides={
-        **TINY, "rollout_batch": 4, "minibatch": 2, "ppo_epochs": 2, "max_new_tokens": 8}))
+    ppo = run_ok(
+        jobs,
+        TrainRequest(
+            "ppo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            reward="rm",
+            overrides={
+                **TINY,
+                "rollout_batch": 4,
+                "minibatch": 2,
+                "ppo_epochs": 2,
+                "max_new_tokens": 8,
+            },
+        ),
+    )
     assert ppo["config"]["reward"] == rm["artifact_path"]
     assert ppo["metrics"]["steps"] == 2 and ppo["metrics"]["param_change"] > 0
     assert (Path(ppo["artifact_path"]) / "value_head.pt").exists()
@@ -47,18 +80,48 @@ def test_rm_then_ppo_with_the_reward_model(jobs, tiny_policy) -> None:
 @pytest.mark.slow
 def test_ppo_and_grpo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> None:
     ensemble = make_ensemble(tmp_path / "ens", ["length"], 2)
-    ppo = run_ok(jobs, TrainRequest("ppo", policy=str(tiny_policy), max_steps=2, reward=str(ensemble), overrides={
-        **TINY, "rollout_batch": 4, "minibatch": 4, "ppo_epochs": 1, "max_new_tokens": 8}))
+    ppo = run_ok(
+        jobs,
+        TrainRequest(
+            "ppo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            reward=str(ensemble),
+            overrides={
+                **TINY,
+                "rollout_batch": 4,
+                "minibatch": 4,
+                "ppo_epochs": 1,
+                "max_new_tokens": 8,
+            },
+        ),
+    )
     assert ppo["metrics"]["param_change"] > 0
-    grpo = run_ok(jobs, TrainRequest("grpo", policy=str(tiny_policy), max_steps=2, reward=str(ensemble), overrides={
-        **TINY, "num_generations": 2, "max_new_tokens": 8}))
+    grpo = run_ok(
+        jobs,
+        TrainRequest(
+            "grpo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            reward=str(ensemble),
+            overrides={**TINY, "num_generations": 2, "max_new_tokens": 8},
+        ),
+    )
     assert grpo["metrics"]["steps"] == 2 and grpo["metrics"]["param_change"] > 0
 
 
 @pytest.mark.slow
 def test_two_processes_through_accelerate_both_ranks_train(jobs, tiny_policy) -> None:
-    status = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=2, num_processes=2,
-                                       overrides={**TINY, "eval_every": 0}))
+    status = run_ok(
+        jobs,
+        TrainRequest(
+            "dpo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            num_processes=2,
+            overrides={**TINY, "eval_every": 0},
+        ),
+    )
     ranks = sorted((Path(status["run_dir"]) / "ranks").glob("rank-*.json"))
     reports = [json.loads(p.read_text()) for p in ranks]
     assert [r["rank"] for r in reports] == [0, 1]
@@ -66,15 +129,34 @@ def test_two_processes_through_accelerate_both_ranks_train(jobs, tiny_policy) ->
 
 
 @pytest.mark.slow
-def test_cached_reference_values_equal_a_fresh_computation(jobs, labelled_store, tiny_policy) -> None:
+def test_cached_reference_values_equal_a_fresh_computation(
+    jobs, labelled_store, tiny_policy
+) -> None:
     import pyarrow.parquet as pq
 
-    first = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=1, overrides={**TINY, "eval_every": 0}))
-    fresh = run_ok(jobs, TrainRequest("dpo", policy=str(tiny_policy), max_steps=1, overrides={
-        **TINY, "eval_every": 0, "cache_reference": False}))
+    first = run_ok(
+        jobs,
+        TrainRequest(
+            "dpo", policy=str(tiny_policy), max_steps=1, overrides={**TINY, "eval_every": 0}
+        ),
+    )
+    fresh = run_ok(
+        jobs,
+        TrainRequest(
+            "dpo",
+            policy=str(tiny_policy),
+            max_steps=1,
+            overrides={**TINY, "eval_every": 0, "cache_reference": False},
+        ),
+    )
     assert fresh["metrics"]["ref_forward_pairs"] == first["metrics"]["ref_forward_pairs"]
-    cached = {(p, r): v for p, r, v in labelled_store.query("SELECT prompt_id, response_id, logp FROM ref_logprobs")}
+    cached = {
+        (p, r): v
+        for p, r, v in labelled_store.query("SELECT prompt_id, response_id, logp FROM ref_logprobs")
+    }
     recomputed = pq.read_table(Path(fresh["run_dir"]) / "ref_logprobs.parquet").to_pylist()
     assert len(recomputed) == len(cached)
     for row in recomputed:
-        assert row["logp"] == pytest.approx(cached[(row["prompt_id"], row["response_id"])], abs=1e-3)
+        assert row["logp"] == pytest.approx(
+            cached[(row["prompt_id"], row["response_id"])], abs=1e-3
+        )
