@@ -89,3 +89,18 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert ("app.cli", True) in modules
     assert ("training.ppo", True) in modules
     assert ("torch", False) in modules
+
+
+def test_importing_training_jobs_loads_no_heavy_library() -> None:
+    """What the UI process imports for training (and all it pulls in) stays torch-free."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, training.jobs, app.cli\n"
+        "heavy = ('torch', 'transformers', 'trl', 'peft', 'accelerate')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""

@@ -38,19 +38,18 @@ from typing import Any
 from data.errors import ConfigError, TrainingError
 from data.store import PreferenceStore
 from training import runfiles
-from training.generation_io import GENERATIONS, PROMPTS, export_prompts, ingest_generations
-from training.snapshot import (
-    export_snapshot,
-    ingest_ref_logprobs,
-    label_watermark,
-    model_hash,
-    template_hash,
+from training.generation_io import GENERATIONS, ingest_generations
+from training.planning import (  # noqa: F401 - POLICY_STAGES and TINY are part of this API
+    POLICY_STAGES,
+    TINY,
+    decode_run,
+    plan_generate,
+    plan_training,
 )
+from training.snapshot import ingest_ref_logprobs
 
 STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
-POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
 KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
-TINY = "tiny"  # the embedded default policy, built inside the run
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
 
 
@@ -198,7 +197,7 @@ class JobManager:
         rows = self.store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
         if not rows:
             raise TrainingError(f"no run {run_id!r}; list runs with `prefloop runs`")
-        row = _decode(rows[0])
+        row = decode_run(rows[0])
         run_dir = Path(row["run_dir"])
         live = runfiles.read_json(run_dir / runfiles.STATUS, {}) or {}
         metrics = runfiles.read_metrics(run_dir)
@@ -215,7 +214,7 @@ class JobManager:
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         self.tick()
         return [
-            _decode(r)
+            decode_run(r)
             for r in self.store.query_dicts(
                 "SELECT run_id, kind, status, promoted, artifact_path, metrics, parent_run_id, "
                 "created_at, started_at, finished_at, run_dir FROM runs ORDER BY created_at DESC LIMIT ?",
@@ -296,9 +295,9 @@ class JobManager:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if request.stage == "generate":
-                plan = self._plan_generate(request, run_dir)
+                plan = plan_generate(self.store, request, run_dir)
             else:
-                plan = self._plan_training(run_dir, request)
+                plan = plan_training(self.store, request, run_dir)
         except Exception as exc:
             self._finish(run_id, "failed", log_tail=f"could not start: {exc}")
             if isinstance(exc, TrainingError | ConfigError):
@@ -365,103 +364,6 @@ class JobManager:
             ).fetchall()
         code = trainer_main([request.stage, "--run-dir", str(run_dir)])
         self._ingest(run_id, code)
-
-    def _plan_generate(self, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
-        policy = request.policy
-        if policy in (None, "latest"):
-            policy = self._latest_artifact(POLICY_STAGES)
-            if policy is None:
-                raise ConfigError(
-                    "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
-                    "or pass --policy MODEL"
-                )
-        count = export_prompts(self.store, request.prompts, run_dir / PROMPTS)
-        return {"stage": "generate", "policy": policy, "prompt_count": count}
-
-    def _plan_training(self, run_dir: Path, request: TrainRequest) -> dict[str, Any]:
-        plan = self._plan(request)
-        plan["snapshot"] = export_snapshot(
-            self.store,
-            run_dir / runfiles.SNAPSHOT,
-            test_fraction=request.test_fraction,
-            watermark=plan["watermark"] if plan["warm_start"] else 0,
-            ref_model_hash=plan["ref_model_hash"],
-            template=plan["template_hash"],
-        )
-        if plan["snapshot"]["train"] == 0:
-            raise TrainingError(
-                "no labelled pairs to train on (ties, both_bad and split votes are left out); "
-                "label some pairs or import a labelled file with `prefloop import`"
-            )
-        return plan
-
-    def _plan(self, request: TrainRequest) -> dict[str, Any]:
-        """Resolve policy, warm start, reward and cache keys for a run, from the store."""
-        policy = request.policy
-        if policy in (None, "latest"):
-            policy = self._latest_artifact(("sft",)) if request.stage != "sft" else None
-            policy = policy or TINY
-        elif policy != TINY and not Path(policy).exists() and "/" not in policy:
-            raise ConfigError(
-                f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
-                "(owner/name); pass a path, an id, or leave it out for the default"
-            )
-        parent = None
-        if request.incremental:
-            parent = self._latest_promoted(request.stage, policy, request.overrides.get("use_lora"))
-        reward = request.reward
-        if request.stage in ("ppo", "grpo"):
-            reward = reward or ("rm" if self._latest_artifact(("rm",)) else None)
-            if reward == "rm":
-                reward = self._latest_artifact(("rm",))
-                if reward is None:
-                    raise ConfigError(
-                        "--reward rm: no promoted reward model yet; run "
-                        "`prefloop train rm` first or pass --reward ENSEMBLE_DIR"
-                    )
-            if reward is None:
-                raise ConfigError(
-                    "PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
-                    "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)"
-                )
-        max_length = int(request.overrides.get("max_length", 256))
-        return {
-            "stage": request.stage,
-            "policy": policy,
-            "reward": reward,
-            "warm_start": parent["artifact_path"] if parent else None,
-            "parent_run_id": parent["run_id"] if parent else None,
-            "parent_metrics": parent["metrics"] if parent else None,
-            "watermark": parent["config"].get("label_watermark", 0) if parent else 0,
-            "label_watermark": label_watermark(self.store),
-            "ref_model_hash": model_hash(policy) if policy != TINY else None,
-            "template_hash": template_hash(max_length, "keep_end"),
-        }
-
-    def _latest_artifact(self, kinds: tuple[str, ...]) -> str | None:
-        marks = ", ".join("?" for _ in kinds)
-        return self.store.scalar(
-            f"SELECT artifact_path FROM runs WHERE promoted AND status = 'succeeded' AND kind IN ({marks}) "
-            "ORDER BY finished_at DESC LIMIT 1",
-            list(kinds),
-        )
-
-    def _latest_promoted(
-        self, stage: str, policy: str, use_lora: bool | None
-    ) -> dict[str, Any] | None:
-        """The last promoted run of `stage` on `policy` trained the same way (LoRA or full)."""
-        for row in self.store.query_dicts(
-            "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
-            "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC",
-            [stage],
-        ):
-            row = _decode(row)
-            same_kind = (
-                row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora
-            )
-            if row["config"].get("policy") == policy and row["artifact_path"] and same_kind:
-                return row
-        return None
 
     def _ingest(self, run_id: str, exit_code: int | None) -> None:
         run_dir = self._run_dir(run_id)
@@ -539,15 +441,6 @@ def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
 
     module, name = _CONFIGS[stage]
     return config_from_dict(getattr(importlib.import_module(module), name), dict(overrides or {}))
-
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("config", "metrics"):
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
-        elif key in row and row[key] is None:
-            row[key] = {}
-    return row
 
 
 def _adopted_poll(pid: int | None) -> int | None:

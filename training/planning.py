@@ -1,0 +1,138 @@
+"""Resolve what a run will do, from the store: policy, warm start, reward, cache keys.
+
+Read-only planning that `training.jobs` runs before it starts a process; like jobs, it
+imports no torch, so the app can import it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data.errors import ConfigError, TrainingError
+from data.store import PreferenceStore
+from training import runfiles
+from training.generation_io import PROMPTS, export_prompts
+from training.snapshot import export_snapshot, label_watermark, model_hash, template_hash
+
+if TYPE_CHECKING:
+    from training.jobs import TrainRequest
+
+POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
+TINY = "tiny"  # the embedded default policy, built inside the run
+
+
+def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+    """Resolve the policy and export the prompts for a generation run."""
+    policy = request.policy
+    if policy in (None, "latest"):
+        policy = latest_artifact(store, POLICY_STAGES)
+        if policy is None:
+            raise ConfigError(
+                "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
+                "or pass --policy MODEL"
+            )
+    count = export_prompts(store, request.prompts, run_dir / PROMPTS)
+    return {"stage": "generate", "policy": policy, "prompt_count": count}
+
+
+def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+    """Resolve a training run and export its snapshot; raise when nothing can be trained."""
+    plan = plan_run(store, request)
+    plan["snapshot"] = export_snapshot(
+        store,
+        run_dir / runfiles.SNAPSHOT,
+        test_fraction=request.test_fraction,
+        watermark=plan["watermark"] if plan["warm_start"] else 0,
+        ref_model_hash=plan["ref_model_hash"],
+        template=plan["template_hash"],
+    )
+    if plan["snapshot"]["train"] == 0:
+        raise TrainingError(
+            "no labelled pairs to train on (ties, both_bad and split votes are left out); "
+            "label some pairs or import a labelled file with `prefloop import`"
+        )
+    return plan
+
+
+def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
+    """Resolve policy, warm start, reward and cache keys for a run, from the store."""
+    policy = request.policy
+    if policy in (None, "latest"):
+        policy = latest_artifact(store, ("sft",)) if request.stage != "sft" else None
+        policy = policy or TINY
+    elif policy != TINY and not Path(policy).exists() and "/" not in policy:
+        raise ConfigError(
+            f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
+            "(owner/name); pass a path, an id, or leave it out for the default"
+        )
+    parent = None
+    if request.incremental:
+        parent = latest_promoted(store, request.stage, policy, request.overrides.get("use_lora"))
+    reward = request.reward
+    if request.stage in ("ppo", "grpo"):
+        reward = reward or ("rm" if latest_artifact(store, ("rm",)) else None)
+        if reward == "rm":
+            reward = latest_artifact(store, ("rm",))
+            if reward is None:
+                raise ConfigError(
+                    "--reward rm: no promoted reward model yet; run "
+                    "`prefloop train rm` first or pass --reward ENSEMBLE_DIR"
+                )
+        if reward is None:
+            raise ConfigError(
+                "PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
+                "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)"
+            )
+    max_length = int(request.overrides.get("max_length", 256))
+    return {
+        "stage": request.stage,
+        "policy": policy,
+        "reward": reward,
+        "warm_start": parent["artifact_path"] if parent else None,
+        "parent_run_id": parent["run_id"] if parent else None,
+        "parent_metrics": parent["metrics"] if parent else None,
+        "watermark": parent["config"].get("label_watermark", 0) if parent else 0,
+        "label_watermark": label_watermark(store),
+        "ref_model_hash": model_hash(policy) if policy != TINY else None,
+        "template_hash": template_hash(max_length, "keep_end"),
+    }
+
+
+def latest_artifact(store: PreferenceStore, kinds: tuple[str, ...]) -> str | None:
+    """Artifact of the newest promoted, succeeded run of one of these kinds."""
+    marks = ", ".join("?" for _ in kinds)
+    return store.scalar(
+        f"SELECT artifact_path FROM runs WHERE promoted AND status = 'succeeded' AND kind IN ({marks}) "
+        "ORDER BY finished_at DESC LIMIT 1",
+        list(kinds),
+    )
+
+
+def latest_promoted(
+    store: PreferenceStore, stage: str, policy: str, use_lora: bool | None
+) -> dict[str, Any] | None:
+    """The last promoted run of `stage` on `policy` trained the same way (LoRA or full)."""
+    for row in store.query_dicts(
+        "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
+        "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC",
+        [stage],
+    ):
+        row = decode_run(row)
+        same_kind = (
+            row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora
+        )
+        if row["config"].get("policy") == policy and row["artifact_path"] and same_kind:
+            return row
+    return None
+
+
+def decode_run(row: dict[str, Any]) -> dict[str, Any]:
+    """A `runs` row with its JSON columns decoded (missing ones as {})."""
+    for key in ("config", "metrics"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+        elif key in row and row[key] is None:
+            row[key] = {}
+    return row
