@@ -156,13 +156,11 @@ def direct_annotator(store_path: Path):  # noqa: ANN201
         user = f"direct{index}"
         shown = annotator.next(user)
         for _ in range(warmup):
-            annotator.label(user, shown.pair_id, "a", None)
-            shown = annotator.next(user)
+            shown = annotator.label_and_next(user, shown.pair_id, "a", None)
         barrier.wait()
         for _ in range(n):
             started = time.perf_counter()
-            annotator.label(user, shown.pair_id, "a", None)
-            shown = annotator.next(user)
+            shown = annotator.label_and_next(user, shown.pair_id, "a", None)  # what a click does
             annotator.progress(user)
             out.append(time.perf_counter() - started)
 

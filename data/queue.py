@@ -173,24 +173,34 @@ def claim_next(
     else is left.
     """
     with store.transaction() as cur:
-        held = cur.execute(
-            "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
-            [annotator],
-        ).fetchall()
-        if held:
-            return held[0][0]
-        candidates = _next_ids(store, cur, annotator, len(avoid) + 1)
-        fresh = [c for c in candidates if c not in avoid] or candidates
-        if not fresh:
-            return None
-        pair_id = fresh[0]
-        # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
-        cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
-        cur.execute(
-            "INSERT INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
-            [pair_id, annotator, int(lease_seconds * 1e6)],
-        ).fetchall()
-        return pair_id
+        return _claim(store, cur, annotator, lease_seconds, avoid)
+
+
+def _claim(
+    store: PreferenceStore,
+    cur: duckdb.DuckDBPyConnection,
+    annotator: str,
+    lease_seconds: float,
+    avoid: Collection[str],
+) -> str | None:
+    held = cur.execute(
+        "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
+        [annotator],
+    ).fetchall()
+    if held:
+        return held[0][0]
+    candidates = _next_ids(store, cur, annotator, len(avoid) + 1)
+    fresh = [c for c in candidates if c not in avoid] or candidates
+    if not fresh:
+        return None
+    pair_id = fresh[0]
+    # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
+    cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
+    cur.execute(
+        "INSERT INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
+        [pair_id, annotator, int(lease_seconds * 1e6)],
+    ).fetchall()
+    return pair_id
 
 
 def release(store: PreferenceStore, annotator: str) -> None:
@@ -213,31 +223,61 @@ def submit_human_label(
     `verdict_shown` refers to what the annotator saw as A/B; when the display was
     swapped it is turned back into the stored orientation here, in one place.
     """
-    verdict = {"a": "b", "b": "a"}.get(verdict_shown, verdict_shown) if swapped else verdict_shown
     with store.transaction() as cur:
-        lease_holder, already = cur.execute(
-            """
-            SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who
-                      AND expires_at > now()::TIMESTAMP),
-                   EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human'
-                           AND who = $who AND retracted_at IS NULL)
-            """,
-            {"pair": pair_id, "who": annotator},
-        ).fetchall()[0]
-        if lease_holder is not None:
-            raise StoreError(
-                f"pair {pair_id} is leased to another annotator; ask for the next pair"
-            )
-        if already:
-            raise StoreError(f"{annotator} has already labelled pair {pair_id}")
-        label_id = store.add_label(
-            pair_id,
-            source="human",
-            who=annotator,
-            verdict=verdict,
-            rationale=rationale,
-            swapped=swapped,
-            cursor=cur,
-        )
-        cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
-        return label_id
+        return _submit(store, cur, pair_id, annotator, verdict_shown, swapped, rationale)
+
+
+def label_and_claim_next(
+    store: PreferenceStore,
+    pair_id: str,
+    annotator: str,
+    *,
+    verdict_shown: str,
+    swapped: bool,
+    rationale: str | None = None,
+    lease_seconds: float = 600.0,
+    avoid: Collection[str] = (),
+) -> tuple[int, str | None]:
+    """One annotator click in one transaction (one commit): store the label, lease the next pair.
+
+    Returns (label id, next pair id or None). Either both happen or neither does.
+    """
+    with store.transaction() as cur:
+        label_id = _submit(store, cur, pair_id, annotator, verdict_shown, swapped, rationale)
+        return label_id, _claim(store, cur, annotator, lease_seconds, avoid)
+
+
+def _submit(
+    store: PreferenceStore,
+    cur: duckdb.DuckDBPyConnection,
+    pair_id: str,
+    annotator: str,
+    verdict_shown: str,
+    swapped: bool,
+    rationale: str | None,
+) -> int:
+    verdict = {"a": "b", "b": "a"}.get(verdict_shown, verdict_shown) if swapped else verdict_shown
+    lease_holder, already = cur.execute(
+        """
+        SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who
+                  AND expires_at > now()::TIMESTAMP),
+               EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human'
+                       AND who = $who AND retracted_at IS NULL)
+        """,
+        {"pair": pair_id, "who": annotator},
+    ).fetchall()[0]
+    if lease_holder is not None:
+        raise StoreError(f"pair {pair_id} is leased to another annotator; ask for the next pair")
+    if already:
+        raise StoreError(f"{annotator} has already labelled pair {pair_id}")
+    label_id = store.add_label(
+        pair_id,
+        source="human",
+        who=annotator,
+        verdict=verdict,
+        rationale=rationale,
+        swapped=swapped,
+        cursor=cur,
+    )
+    cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
+    return label_id

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from data.errors import StoreError
-from data.queue import claim_next, submit_human_label
+from data.queue import claim_next, label_and_claim_next, submit_human_label
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
@@ -91,14 +91,8 @@ class Annotator:
 
     def label(self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None) -> int:
         """Store a verdict given on the pair as shown; returns the label id."""
-        if verdict_shown not in SHOWN_VERDICTS:
-            raise StoreError(f"verdict {verdict_shown!r} is not one of {', '.join(SHOWN_VERDICTS)}")
-        if not pair_id:
-            raise StoreError("no pair is shown; ask for the next pair first")
-        queue = self.store.scalar("SELECT queue FROM pairs WHERE pair_id = ?", [pair_id])
-        if queue != "human":
-            raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
-        label_id = submit_human_label(
+        self._check_label(pair_id, verdict_shown)
+        return submit_human_label(
             self.store,
             pair_id,
             annotator,
@@ -106,7 +100,35 @@ class Annotator:
             swapped=self.swapped(annotator, pair_id),
             rationale=(rationale or "").strip() or None,
         )
-        return label_id
+
+    def label_and_next(
+        self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
+    ) -> Shown | None:
+        """A label click: store the verdict and lease the next pair in one transaction."""
+        self._check_label(pair_id, verdict_shown)
+        skipped = self._skipped.get(annotator) or ()
+        _, next_id = label_and_claim_next(
+            self.store,
+            pair_id,
+            annotator,
+            verdict_shown=verdict_shown,
+            swapped=self.swapped(annotator, pair_id),
+            rationale=(rationale or "").strip() or None,
+            lease_seconds=self.config.lease_seconds,
+            avoid=skipped,
+        )
+        if next_id is not None and next_id in skipped:
+            skipped.clear()  # only skipped pairs are left: they are offered again
+        return None if next_id is None else self.show(annotator, self.store.get_pair(next_id))
+
+    def _check_label(self, pair_id: str, verdict_shown: str) -> None:
+        if verdict_shown not in SHOWN_VERDICTS:
+            raise StoreError(f"verdict {verdict_shown!r} is not one of {', '.join(SHOWN_VERDICTS)}")
+        if not pair_id:
+            raise StoreError("no pair is shown; ask for the next pair first")
+        queue = self.store.scalar("SELECT queue FROM pairs WHERE pair_id = ?", [pair_id])
+        if queue != "human":
+            raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
 
     def skip(self, annotator: str, pair_id: str | None) -> None:
         """Give the pair back and pass over it for this annotator while others remain."""

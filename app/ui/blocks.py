@@ -103,8 +103,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         @_ui_errors
         def label(pair_id: str, rationale: str, request: gr.Request) -> tuple[Any, ...]:
             user = ctx.user(request)
-            ctx.annotator.label(user, pair_id, verdict, rationale)
-            return view(user, ctx.annotator.next(user), f"Saved: {verdict.replace('_', ' ')}.")
+            shown = ctx.annotator.label_and_next(user, pair_id, verdict, rationale)
+            return view(user, shown, f"Saved: {verdict.replace('_', ' ')}.")
 
         label.__name__ = f"label_{verdict}"
         return label

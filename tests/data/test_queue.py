@@ -71,3 +71,18 @@ def test_avoided_pairs_come_back_only_when_nothing_else_is_left(store: Preferenc
     assert queue.claim_next(store, "ann", avoid={ids[1]}) == ids[0]
     queue.release(store, "ann")
     assert queue.claim_next(store, "ann", avoid=set(ids)) == ids[1]  # all avoided: best again
+
+
+def test_label_and_claim_next_is_one_transaction(store: PreferenceStore) -> None:
+    ids = make_pairs(store, 3)
+    queue.assign(store, [queue.Assignment(p, "human", priority=i) for i, p in enumerate(ids)])
+    first = queue.claim_next(store, "ann")
+    label_id, following = queue.label_and_claim_next(
+        store, first, "ann", verdict_shown="b", swapped=True
+    )
+    assert store.labels("AND label_id = ?", [label_id])[0]["verdict"] == "a"
+    assert following == ids[1]
+    assert store.query("SELECT pair_id FROM leases WHERE annotator = 'ann'") == [(following,)]
+    with pytest.raises(StoreError, match="already labelled"):  # rolled back whole: no new lease
+        queue.label_and_claim_next(store, first, "ann", verdict_shown="a", swapped=False)
+    assert store.query("SELECT pair_id FROM leases WHERE annotator = 'ann'") == [(following,)]
