@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from data.errors import StoreError
-from data.store import PreferenceStore
+from data.store import PreferenceStore, refresh_human_queue
 
 # Two stages keep this fast at millions of pairs: a top-K over `human_queue` (stored in
 # priority order, so the scan stops early), then the lease/own-label checks on those K only.
@@ -133,25 +133,9 @@ def assign(
             [store.current_round() if round is None else round],
         ).fetchall()
         cur.unregister("_routing")
-        _rebuild_human_queue(cur)
+        refresh_human_queue(cur)
         store.cache.clear()
     return len(changed)
-
-
-def _rebuild_human_queue(cur: duckdb.DuckDBPyConnection) -> None:
-    cur.execute("DELETE FROM human_queue").fetchall()
-    cur.execute(
-        """
-        INSERT INTO human_queue
-        SELECT p.pair_id, p.priority, p.needed_labels, count(l.label_id)
-        FROM pairs p LEFT JOIN labels l
-          ON l.pair_id = p.pair_id AND l.source = 'human' AND l.retracted_at IS NULL
-        WHERE p.queue = 'human'
-        GROUP BY ALL
-        HAVING count(l.label_id) < p.needed_labels
-        ORDER BY p.priority DESC, p.pair_id
-        """
-    ).fetchall()
 
 
 def next_pair_ids(store: PreferenceStore, annotator: str, limit: int = 1) -> list[str]:

@@ -314,22 +314,31 @@ class PreferenceStore:
         )
 
 
-def refresh_human_queue(cursor: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> None:
-    """Recount human labels for these pairs; keep in `human_queue` those still wanting some."""
+def refresh_human_queue(
+    cursor: duckdb.DuckDBPyConnection, pair_ids: Sequence[str] | None = None
+) -> None:
+    """Recount human labels for these pairs (None: every pair) and keep in `human_queue` the
+    human-queue pairs still wanting labels, appended in priority order so that the
+    next-pair scan over a full rebuild stops early."""
+    params: dict[str, Any] = {}
+    only_queue = only_pairs = ""
+    if pair_ids is not None:
+        params["ids"] = list(pair_ids)
+        only_queue = "WHERE pair_id IN (SELECT unnest($ids))"
+        only_pairs = "AND p.pair_id IN (SELECT unnest($ids))"
+    cursor.execute(f"DELETE FROM human_queue {only_queue}", params).fetchall()
     cursor.execute(
-        "DELETE FROM human_queue WHERE pair_id IN (SELECT unnest($ids))", {"ids": list(pair_ids)}
-    ).fetchall()
-    cursor.execute(
-        """
+        f"""
         INSERT INTO human_queue
         SELECT p.pair_id, p.priority, p.needed_labels, count(l.label_id)
         FROM pairs p LEFT JOIN labels l
           ON l.pair_id = p.pair_id AND l.source = 'human' AND l.retracted_at IS NULL
-        WHERE p.queue = 'human' AND p.pair_id IN (SELECT unnest($ids))
+        WHERE p.queue = 'human' {only_pairs}
         GROUP BY ALL
         HAVING count(l.label_id) < p.needed_labels
+        ORDER BY p.priority DESC, p.pair_id
         """,
-        {"ids": list(pair_ids)},
+        params,
     ).fetchall()
 
 
