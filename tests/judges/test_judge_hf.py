@@ -31,20 +31,18 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hf_backend_stores_judgements_with_probabilities(store_path: Path, tiny_lm: Path) -> None:
     with PreferenceStore(store_path) as store:
         make_pairs(store, 3)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "judge",
-            "--db",
-            str(store_path),
-            "--backend",
-            "hf",
-            "--model",
-            str(tiny_lm),
-            "--swap",
-            "--json",
-        ],
-    )
+    judge_args = [
+        "judge",
+        "--db",
+        str(store_path),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_lm),
+        "--swap",
+        "--json",
+    ]
+    result = CliRunner().invoke(cli, judge_args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["judged"] == 3 and out["calls"] == 6 and out["failed"] == 0
@@ -59,20 +57,7 @@ def test_hf_backend_stores_judgements_with_probabilities(store_path: Path, tiny_
             assert (row["verdict"] == "a") == (row["p_a"] >= 0.5)
         endpoints = {r[0] for r in store.query("SELECT endpoint FROM judge_calls")}
         assert endpoints == {"hf://local"}
-    again = CliRunner().invoke(
-        cli,
-        [
-            "judge",
-            "--db",
-            str(store_path),
-            "--backend",
-            "hf",
-            "--model",
-            str(tiny_lm),
-            "--swap",
-            "--json",
-        ],
-    )
+    again = CliRunner().invoke(cli, judge_args)
     assert json.loads(again.stdout.strip().splitlines()[-1])["calls"] == 0
 
 
