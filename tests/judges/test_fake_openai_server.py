@@ -52,8 +52,16 @@ def test_script_then_responder_with_logprobs() -> None:
 
 
 def test_in_flight_counter_and_faults() -> None:
-    with FakeOpenAIServer(always("A"), latency=0.2) as server:
-        threads = [threading.Thread(target=post, args=(server.url, BODY)) for _ in range(5)]
+    # the barrier fires all five together and the latency outlasts any scheduling delay on a
+    # busy machine, so the five requests really overlap
+    with FakeOpenAIServer(always("A"), latency=1.0) as server:
+        barrier = threading.Barrier(5)
+
+        def post_together() -> None:
+            barrier.wait()
+            post(server.url, BODY)
+
+        threads = [threading.Thread(target=post_together) for _ in range(5)]
         for thread in threads:
             thread.start()
         for thread in threads:
