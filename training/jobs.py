@@ -394,8 +394,9 @@ class JobManager:
             )
             if exit_code is not None and exit_code < 0:
                 why = f"the trainer was killed by signal {-exit_code}"
+            # The reason goes last: the stored tail keeps the end, so a long log never cuts it.
             self._finish(
-                run_id, "failed", log_tail=f"{why}\n{tail}", metrics={"exit_code": exit_code}
+                run_id, "failed", log_tail=f"{tail}\n{why}", metrics={"exit_code": exit_code}
             )
 
     def _finish(
