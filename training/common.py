@@ -40,6 +40,11 @@ class StageConfig:
     lora_r: int = help_field(16, "LoRA rank.")
     lora_alpha: int = help_field(32, "LoRA scaling numerator (alpha / r scales the update).")
     bucket_by_length: bool = help_field(True, "Batch sequences of similar length (less padding).")
+    gradient_checkpointing: bool = help_field(
+        False,
+        "Recompute activations during the backward pass: less memory, about a third more "
+        "compute. TRL turns it on by default; turn it on for models that do not fit in memory.",
+    )
     eval_every: int = help_field(10, "Evaluate held-out accuracy every N steps (0: never).")
     patience: int = help_field(3, "Early stop after N evaluations without improvement (0: off).")
     stop_at_accuracy: float | None = help_field(
@@ -314,6 +319,7 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
         eval_steps=cfg.eval_every if evaluate else None,
         train_sampling_strategy="group_by_length" if cfg.bucket_by_length else "random",
         disable_tqdm=True,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         ddp_backend="gloo" if cpu and ctx.world_size > 1 else None,
         **extra,
@@ -342,6 +348,7 @@ def progress_callback(
             self.best_step = 0
             self.bad = 0
             self.history: list[tuple[int, float]] = []
+            self.last_eval: tuple[int, dict[str, Any]] | None = None
 
         def on_step_end(self, args, state, control, **kwargs):
             ctx.status("running", step=state.global_step, max_steps=state.max_steps)
@@ -353,6 +360,9 @@ def progress_callback(
             ctx.log_metrics({"step": state.global_step, **(logs or {})})
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics and not getattr(self, "done", False):
+                # the stage reuses this as its final report when it was taken at the last step
+                self.last_eval = (state.global_step, dict(metrics))
             if not metric or not metrics or metric not in metrics or getattr(self, "done", False):
                 return
             value = float(metrics[metric])
