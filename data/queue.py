@@ -55,20 +55,36 @@ LIMIT $limit
 _TOP_CACHE = "queue.top_open_ids"
 
 
-def _top_open_ids(
+def top_open_ids(
     store: PreferenceStore, cur: duckdb.DuckDBPyConnection, k: int
 ) -> tuple[list[str], bool]:
     """The k best open pair ids, cached in the owning process until the queue changes shape.
 
-    The store is written only by this process, and every routing or undo clears
-    `store.cache`, so the list can only hold pairs that were since labelled or
-    leased: the filter query drops those. Second value: the list may be cut short.
+    The store is written only by this process. Routing, undo, label imports and
+    `add_label` clear `store.cache` when they change which pairs are open, and batched
+    clicks drop the pairs they close (`forget_closed`), so every id in the list is open;
+    some may be leased or labelled by the asking annotator, which callers check.
+    Second value: the list may be cut short (more open pairs lie below it).
     """
     cached = store.cache.get(_TOP_CACHE)
     if cached is None or cached[0] < k:
-        cached = (k, [r[0] for r in cur.execute(_TOP_OPEN_SQL, {"k": k}).fetchall()])
+        ids = [r[0] for r in cur.execute(_TOP_OPEN_SQL, {"k": k}).fetchall()]
+        cached = (k, ids, len(ids) >= k)
         store.cache[_TOP_CACHE] = cached
-    return cached[1], len(cached[1]) >= cached[0]
+    return cached[1], cached[2]
+
+
+def forget_closed(store: PreferenceStore, pair_ids: Collection[str]) -> None:
+    """Drop pairs that now have all their human labels from the cached head of the queue."""
+    cached = store.cache.get(_TOP_CACHE)
+    if cached is not None and pair_ids:
+        gone = set(pair_ids)
+        store.cache[_TOP_CACHE] = (cached[0], [i for i in cached[1] if i not in gone], cached[2])
+
+
+def drop_cached_head(store: PreferenceStore) -> None:
+    """Read the head of the queue again next time (it no longer holds enough candidates)."""
+    store.cache.pop(_TOP_CACHE, None)
 
 
 def _next_ids(
@@ -77,7 +93,7 @@ def _next_ids(
     k = max(64, 4 * limit)
     refreshed = False
     while True:
-        top, maybe_more = _top_open_ids(store, cur, k)
+        top, maybe_more = top_open_ids(store, cur, k)
         if not top:
             return []
         kept = cur.execute(
@@ -85,7 +101,7 @@ def _next_ids(
         ).fetchall()
         if len(kept) >= limit or not maybe_more:
             return [r[0] for r in kept]
-        store.cache.pop(_TOP_CACHE, None)
+        drop_cached_head(store)
         if refreshed:  # a fresh list was not enough either: look deeper
             k *= 4
         refreshed = True
@@ -132,6 +148,11 @@ def assign(
             """,
             [store.current_round() if round is None else round],
         ).fetchall()
+        # Live leases stay on human-queue pairs only: a click on a leased pair relies on it.
+        cur.execute(
+            "DELETE FROM leases WHERE pair_id IN (SELECT pair_id FROM _routing "
+            "WHERE queue <> 'human')"
+        ).fetchall()
         cur.unregister("_routing")
         refresh_human_queue(cur)
         store.cache.clear()
@@ -157,16 +178,17 @@ def claim_next(
     else is left.
     """
     with store.transaction() as cur:
-        return _claim(store, cur, annotator, lease_seconds, avoid)
+        return claim_in(store, cur, annotator, lease_seconds, avoid)
 
 
-def _claim(
+def claim_in(
     store: PreferenceStore,
     cur: duckdb.DuckDBPyConnection,
     annotator: str,
     lease_seconds: float,
     avoid: Collection[str],
 ) -> str | None:
+    """`claim_next` inside the caller's transaction `cur`."""
     held = cur.execute(
         "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
         [annotator],
@@ -224,11 +246,16 @@ def label_and_claim_next(
 ) -> tuple[int, str | None]:
     """One annotator click in one transaction (one commit): store the label, lease the next pair.
 
-    Returns (label id, next pair id or None). Either both happen or neither does.
+    Returns (label id, next pair id or None). Either both happen or neither does. The
+    same code writes batches of clicks from many annotators (`data.click_batch`).
     """
-    with store.transaction() as cur:
-        label_id = _submit(store, cur, pair_id, annotator, verdict_shown, swapped, rationale)
-        return label_id, _claim(store, cur, annotator, lease_seconds, avoid)
+    from data.click_batch import Click, label_and_claim_batch
+
+    click = Click(pair_id, annotator, verdict_shown, swapped, rationale, lease_seconds, avoid)
+    (result,) = label_and_claim_batch(store, [click])
+    if isinstance(result, StoreError):
+        raise result
+    return result.label_id, result.next_pair_id
 
 
 def _submit(

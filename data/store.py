@@ -286,10 +286,13 @@ class PreferenceStore:
                 "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?",
                 [pair_id],
             ).fetchall()
-            cursor.execute(
-                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels",
+            closed = cursor.execute(
+                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels "
+                "RETURNING pair_id",
                 [pair_id],
             ).fetchall()
+            if closed:  # the cached head of the queue holds open pairs only
+                self.cache.clear()
         return int(row[0][0])
 
     def retract_label(self, label_id: int, *, who: str | None = None) -> bool:

@@ -16,8 +16,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from data.click_batch import Click, GroupCommitter
 from data.errors import StoreError
-from data.queue import claim_next, label_and_claim_next, submit_human_label
+from data.queue import claim_next, submit_human_label
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
@@ -61,6 +62,8 @@ class Annotator:
         self._salt = (salt or "prefloop").encode()
         self._skipped: dict[str, deque[str]] = {}
         self._lock = threading.Lock()
+        # Clicks from concurrent annotators share one transaction and one commit.
+        self._clicks = GroupCommitter(store)
 
     # -- what the annotator sees -----------------------------------------------------
 
@@ -104,28 +107,38 @@ class Annotator:
     def label_and_next(
         self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
     ) -> Shown | None:
-        """A label click: store the verdict and lease the next pair in one transaction."""
-        self._check_label(pair_id, verdict_shown)
-        skipped = self._skipped.get(annotator) or ()
-        _, next_id = label_and_claim_next(
-            self.store,
-            pair_id,
-            annotator,
-            verdict_shown=verdict_shown,
-            swapped=self.swapped(annotator, pair_id),
-            rationale=(rationale or "").strip() or None,
-            lease_seconds=self.config.lease_seconds,
-            avoid=skipped,
-        )
-        if next_id is not None and next_id in skipped:
-            skipped.clear()  # only skipped pairs are left: they are offered again
-        return None if next_id is None else self.show(annotator, self.store.get_pair(next_id))
+        """A label click: store the verdict and lease the next pair in one transaction.
 
-    def _check_label(self, pair_id: str, verdict_shown: str) -> None:
+        Concurrent clicks are written together (`data.click_batch`); this returns once
+        the batch holding this click has committed, so a returned pair means a stored label.
+        """
+        self._check_verdict(pair_id, verdict_shown)
+        skipped = self._skipped.get(annotator) or ()
+        done = self._clicks.submit(
+            Click(
+                pair_id,
+                annotator,
+                verdict_shown,
+                swapped=self.swapped(annotator, pair_id),
+                rationale=(rationale or "").strip() or None,
+                lease_seconds=self.config.lease_seconds,
+                avoid=tuple(skipped),
+            )
+        )
+        if done.next_pair is None:
+            return None
+        if done.next_pair_id in skipped:
+            skipped.clear()  # only skipped pairs are left: they are offered again
+        return self.show(annotator, done.next_pair)
+
+    def _check_verdict(self, pair_id: str, verdict_shown: str) -> None:
         if verdict_shown not in SHOWN_VERDICTS:
             raise StoreError(f"verdict {verdict_shown!r} is not one of {', '.join(SHOWN_VERDICTS)}")
         if not pair_id:
             raise StoreError("no pair is shown; ask for the next pair first")
+
+    def _check_label(self, pair_id: str, verdict_shown: str) -> None:
+        self._check_verdict(pair_id, verdict_shown)
         queue = self.store.scalar("SELECT queue FROM pairs WHERE pair_id = ?", [pair_id])
         if queue != "human":
             raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
@@ -157,12 +170,14 @@ class Annotator:
         if not self.store.retract_label(label_id, who=annotator):
             return None
         with self.store.transaction() as cur:
-            other = cur.execute(
-                "SELECT 1 FROM leases WHERE pair_id = ? AND annotator <> ? "
-                "AND expires_at > now()::TIMESTAMP",
-                [pair_id, annotator],
-            ).fetchall()
-            if not other:
+            # Leased back only while it is in the human queue and nobody else holds it.
+            blocked = cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM leases WHERE pair_id = $p AND annotator <> $who "
+                "AND expires_at > now()::TIMESTAMP) "
+                "OR NOT EXISTS (SELECT 1 FROM pairs WHERE pair_id = $p AND queue = 'human')",
+                {"p": pair_id, "who": annotator},
+            ).fetchall()[0][0]
+            if not blocked:
                 cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
                 cur.execute(
                     "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
