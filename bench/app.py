@@ -160,8 +160,7 @@ def direct_annotator(store_path: Path):  # noqa: ANN201
         barrier.wait()
         for _ in range(n):
             started = time.perf_counter()
-            shown = annotator.label_and_next(user, shown.pair_id, "a", None)  # what a click does
-            annotator.progress(user)
+            shown, _ = annotator.click(user, shown.pair_id, "a", None)  # what a click does
             out.append(time.perf_counter() - started)
 
     return fn, store

@@ -89,8 +89,12 @@ class Done:
     """What a click got: its label id and the pair now leased to the annotator (or None)."""
 
     label_id: int
+    annotator: str
     next_pair_id: str | None
-    next_pair: PairView | None = None  # filled by `GroupCommitter`, which reads texts too
+    # Filled by `GroupCommitter`, which reads these for the whole batch after its commit:
+    next_pair: PairView | None = None
+    mine_today: int = 0  # the annotator's human labels today, this one included
+    queue_left: int = 0  # open pairs in the human queue
 
 
 def label_and_claim_batch(
@@ -154,7 +158,8 @@ def _write(
     nexts = _choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
     _lease(cur, labelled_pairs, [clicks[i] for i in ok], nexts)
     for i, next_id in zip(ok, nexts, strict=True):
-        results[i] = Done(labelled[(clicks[i].pair_id, clicks[i].annotator)], next_id)
+        click = clicks[i]
+        results[i] = Done(labelled[(click.pair_id, click.annotator)], click.annotator, next_id)
     assert all(r is not None for r in results), "every click gets a result"
     return results  # type: ignore[return-value]
 
@@ -370,16 +375,48 @@ class GroupCommitter:
 def _with_pairs(
     store: PreferenceStore, results: list[Done | StoreError]
 ) -> list[Done | StoreError]:
-    ids = sorted({r.next_pair_id for r in results if isinstance(r, Done) and r.next_pair_id})
-    if not ids:
+    """Texts of the next pairs and each annotator's progress: two queries for the batch."""
+    done = [r for r in results if isinstance(r, Done)]
+    if not done:
         return results
-    views = {
-        v.pair_id: v for v in store.pairs(f"WHERE p.pair_id IN ({', '.join('?' * len(ids))})", ids)
-    }
+    ids = sorted({r.next_pair_id for r in done if r.next_pair_id})
+    placeholders = ", ".join("?" * len(ids))
+    views = (
+        {v.pair_id: v for v in store.pairs(f"WHERE p.pair_id IN ({placeholders})", ids)}
+        if ids
+        else {}
+    )
+    who = sorted({r.annotator for r in done})
+    mine, left = human_progress(store.cursor(), who)
     return [
-        replace(r, next_pair=views[r.next_pair_id]) if isinstance(r, Done) and r.next_pair_id else r
+        replace(
+            r,
+            next_pair=views.get(r.next_pair_id) if r.next_pair_id else None,
+            mine_today=mine.get(r.annotator, 0),
+            queue_left=left,
+        )
+        if isinstance(r, Done)
+        else r
         for r in results
     ]
+
+
+def human_progress(
+    cur: duckdb.DuckDBPyConnection, annotators: list[str]
+) -> tuple[dict[str, int], int]:
+    """Human labels today per annotator (retracted ones not counted), and open pairs left."""
+    rows = cur.execute(
+        """
+        SELECT who, count(*) FROM labels
+        WHERE source = 'human' AND list_contains($who, who) AND retracted_at IS NULL
+          AND created_at >= current_date
+        GROUP BY who
+        """,
+        {"who": annotators},
+    ).fetchall()
+    # human_queue holds exactly the open human-queue pairs (the store keeps it so)
+    left = cur.execute("SELECT count(*) FROM human_queue").fetchall()[0][0]
+    return dict(rows), int(left)
 
 
 def _unwrap(result: Done | StoreError | BaseException | None) -> Done:

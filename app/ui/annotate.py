@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from data.click_batch import Click, GroupCommitter
+from data.click_batch import Click, GroupCommitter, human_progress
 from data.errors import StoreError
 from data.queue import claim_next, submit_human_label
 from data.store import PairView, PreferenceStore
@@ -107,7 +107,13 @@ class Annotator:
     def label_and_next(
         self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
     ) -> Shown | None:
-        """A label click: store the verdict and lease the next pair in one transaction.
+        """A label click: store the verdict and lease the next pair in one transaction."""
+        return self.click(annotator, pair_id, verdict_shown, rationale)[0]
+
+    def click(
+        self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
+    ) -> tuple[Shown | None, Progress]:
+        """A label click, and the progress line to show with the next pair.
 
         Concurrent clicks are written together (`data.click_batch`); this returns once
         the batch holding this click has committed, so a returned pair means a stored label.
@@ -125,11 +131,12 @@ class Annotator:
                 avoid=tuple(skipped),
             )
         )
+        progress = Progress(done.mine_today, done.queue_left)
         if done.next_pair is None:
-            return None
+            return None, progress
         if done.next_pair_id in skipped:
             skipped.clear()  # only skipped pairs are left: they are offered again
-        return self.show(annotator, done.next_pair)
+        return self.show(annotator, done.next_pair), progress
 
     def _check_verdict(self, pair_id: str, verdict_shown: str) -> None:
         if verdict_shown not in SHOWN_VERDICTS:
@@ -186,11 +193,5 @@ class Annotator:
         return pair_id
 
     def progress(self, annotator: str) -> Progress:
-        mine = self.store.scalar(
-            "SELECT count(*) FROM labels WHERE source = 'human' AND who = ? "
-            "AND retracted_at IS NULL AND created_at >= current_date",
-            [annotator],
-        )
-        # human_queue holds exactly the open human-queue pairs (the store keeps it so)
-        count = int(self.store.scalar("SELECT count(*) FROM human_queue"))
-        return Progress(int(mine), count)
+        mine, left = human_progress(self.store.cursor(), [annotator])
+        return Progress(mine.get(annotator, 0), left)

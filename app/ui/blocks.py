@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from app.ui import dashboard, data_io, jobs
-from app.ui.annotate import Shown
+from app.ui.annotate import Progress, Shown
 from app.ui.context import AppContext
 from app.ui.render import conversation, safe_markdown
 from data.errors import PrefloopError
@@ -90,11 +90,15 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
 
     shown_components: list[Any] = []  # filled once the layout exists
 
-    def view(user: str, shown: Shown | None, status: str) -> tuple[Any, ...]:
-        return _postprocessed(shown_components, plain_view(user, shown, status))
+    def view(
+        user: str, shown: Shown | None, status: str, progress: Progress | None = None
+    ) -> tuple[Any, ...]:
+        progress = progress or ctx.annotator.progress(user)
+        return _postprocessed(shown_components, plain_view(user, shown, status, progress))
 
-    def plain_view(user: str, shown: Shown | None, status: str) -> tuple[Any, ...]:
-        progress = ctx.annotator.progress(user)
+    def plain_view(
+        user: str, shown: Shown | None, status: str, progress: Progress
+    ) -> tuple[Any, ...]:
         progress_md = f"**{user}** · labelled by me today: **{progress.mine_today}** · queue left: **{progress.queue_left}**"
         if shown is None:
             return (
@@ -125,8 +129,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         @_ui_errors
         def label(pair_id: str, rationale: str, request: gr.Request) -> tuple[Any, ...]:
             user = ctx.user(request)
-            shown = ctx.annotator.label_and_next(user, pair_id, verdict, rationale)
-            return view(user, shown, f"Saved: {verdict.replace('_', ' ')}.")
+            shown, progress = ctx.annotator.click(user, pair_id, verdict, rationale)
+            return view(user, shown, f"Saved: {verdict.replace('_', ' ')}.", progress)
 
         label.__name__ = f"label_{verdict}"
         return label

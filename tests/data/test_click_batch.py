@@ -100,6 +100,7 @@ def test_concurrent_clicks_share_commits_and_lose_nothing(store: PreferenceStore
     committer = GroupCommitter(store)
     annotators = [f"ann{i}" for i in range(8)]
     acknowledged: dict[str, list[int]] = {who: [] for who in annotators}
+    last: dict[str, Done] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(annotators))
 
@@ -110,6 +111,8 @@ def test_concurrent_clicks_share_commits_and_lose_nothing(store: PreferenceStore
             for _ in range(25):
                 done = committer.submit(Click(pair_id, who, "a", swapped=False))
                 acknowledged[who].append(done.label_id)
+                assert done.next_pair is not None and done.next_pair.pair_id == done.next_pair_id
+                last[who] = done
                 pair_id = done.next_pair_id
         except BaseException as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
@@ -124,6 +127,8 @@ def test_concurrent_clicks_share_commits_and_lose_nothing(store: PreferenceStore
     assert sorted(r[0] for r in stored) == sorted(x for ids in acknowledged.values() for x in ids)
     assert len({r[2] for r in stored}) == len(stored) == 200  # one label per pair (needed 1)
     assert committer.clicks == 200
+    assert {done.mine_today for done in last.values()} == {25}  # read after each commit
+    assert min(done.queue_left for done in last.values()) == 200
     assert committer.batches < 200  # clicks that arrived together shared a commit
 
 
