@@ -172,6 +172,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
         concurrency: float,
         limit: float,
         swap: bool,
+        price_prompt: float | None,
+        price_completion: float | None,
         request: gr.Request,
     ) -> str:
         ctx.user(request, "admin")
@@ -185,6 +187,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
             concurrency=int(concurrency),
             limit=int(limit) if limit else None,
             swap=bool(swap),
+            price_per_million=(float(price_prompt or 0), float(price_completion or 0)),
         )
         return jobs.judge_status_markdown(ctx.store, ctx.judge_task)
 
@@ -282,6 +285,13 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
                 concurrency = gr.Slider(1, 64, value=8, step=1, label="Concurrency")
                 limit = gr.Number(value=0, precision=0, label="Limit (0: whole judge queue)")
                 swap = gr.Checkbox(value=True, label="Judge both orders (swap)")
+            with gr.Row():
+                price_prompt = gr.Number(
+                    value=0, minimum=0, label="USD per 1M prompt tokens (for the cost shown)"
+                )
+                price_completion = gr.Number(
+                    value=0, minimum=0, label="USD per 1M completion tokens"
+                )
             judge_button = gr.Button("Launch judge batch", variant="primary", elem_id="btn-judge")
             judge_md = gr.Markdown()
             failures = gr.Dataframe(
@@ -367,7 +377,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:  # noqa: PLR0915 - one declarati
 
         judge_button.click(
             judge_start,
-            [base_url, model, template, concurrency, limit, swap],
+            [base_url, model, template, concurrency, limit, swap, price_prompt, price_completion],
             judge_md,
             api_name="judge_start",
         )

@@ -34,6 +34,10 @@ class Background:
     started: float = field(default_factory=time.time)
     result: dict[str, Any] | None = None
     error: str | None = None
+    # judge batches: USD per 1M (prompt, completion) tokens, and the token counts per
+    # model before the batch, so the tab can show this batch's cost while it runs
+    price_per_million: tuple[float, float] = (0.0, 0.0)
+    tokens_before: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -79,6 +83,13 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
         lines.append(
             f"**Batch**: {state} (started {time.strftime('%H:%M:%S', time.localtime(task.started))})"
         )
+        if task.name == "judge":
+            prompt, completion, cost = _batch_cost(store, task)
+            price_prompt, price_completion = task.price_per_million
+            lines.append(
+                f"**This batch**: {prompt} prompt + {completion} completion tokens · "
+                f"**cost** ${cost:.4f} (at ${price_prompt:g} / ${price_completion:g} per 1M tokens)"
+            )
         if task.error:
             lines.append(f"**Error**: {task.error}")
         if task.result:
@@ -122,13 +133,17 @@ def start_judge_batch(
     concurrency: int,
     limit: int | None,
     swap: bool,
+    price_per_million: tuple[float, float] = (0.0, 0.0),
 ) -> Background:
     if not model.strip():
         raise ConfigError(
             "choose a judge model name (e.g. gpt-4o-mini, or the model your server serves)"
         )
+    if any(p < 0 for p in price_per_million):
+        raise ConfigError("prices per 1M tokens cannot be negative; use 0 for a free endpoint")
     run = _judge_entry_point()
-    return run_in_background(
+    tokens_before = _tokens_by_model(store)
+    task = run_in_background(
         "judge",
         lambda: run(
             store,
@@ -138,8 +153,30 @@ def start_judge_batch(
             concurrency=int(concurrency),
             limit=limit,
             swap=swap,
+            price_per_million=price_per_million,
         ),
     )
+    task.price_per_million = price_per_million
+    task.tokens_before = tokens_before
+    return task
+
+
+def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
+    rows = store.query(
+        "SELECT model, coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+        "FROM judge_calls GROUP BY model"
+    )
+    return {model: (int(p), int(c)) for model, p, c in rows}
+
+
+def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, float]:
+    """Tokens this batch has used so far (calls answered from the cache cost nothing)."""
+    prompt = completion = 0
+    for model, (p, c) in _tokens_by_model(store).items():
+        p0, c0 = task.tokens_before.get(model, (0, 0))
+        prompt, completion = prompt + p - p0, completion + c - c0
+    price_prompt, price_completion = task.price_per_million
+    return prompt, completion, (prompt * price_prompt + completion * price_completion) / 1e6
 
 
 def _judge_entry_point() -> Any:

@@ -18,13 +18,14 @@ def run_batch(
     concurrency: int,
     limit: int | None,
     swap: bool,
+    price_per_million: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
     """Judge the judge queue; returns the batch report. Progress shows up in the store as it goes."""
     from app.ui.jobs import MissingPiece
 
     try:
         from judges.batch import run_batch as judge_batch
-        from judges.config import JudgeConfig
+        from judges.config import JudgeConfig, Price
     except ImportError as exc:
         raise MissingPiece(f"the judge engine (judges/) is not available here ({exc})") from None
     template_path = None
@@ -42,5 +43,6 @@ def run_batch(
         limit=limit,
         template_path=template_path,
         progress=False,
+        prices={m: Price(*price_per_million) for m in models if any(price_per_million)},
     )
     return judge_batch(store, config).as_dict()

@@ -10,7 +10,7 @@ import pytest
 from tests.app.conftest import Served
 
 ADMIN_ENDPOINTS = {
-    "/judge_start": ("http://127.0.0.1:9/v1", "m", "", 1, 0, False),
+    "/judge_start": ("http://127.0.0.1:9/v1", "m", "", 1, 0, False, 0, 0),
     "/judge_status": (),
     "/train_start": ("dpo",),
     "/train_cancel": ("",),
@@ -140,4 +140,4 @@ def test_judge_start_reports_configuration_problems(served: Served) -> None:
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="model"):
-        served.client("boss").predict("", " ", "", 4, 0, False, api_name="/judge_start")
+        served.client("boss").predict("", " ", "", 4, 0, False, 0, 0, api_name="/judge_start")

@@ -29,7 +29,9 @@ def test_judge_batch_from_the_tab(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-stored")
     client = judged.client("boss")
     with FakeOpenAIServer(responder=always("A")) as server:
-        first = client.predict(server.url, "fake-judge", "", 4, 0, False, api_name="/judge_start")
+        first = client.predict(
+            server.url, "fake-judge", "", 4, 0, False, 2.5, 10.0, api_name="/judge_start"
+        )
         assert "Judge queue" in first
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -40,3 +42,10 @@ def test_judge_batch_from_the_tab(
     assert "**Batch**: finished" in status, status
     assert judged.store.scalar("SELECT count(*) FROM labels WHERE source = 'judge'") == 6
     assert "tokens" in status
+    prompt, completion = judged.store.query(
+        "SELECT sum(prompt_tokens), sum(completion_tokens) FROM judge_calls"
+    )[0]
+    assert prompt > 0 and completion > 0
+    cost = (prompt * 2.5 + completion * 10.0) / 1e6
+    assert f"**cost** ${cost:.4f}" in status  # live, from this batch's calls and the prices
+    assert f"cost_usd {round(cost, 6)}" in status or f"cost_usd {cost}" in status, status
