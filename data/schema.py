@@ -161,6 +161,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (prompt_id, response_id, ref_model_hash, template_hash)
     );
     """,
+    # 2: skipped pairs survive a restart of the app (passed over until nothing else is left)
+    """
+    CREATE TABLE skips (
+        annotator VARCHAR NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        skipped_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (annotator, pair_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ from data.queue import claim_next, submit_human_label
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
-_SKIP_MEMORY = 200  # skipped pairs remembered per annotator (in memory)
+_SKIP_MEMORY = 200  # skipped pairs remembered per annotator (the latest ones)
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,31 @@ class Annotator:
         return None if pair_id is None else self.show(annotator, self.store.get_pair(pair_id))
 
     def _claim(self, annotator: str) -> str | None:
-        skipped = self._skipped.get(annotator) or ()
+        skipped = self._skips(annotator)
         pair_id = claim_next(self.store, annotator, self.config.lease_seconds, avoid=skipped)
         if pair_id is not None and pair_id in skipped:
-            skipped.clear()  # only skipped pairs are left: they are offered again
+            self._forget_skips(annotator)  # only skipped pairs are left: offered again
         return pair_id
+
+    def _skips(self, annotator: str) -> deque[str]:
+        """This annotator's skipped pairs, oldest first; kept in the store's `skips` table."""
+        with self._lock:
+            if annotator not in self._skipped:
+                rows = self.store.query(
+                    "SELECT pair_id FROM skips WHERE annotator = ? "
+                    "ORDER BY skipped_at DESC, pair_id LIMIT ?",
+                    [annotator, _SKIP_MEMORY],
+                )
+                self._skipped[annotator] = deque(
+                    (r[0] for r in reversed(rows)), maxlen=_SKIP_MEMORY
+                )
+            return self._skipped[annotator]
+
+    def _forget_skips(self, annotator: str) -> None:
+        with self._lock:
+            self._skipped[annotator] = deque(maxlen=_SKIP_MEMORY)
+        with self.store.transaction() as cur:
+            cur.execute("DELETE FROM skips WHERE annotator = ?", [annotator]).fetchall()
 
     # -- actions ----------------------------------------------------------------------
 
@@ -119,7 +139,7 @@ class Annotator:
         the batch holding this click has committed, so a returned pair means a stored label.
         """
         self._check_verdict(pair_id, verdict_shown)
-        skipped = self._skipped.get(annotator) or ()
+        skipped = self._skips(annotator)
         done = self._clicks.submit(
             Click(
                 pair_id,
@@ -135,7 +155,7 @@ class Annotator:
         if done.next_pair is None:
             return None, progress
         if done.next_pair_id in skipped:
-            skipped.clear()  # only skipped pairs are left: they are offered again
+            self._forget_skips(annotator)  # only skipped pairs are left: offered again
         return self.show(annotator, done.next_pair), progress
 
     def _check_verdict(self, pair_id: str, verdict_shown: str) -> None:
@@ -152,12 +172,18 @@ class Annotator:
 
     def skip(self, annotator: str, pair_id: str | None) -> None:
         """Give the pair back and pass over it for this annotator while others remain."""
-        with self._lock:
-            skipped = self._skipped.setdefault(annotator, deque(maxlen=_SKIP_MEMORY))
-            if pair_id and pair_id not in skipped:
-                skipped.append(pair_id)
+        skipped = self._skips(annotator)
         with self.store.transaction() as cur:
             cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
+            if pair_id:
+                cur.execute(
+                    "INSERT OR REPLACE INTO skips (annotator, pair_id) "
+                    "SELECT ?, pair_id FROM pairs WHERE pair_id = ?",
+                    [annotator, pair_id],
+                ).fetchall()
+        with self._lock:
+            if pair_id and pair_id not in skipped:
+                skipped.append(pair_id)
 
     def undo(self, annotator: str) -> str | None:
         """Retract this annotator's last human label and show that pair again.

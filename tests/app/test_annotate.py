@@ -126,3 +126,21 @@ def test_label_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="already labelled"):
         annotator.label("ann", shown.pair_id, "a", None)
     store.close()
+
+
+def test_skips_survive_a_restart_of_the_app(tmp_path: Path) -> None:
+    store, annotator = open_annotator(tmp_path, n=3)
+    first = annotator.next("ann")
+    annotator.skip("ann", first.pair_id)
+    store.close()
+
+    store = PreferenceStore(tmp_path / "s.duckdb")  # a new process: nothing in memory
+    annotator = Annotator(store)
+    second = annotator.next("ann")
+    assert second.pair_id != first.pair_id
+    third, _ = annotator.click("ann", second.pair_id, "a", None)
+    assert third.pair_id not in (first.pair_id, second.pair_id)
+    last, _ = annotator.click("ann", third.pair_id, "b", None)
+    assert last.pair_id == first.pair_id  # only the skipped one is left: offered again
+    assert store.query("SELECT count(*) FROM skips WHERE annotator = 'ann'") == [(0,)]
+    store.close()
