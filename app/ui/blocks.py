@@ -45,7 +45,7 @@ CSS = """
 
 # Annotate events skip Gradio's queue (one HTTP round trip instead of join + event stream);
 # they are short, and the store serialises writes itself. They also skip Gradio's pre- and
-# postprocessing, which runs each component on a worker thread of its own (8 thread hops a
+# postprocessing, which runs each component on a worker thread of its own (9 thread hops a
 # click, costly with 16 annotators); `view` postprocesses its outputs itself, in one go.
 FAST: dict[str, Any] = {
     "queue": False,
