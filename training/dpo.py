@@ -14,6 +14,7 @@ the new pairs plus a replay sample, stop early on held-out preference accuracy
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class DPOStageConfig(StageConfig):
     cache_reference: bool = help_field(
         True, "Reuse cached reference log-probs; compute only new pairs."
     )
+    share_prompt: bool = help_field(
+        True,
+        "Reference pass: run each pair's prompt once and reuse its key/value cache for "
+        "chosen and rejected (pairs cut by max_length take TRL's per-sequence path).",
+    )
     ref_batch_size: int = help_field(
         8,
         "Pairs per reference forward batch (sorted by length, no gradients). On 2 CPU "
@@ -57,7 +63,11 @@ class DPOStageConfig(StageConfig):
 def cached_reference_trainer_class():
     """DPOTrainer whose reference precompute skips rows that already carry cached values."""
     import torch
+    from accelerate.utils import is_peft_model
     from trl import DPOTrainer
+    from trl.trainer.utils import use_adapter
+
+    from training.ref_logprobs import shared_prompt_logps, split_shared, supports_shared_prompt
 
     class CachedReferenceDPOTrainer(DPOTrainer):
         ref_forward_rows = 0  # rows that needed a reference forward pass, over all datasets
@@ -120,37 +130,39 @@ def cached_reference_trainer_class():
         def _reference_forward(self, triples, batch_size):
             """Reference log-probs of (prompt, chosen, rejected) token lists, in input order.
 
-            No gradients are needed, so batches are larger than training batches, sorted by
-            length (little padding) and run under `torch.inference_mode`; the adapter is
-            disabled inside `compute_ref_log_probs` (the reference is the base model).
+            No gradients are kept (`torch.inference_mode`), batches are sorted by length
+            (little padding), and pairs that fit `max_length` run their prompt once for
+            both completions (`training.ref_logprobs`); the rest take TRL's own path.
             """
-            order = sorted(
-                range(len(triples)),
-                key=lambda k: len(triples[k][0]) + max(len(triples[k][1]), len(triples[k][2])),
-                reverse=True,  # longest first: the memory peak shows up at once
-            )
             model = self.ref_model or self.model
             device = next(model.parameters()).device
-            was_training = model.training
-            model.eval()
+            shared, other = list(range(len(triples))), []
+            if not self.share_prompt or not supports_shared_prompt(model):
+                shared, other = [], shared
+            else:
+                shared, other = split_shared(triples, self.args.max_length)
             chosen = [0.0] * len(triples)
             rejected = [0.0] * len(triples)
+            was_training = model.training
+            model.eval()
             try:
                 with torch.inference_mode():
-                    for start in range(0, len(order), batch_size):
-                        part = order[start : start + batch_size]
+                    with self._reference_weights():
+                        for part in length_batches(triples, shared, batch_size):
+                            c, r = shared_prompt_logps(
+                                model,
+                                [triples[k] for k in part],
+                                self.data_collator.pad_token_id,
+                                device,
+                            )
+                            for k, cv, rv in zip(part, c, r, strict=True):
+                                chosen[k], rejected[k] = cv, rv
+                    for part in length_batches(triples, other, batch_size):
                         batch = self.data_collator(
-                            [
-                                {
-                                    "prompt_ids": triples[k][0],
-                                    "chosen_ids": triples[k][1],
-                                    "rejected_ids": triples[k][2],
-                                }
-                                for k in part
-                            ]
+                            [dict(zip(IDS, triples[k], strict=True)) for k in part]
                         )
                         batch = {key: value.to(device) for key, value in batch.items()}
-                        c, r = self.compute_ref_log_probs(model, batch)
+                        c, r = self.compute_ref_log_probs(model, batch)  # disables the adapter
                         for k, cv, rv in zip(
                             part, c.float().cpu().tolist(), r.float().cpu().tolist(), strict=True
                         ):
@@ -159,9 +171,32 @@ def cached_reference_trainer_class():
                 model.train(was_training)
             return chosen, rejected
 
+        def _reference_weights(self):
+            """The adapter-disabled base (TRL's rule: a "ref" adapter if there is one)."""
+            if self.ref_model is not None or not is_peft_model(self.model):
+                return contextlib.nullcontext()
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            return use_adapter(
+                unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None
+            )
+
     CachedReferenceDPOTrainer.computed = []
     CachedReferenceDPOTrainer.ref_batch_size = 8
+    CachedReferenceDPOTrainer.share_prompt = True
     return CachedReferenceDPOTrainer
+
+
+IDS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def length_batches(triples: list, indices: list[int], batch_size: int) -> list[list[int]]:
+    """`indices` in batches of similar total length, longest first (the memory peak shows early)."""
+    order = sorted(
+        indices,
+        key=lambda k: len(triples[k][0]) + max(len(triples[k][1]), len(triples[k][2])),
+        reverse=True,
+    )
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def dpo_rows(items: list[dict[str, Any]], use_cache: bool) -> list[dict[str, Any]]:
@@ -213,6 +248,7 @@ def run(ctx: RunContext) -> None:
     )
     trainer_cls = cached_reference_trainer_class()
     trainer_cls.ref_batch_size = cfg.ref_batch_size
+    trainer_cls.share_prompt = cfg.share_prompt
     trainer = trainer_cls(
         model=model,
         args=args,
