@@ -1,5 +1,7 @@
 """GRPO stage: TRL `GRPOTrainer` with the reward model or ensemble as `reward_funcs`
 (critic-free: group-relative advantages over several completions per prompt), LoRA policy.
+Promoted only if the held-out reward did not drop and the KL stayed within its bound
+(`training.rl_gate`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from training.common import (
     trainable_snapshot,
     trainer_args,
 )
+from training.rl_gate import heldout_reward, rl_gate
 from training.runfiles import ARTIFACT
 
 
@@ -34,6 +37,8 @@ class GRPOStageConfig(StageConfig):
     beta: float = help_field(0.04, "KL penalty to the reference (adapter-disabled base).")
     conservative_lambda: float = help_field(1.0, "Ensemble rewards: mean - lambda * std.")
     eval_every: int = help_field(0, "GRPO evaluation is generation-heavy: off by default.")
+    gate_prompts: int = help_field(8, "Held-out prompts for the promotion gate's reward.")
+    kl_bound: float = help_field(20.0, "Not promoted when the last logged KL exceeds this.")
 
 
 def run(ctx: RunContext) -> None:
@@ -44,7 +49,7 @@ def run(ctx: RunContext) -> None:
 
     cfg = ctx.stage_config(GRPOStageConfig)
     rows = ctx.snapshot()
-    train_rows, _test_rows, counts = select_rows(ctx, rows, cfg)
+    train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)
     tokenizer = load_tokenizer(policy)
     tokenizer.padding_side = "left"
@@ -75,19 +80,27 @@ def run(ctx: RunContext) -> None:
         callbacks=[progress_callback(ctx, None, 0)],
     )
     before = trainable_snapshot(trainer.model)
+    heldout = sorted({r["prompt"] for r in test_rows})[: cfg.gate_prompts]
+    gate_lengths = {"max_new_tokens": cfg.max_new_tokens, "max_prompt_tokens": cfg.max_length}
+    reward_before = heldout_reward(trainer.model, tokenizer, heldout, score, **gate_lengths)
     output = trainer.train()
     rewards = [m["reward"] for m in trainer.state.log_history if "reward" in m]
+    kls = [m["kl"] for m in trainer.state.log_history if "kl" in m]
     metrics = {
         "train_loss": output.training_loss,
         "steps": trainer.state.global_step,
         "param_change": param_change(before, trainer.model),
         "first_reward": rewards[0] if rewards else None,
         "final_reward": rewards[-1] if rewards else None,
+        "heldout_reward": heldout_reward(trainer.model, tokenizer, heldout, score, **gate_lengths),
         **counts,
     }
+    promote, metrics["gate"] = rl_gate(
+        reward_before, metrics["heldout_reward"], kls[-1] if kls else None, cfg.kl_bound
+    )
     if ctx.is_main:
         out = ctx.run_dir / ARTIFACT
         trainer.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
-    ctx.finish(metrics, artifact=ARTIFACT, promote=True, extra={"base_policy": policy})
+    ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})

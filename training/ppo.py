@@ -10,6 +10,8 @@
   minibatches of each rollout batch.
 * Early stopping when the mean reward has not improved over the last N updates, or the
   KL to the reference passes a bound.
+* Promotion gate (`training.rl_gate`): the run is promoted only if the reward of greedy
+  completions on held-out prompts did not drop and the KL stayed within the bound.
 
 The arithmetic lives in `training.ppo_core` (unit-tested against hand-computed values).
 """
@@ -31,6 +33,7 @@ from training.common import (
     select_rows,
     trainable_snapshot,
 )
+from training.rl_gate import heldout_reward, rl_gate
 from training.runfiles import ARTIFACT
 
 
@@ -174,6 +177,12 @@ def run(ctx: RunContext) -> None:
     rng = random.Random(cfg.seed)
     before = trainable_snapshot(model)
     history: list[float] = []
+    gate_lengths = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "max_prompt_tokens": cfg.max_prompt_tokens,
+    }
+    reward_before = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)
+    mean_kl: float | None = None
 
     step = 0
     for step in range(1, cfg.max_steps + 1):
@@ -240,17 +249,17 @@ def run(ctx: RunContext) -> None:
         "param_change": _change(before, model),
         **counts,
     }
-    if heldout:
-        model.eval()
-        roll = rollout(model, value_head, tokenizer, heldout, cfg)
-        metrics["heldout_reward"] = sum(reward_fn(heldout, roll["completions"])) / len(heldout)
+    metrics["heldout_reward"] = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)
+    promote, metrics["gate"] = rl_gate(
+        reward_before, metrics["heldout_reward"], mean_kl, cfg.kl_bound
+    )
     if ctx.is_main:
         out = ctx.run_dir / ARTIFACT
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         torch.save(value_head.state_dict(), out / "value_head.pt")
         (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
-    ctx.finish(metrics, artifact=ARTIFACT, promote=True, extra={"base_policy": policy})
+    ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
 
 
 def _change(before: dict[str, Any], model: Any) -> float:

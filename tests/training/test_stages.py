@@ -108,6 +108,12 @@ def test_ppo_and_grpo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> No
         ),
     )
     assert grpo["metrics"]["steps"] == 2 and grpo["metrics"]["param_change"] > 0
+    for run in (ppo, grpo):  # the RL promotion gate: held-out reward before vs after, KL
+        gate = run["metrics"]["gate"]
+        before, after = gate["heldout_reward_before"], gate["heldout_reward_after"]
+        assert before is not None and after is not None
+        kl_ok = gate["kl"] is None or gate["kl"] <= gate["kl_bound"]
+        assert bool(run["promoted"]) == (after >= before and kl_ok)
 
 
 @pytest.mark.slow
