@@ -35,6 +35,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,12 +89,19 @@ def main() -> None:
         "--max-steps", type=int, default=80, help="Cap for the time-to-accuracy runs."
     )
     parser.add_argument("--eval-every", type=int, default=5, help="Held-out evaluation interval.")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="Held-out share of prompts (more held-out pairs: a less noisy accuracy bar).",
+    )
     parser.add_argument("--json-out", default=None, help="Also write the JSON result here.")
     args = parser.parse_args()
 
     import torch
 
     from data.store import PreferenceStore
+    from training import runfiles
     from training.jobs import JobManager
 
     tmp = Path(tempfile.mkdtemp(prefix="prefloop-bench-train-"))
@@ -108,7 +116,7 @@ def main() -> None:
     }
 
     # SFT-warm the embedded default on the store's chosen responses (the real `sft` stage)
-    sft = run(manager, "sft", None)
+    sft = run(manager, "sft", None, test_fraction=args.test_fraction)
     policy = Path(sft["artifact_path"])
     result["sft"] = {
         "wall_s": sft["metrics"]["wall_s"],
@@ -138,12 +146,20 @@ def main() -> None:
             "gradient_checkpointing": True,
             "learning_rate": 5e-5,
         },
+        test_fraction=args.test_fraction,
     )
     # first iteration (the parent): one full epoch, every pair needs a reference forward pass
     # ((c)'s first figure); its steps give prefloop's step time for (a); it is the promoted
     # parent of (b) and its held-out accuracy is (b)'s bar
-    epoch = -(-store.count("labels") // common["batch_size"])
-    first = run(manager, "dpo", policy, max_steps=epoch, overrides=common)
+    epoch = round(store.count("labels") * (1 - args.test_fraction) / common["batch_size"])
+    first = run(
+        manager,
+        "dpo",
+        policy,
+        max_steps=epoch,
+        test_fraction=args.test_fraction,
+        overrides=common,
+    )
     a_ours, a_trl = step_seconds(Path(first["run_dir"])), step_seconds(Path(trl_default["run_dir"]))
     result["a_dpo_step_time"] = {
         "prefloop_s_per_step": round(a_ours, 4),
@@ -159,14 +175,36 @@ def main() -> None:
     import_slice(store, tmp, args.pairs, args.pairs // 10)
     bar = first["metrics"]["heldout_accuracy"]
     to_bar = {**common, "eval_every": args.eval_every, "stop_at_accuracy": bar, "patience": 0}
+    # the from-scratch run gets a copy of the store as it is now, so neither run finds the new
+    # pairs' reference log-probs cached by the other (both pay for them, as in real use)
+    manager.close()
+    store.close()
+    shutil.copy(tmp / "store.duckdb", tmp / "store-scratch.duckdb")
+    store = PreferenceStore(tmp / "store.duckdb")
+    manager = JobManager(store, tmp / "runs", inline=True)
+    scratch_store = PreferenceStore(tmp / "store-scratch.duckdb")
+    scratch_manager = JobManager(scratch_store, tmp / "runs-scratch", inline=True)
     # second iteration: incremental (new + replay); its reference time is (c)'s second figure
     incremental = run(
-        manager, "dpo", policy, incremental=True, max_steps=args.max_steps, overrides=to_bar
+        manager,
+        "dpo",
+        policy,
+        incremental=True,
+        max_steps=args.max_steps,
+        test_fraction=args.test_fraction,
+        overrides=to_bar,
     )
-    scratch = run(manager, "dpo", policy, max_steps=args.max_steps, overrides=to_bar)
+    scratch = run(
+        scratch_manager,
+        "dpo",
+        policy,
+        max_steps=args.max_steps,
+        test_fraction=args.test_fraction,
+        overrides=to_bar,
+    )
 
     def summary(status: dict) -> dict:
-        rows = manager.metrics(status["run_id"])
+        rows = runfiles.read_metrics(Path(status["run_dir"]))
         return {
             "wall_s": status["metrics"]["wall_s"],
             "steps": status["metrics"]["steps"],
@@ -209,8 +247,8 @@ def main() -> None:
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text + "\n")
-    manager.close()
-    store.close()
+    for closing in (manager, store, scratch_manager, scratch_store):
+        closing.close()
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ def cached_reference_trainer_class():
     import torch
     from accelerate.utils import is_peft_model
     from trl import DPOTrainer
-    from trl.trainer.utils import use_adapter
 
     from training.ref_logprobs import shared_prompt_logps, split_shared, supports_shared_prompt
 
@@ -172,13 +171,28 @@ def cached_reference_trainer_class():
             return chosen, rejected
 
         def _reference_weights(self):
-            """The adapter-disabled base (TRL's rule: a "ref" adapter if there is one)."""
+            """The adapter-disabled base: what the cache key (the base's hash) names.
+
+            For a warm start TRL adds a "ref" adapter (a copy of the warm-start adapter)
+            and would use it as the reference; prefloop's reference stays the base, so
+            cached and new values agree and an incremental run keeps its parent's
+            objective. `run()` deletes that "ref" adapter once the pass is done.
+            """
             if self.ref_model is not None or not is_peft_model(self.model):
                 return contextlib.nullcontext()
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            return use_adapter(
-                unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None
-            )
+            return self.accelerator.unwrap_model(self.model).disable_adapter()
+
+        def compute_ref_log_probs(self, model, inputs):
+            """TRL's per-sequence reference pass, with the base as reference (see above)."""
+            keys = ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")
+            model_kwargs = {k: v for k, v in inputs.items() if k not in keys}
+            labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+            with torch.no_grad(), self._reference_weights(), self.accelerator.autocast():
+                per_token = model(
+                    **model_kwargs, use_cache=False, labels=labels, fused_lm_head=True
+                ).log_probs
+            per_token = per_token[:, -(inputs["completion_mask"].size(1) - 1) :]
+            return per_token.sum(dim=1).chunk(2, dim=0)
 
     CachedReferenceDPOTrainer.computed = []
     CachedReferenceDPOTrainer.ref_batch_size = 8
@@ -258,6 +272,8 @@ def run(ctx: RunContext) -> None:
         eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
         callbacks=[progress],
     )
+    if "ref" in getattr(trainer.model, "peft_config", {}):
+        trainer.model.delete_adapter("ref")  # TRL's warm-start reference copy: unused here
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
     metrics: dict[str, Any] = {

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.training.conftest import TINY, import_hh
 from training import runfiles
@@ -137,6 +138,33 @@ def test_dpo_reference_cache_then_incremental_run(
     assert again["metrics"]["ref_forward_pairs"] == 0
     assert again["metrics"]["ref_cached_pairs"] == len(snapshot)
     assert not (Path(again["run_dir"]) / runfiles.REF_LOGPROBS).exists()
+
+    # the reference is the adapter-disabled base in a warm-started run too (TRL would use a
+    # copy of the warm-start adapter): the new pairs' cached values equal a fresh base pass
+    assert not (Path(inc["artifact_path"]) / "ref").exists()
+    fresh = jobs.run(
+        TrainRequest(
+            "dpo",
+            policy=policy,
+            max_steps=2,
+            overrides={**big, "eval_every": 0, "cache_reference": False},
+        ),
+        timeout=300,
+    )
+    assert fresh["status"] == "succeeded", fresh["log_tail"]
+    recomputed = pq.read_table(Path(fresh["run_dir"]) / runfiles.REF_LOGPROBS).to_pylist()
+    by_key = {(r["prompt_id"], r["response_id"]): r["logp"] for r in recomputed}
+    new_keys = [
+        (r["prompt_id"], r[side])
+        for r in snapshot
+        if r["is_new"]
+        for side in ("chosen_id", "rejected_id")
+    ]
+    cached = dict(
+        ((p, r), v)
+        for p, r, v in labelled_store.query("SELECT prompt_id, response_id, logp FROM ref_logprobs")
+    )
+    assert new_keys and all(by_key[k] == pytest.approx(cached[k], abs=1e-3) for k in new_keys)
 
 
 def test_no_labels_fails_before_starting_a_process(tmp_path) -> None:
