@@ -387,6 +387,15 @@ def progress_callback(
     return Progress()
 
 
+def final_evaluation(trainer: Any, progress: Any) -> tuple[dict[str, Any], bool]:
+    """Held-out metrics of the final weights: the last periodic evaluation when it was taken
+    at the last step (same weights, same rows), else a new evaluation. Returns (metrics, reused)."""
+    last = progress.last_eval
+    if last is not None and last[0] == trainer.state.global_step:
+        return last[1], True
+    return trainer.evaluate(), False
+
+
 def gate(ctx: RunContext, heldout_accuracy: float | None) -> tuple[bool, dict[str, Any]]:
     """Promote unless an incremental run's held-out accuracy dropped below its parent's."""
     parent = (ctx.config.get("parent_metrics") or {}).get("heldout_accuracy")

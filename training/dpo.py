@@ -23,6 +23,7 @@ from typing import Any
 from training.common import (
     RunContext,
     StageConfig,
+    final_evaluation,
     gate,
     help_field,
     load_causal_lm,
@@ -286,11 +287,7 @@ def run(ctx: RunContext) -> None:
         **counts,
     }
     if test_rows:
-        # an evaluation taken at the last step already measured these weights: reuse it
-        last = progress.last_eval
-        at_end = last is not None and last[0] == trainer.state.global_step
-        evaluation = last[1] if at_end else trainer.evaluate()
-        metrics["final_eval_reused"] = at_end
+        evaluation, metrics["final_eval_reused"] = final_evaluation(trainer, progress)
         metrics["heldout_accuracy"] = float(evaluation["eval_rewards/accuracies"])
         metrics["heldout_margin"] = float(evaluation.get("eval_rewards/margins", 0.0))
     promote, gate_numbers = gate(ctx, metrics.get("heldout_accuracy"))

@@ -13,6 +13,7 @@ from typing import Any
 from training.common import (
     RunContext,
     StageConfig,
+    final_evaluation,
     gate,
     help_field,
     load_tokenizer,
@@ -92,6 +93,7 @@ def run(ctx: RunContext) -> None:
         center_rewards_coefficient=cfg.center_rewards,
         remove_unused_columns=False,
     )
+    progress = progress_callback(ctx, "eval_accuracy", cfg.patience, stop_at=cfg.stop_at_accuracy)
     trainer = RewardTrainer(
         model=model,
         args=args,
@@ -99,9 +101,7 @@ def run(ctx: RunContext) -> None:
         peft_config=peft_config,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(test_rows) if test_rows else None,
-        callbacks=[
-            progress_callback(ctx, "eval_accuracy", cfg.patience, stop_at=cfg.stop_at_accuracy)
-        ],
+        callbacks=[progress],
     )
     before = trainable_snapshot(trainer.model)
     output = trainer.train()
@@ -112,7 +112,7 @@ def run(ctx: RunContext) -> None:
         **counts,
     }
     if test_rows:
-        evaluation = trainer.evaluate()
+        evaluation, metrics["final_eval_reused"] = final_evaluation(trainer, progress)
         metrics["heldout_accuracy"] = float(evaluation["eval_accuracy"])
     promote, metrics["gate"] = gate(ctx, metrics.get("heldout_accuracy"))
     if ctx.is_main:
