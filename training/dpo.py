@@ -37,6 +37,7 @@ from training.common import (
 )
 from training.runfiles import ARTIFACT, REF_LOGPROBS
 from training.snapshot import model_hash
+from training.trl_fixes import score_completions_only_on_cpu
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def run(ctx: RunContext) -> None:
     from trl import DPOConfig
 
     cfg = ctx.stage_config(DPOStageConfig)
+    score_completions_only_on_cpu()  # TRL scores prompt positions too on CPU; see trl_fixes
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)

@@ -23,6 +23,7 @@ from training.common import (
     trainer_args,
 )
 from training.runfiles import ARTIFACT
+from training.trl_fixes import score_completions_only_on_cpu
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def run(ctx: RunContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     cfg = ctx.stage_config(SFTStageConfig)
+    score_completions_only_on_cpu()  # TRL scores prompt positions too on CPU; see trl_fixes
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)
