@@ -40,6 +40,11 @@ class StageConfig:
     lora_r: int = help_field(16, "LoRA rank.")
     lora_alpha: int = help_field(32, "LoRA scaling numerator (alpha / r scales the update).")
     bucket_by_length: bool = help_field(True, "Batch sequences of similar length (less padding).")
+    compact_scoring: bool = help_field(
+        True,
+        "CPU: TRL's fused LM head scores only completion tokens, as it does on CUDA (TRL "
+        "scores every prompt position too off-CUDA). Same values; off: TRL as shipped.",
+    )
     gradient_checkpointing: bool = help_field(
         False,
         "Recompute activations during the backward pass: less memory, about a third more "

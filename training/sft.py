@@ -43,7 +43,7 @@ def run(ctx: RunContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     cfg = ctx.stage_config(SFTStageConfig)
-    score_completions_only_on_cpu()  # TRL scores prompt positions too on CPU; see trl_fixes
+    score_completions_only_on_cpu(cfg.compact_scoring)  # see trl_fixes
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)

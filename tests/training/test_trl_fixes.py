@@ -41,6 +41,8 @@ def test_compact_scoring_on_cpu_matches_scoring_every_position(monkeypatch) -> N
         )
     assert torch.allclose(grad_before, grad_after, atol=1e-6)
     assert score_completions_only_on_cpu()  # applying it twice is harmless
+    assert not score_completions_only_on_cpu(False)  # TRL as shipped again
+    assert trl_utils._use_triton is chunked_logprob._use_triton
 
 
 def test_fix_leaves_other_trl_versions_alone(monkeypatch) -> None:
