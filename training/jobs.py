@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from data.errors import ConfigError, TrainingError
 from data.store import PreferenceStore
 from training import runfiles
 from training.generation_io import GENERATIONS, ingest_generations
+from training.launch import adopted_poll, spawn_trainer, terminate_group, trainer_command
 from training.planning import (  # noqa: F401 - POLICY_STAGES and TINY are part of this API
     POLICY_STAGES,
     TINY,
@@ -50,12 +50,6 @@ from training.snapshot import ingest_ref_logprobs
 
 STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
 KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
-ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
-
-
-def accelerate_config() -> Path:
-    """$PREFLOOP_ACCELERATE_CONFIG (e.g. accelerate/zero2.yaml for DeepSpeed), else DDP (gloo on CPU, NCCL on GPU)."""
-    return Path(os.environ.get("PREFLOOP_ACCELERATE_CONFIG") or ACCELERATE_DIR / "ddp.yaml")
 
 
 @dataclass(frozen=True)
@@ -230,7 +224,7 @@ class JobManager:
                 return False
             if row[0][0] == "running":
                 proc = self._procs.get(run_id)
-                _terminate_group(row[0][1], proc, grace)
+                terminate_group(row[0][1], proc, grace)
                 self._procs.pop(run_id, None)
             self._finish(run_id, "cancelled", log_tail=runfiles.log_tail(self._run_dir(run_id)))
         self.tick()
@@ -245,7 +239,7 @@ class JobManager:
                     if code is not None:
                         self._procs.pop(run_id)
                         self._ingest(run_id, code)
-                elif _adopted_poll(self._pid(run_id)) is not None:
+                elif adopted_poll(self._pid(run_id)) is not None:
                     self._procs.pop(run_id)
                     self._ingest(run_id, None)  # exit status of an adopted process is unknown
             if self._running_id() is None:
@@ -283,7 +277,7 @@ class JobManager:
         for run_id, pid in self.store.query(
             "SELECT run_id, pid FROM runs WHERE status = 'running'"
         ):
-            if pid and _adopted_poll(pid) is None:
+            if pid and adopted_poll(pid) is None:
                 self._procs[run_id] = None
             else:
                 self._ingest(run_id, None)
@@ -306,43 +300,11 @@ class JobManager:
         config.update(plan)
         runfiles.write_json(run_dir / runfiles.CONFIG, {"run_id": run_id, **config})
         runfiles.write_status(run_dir, "queued", step=0, max_steps=request.max_steps)
-        cmd = [self.python, "-m", "training", request.stage, "--run-dir", str(run_dir)]
-        if request.num_processes > 1:
-            cmd = [
-                self.python,
-                "-m",
-                "accelerate.commands.launch",
-                "--config_file",
-                str(accelerate_config()),
-                "--num_processes",
-                str(request.num_processes),
-                "-m",
-                "training",
-                request.stage,
-                "--run-dir",
-                str(run_dir),
-            ]
         if self.inline:
             self._run_inline(run_id, request, run_dir, config)
             return
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-        }
-        repo_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
-        with (run_dir / runfiles.LOG).open("ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=env,
-                cwd=run_dir,
-            )
+        cmd = trainer_command(self.python, request.stage, run_dir, request.num_processes)
+        proc = spawn_trainer(cmd, run_dir)
         self._procs[run_id] = proc
         with self.store.transaction() as cur:
             cur.execute(
@@ -442,38 +404,3 @@ def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
 
     module, name = _CONFIGS[stage]
     return config_from_dict(getattr(importlib.import_module(module), name), dict(overrides or {}))
-
-
-def _adopted_poll(pid: int | None) -> int | None:
-    """Exit status of a process we did not start: None while it lives, else unknown (-1)."""
-    if not pid:
-        return -1
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return -1
-    except PermissionError:
-        return None
-    return None
-
-
-def _terminate_group(pid: int | None, proc: subprocess.Popen[bytes] | None, grace: float) -> None:
-    if not pid:
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return
-        if proc is None and _adopted_poll(pid) is not None:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if proc is not None:
-        proc.wait(timeout=5)
