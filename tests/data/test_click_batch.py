@@ -41,7 +41,9 @@ def test_one_batch_labels_every_click_and_leases_distinct_pairs(store: Preferenc
     assert sorted(store.query("SELECT annotator, pair_id FROM leases")) == sorted(
         zip(("ann", "bob", "cy"), nexts, strict=True)
     )
-    assert store.scalar("SELECT count(*) FROM human_queue") == 7  # the three labelled pairs left the queue
+    assert (
+        store.scalar("SELECT count(*) FROM human_queue") == 7
+    )  # the three labelled pairs left the queue
 
 
 def test_a_bad_click_fails_alone(store: PreferenceStore) -> None:
