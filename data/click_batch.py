@@ -23,9 +23,8 @@ import duckdb
 
 from data.errors import StoreError
 from data.queue import drop_cached_head, forget_closed, top_open_ids
+from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore
-
-_FLIP = {"a": "b", "b": "a"}
 
 # Live leases exist only on human-queue pairs (`data.queue.assign` ends the others), so a
 # click on a pair the clicker holds needs no look at `pairs`, the biggest table.
@@ -77,11 +76,7 @@ class Click:
     @property
     def verdict(self) -> str:
         """The verdict in the stored A/B orientation."""
-        return (
-            _FLIP.get(self.verdict_shown, self.verdict_shown)
-            if self.swapped
-            else self.verdict_shown
-        )
+        return swap_verdict(self.verdict_shown) if self.swapped else self.verdict_shown
 
 
 @dataclass(frozen=True)

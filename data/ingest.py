@@ -21,10 +21,9 @@ from data.ids import (
     render_messages,
     response_id,
 )
+from data.schema import swap_verdict
 from data.shapes import PairRecord, Record, ResponsesRecord
 from data.store import PreferenceStore, refresh_human_queue
-
-_FLIP = {"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"}
 
 
 @dataclass
@@ -72,7 +71,7 @@ class _Batch:
         else:
             self.pairs[key] = (pid, a, b)
         if record.verdict is not None:
-            verdict = _FLIP[record.verdict] if flipped else record.verdict
+            verdict = swap_verdict(record.verdict) if flipped else record.verdict
             # confidence is P(stated verdict): renaming A/B does not change it
             self.labels.setdefault((key, verdict), record.confidence)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from data.errors import StoreError
+from data.schema import swap_verdict
 from data.store import PreferenceStore, refresh_human_queue
 
 # Two stages keep this fast at millions of pairs: a top-K over `human_queue` (stored in
@@ -267,7 +268,7 @@ def _submit(
     swapped: bool,
     rationale: str | None,
 ) -> int:
-    verdict = {"a": "b", "b": "a"}.get(verdict_shown, verdict_shown) if swapped else verdict_shown
+    verdict = swap_verdict(verdict_shown) if swapped else verdict_shown
     lease_holder, already = cur.execute(
         """
         SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who

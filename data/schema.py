@@ -12,6 +12,11 @@ QUEUES = ("unrouted", "human", "judge")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
+def swap_verdict(verdict: str) -> str:
+    """The same judgement with A and B renamed; tie, both_bad (and anything else) unchanged."""
+    return {"a": "b", "b": "a"}.get(verdict, verdict)
+
+
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 

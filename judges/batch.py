@@ -18,13 +18,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore
 from judges.client import Completion
 from judges.config import JudgeConfig
 from judges.parsing import p_a_from_logprobs, parse_verdict
 from judges.prompts import Template, load_template, repair_messages
 from judges.store_io import (
-    FLIP,
     ORDERS_SWAP,
     Outcome,
     Unit,
@@ -267,6 +267,6 @@ async def judge_unit(
     if unit.order == "ab":
         outcome.verdict, outcome.p_a = verdict.shown, p_shown_a
     else:
-        outcome.verdict = FLIP[verdict.shown]
+        outcome.verdict = swap_verdict(verdict.shown)
         outcome.p_a = None if p_shown_a is None else 1.0 - p_shown_a
     return outcome

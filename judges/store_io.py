@@ -20,7 +20,6 @@ from data.ids import stable_json_hash
 from data.store import PairView, PreferenceStore
 from judges.client import Completion
 
-FLIP = {"a": "b", "b": "a", "tie": "tie"}
 ORDERS_SWAP = ("ab", "ba")
 
 
