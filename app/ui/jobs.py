@@ -171,12 +171,13 @@ def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
 
 def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, float]:
     """Tokens this batch has used so far (calls answered from the cache cost nothing)."""
+    from judges.config import Price  # a judge task exists only when judges/ is installed
+
     prompt = completion = 0
     for model, (p, c) in _tokens_by_model(store).items():
         p0, c0 = task.tokens_before.get(model, (0, 0))
         prompt, completion = prompt + p - p0, completion + c - c0
-    price_prompt, price_completion = task.price_per_million
-    return prompt, completion, (prompt * price_prompt + completion * price_completion) / 1e6
+    return prompt, completion, Price(*task.price_per_million).cost(prompt, completion)
 
 
 def _judge_entry_point() -> Any:
