@@ -137,11 +137,10 @@ def cached_reference_trainer_class():
             """
             model = self.ref_model or self.model
             device = next(model.parameters()).device
-            shared, other = list(range(len(triples))), []
-            if not self.share_prompt or not supports_shared_prompt(model):
-                shared, other = [], shared
-            else:
+            if self.share_prompt and supports_shared_prompt(model):
                 shared, other = split_shared(triples, self.args.max_length)
+            else:
+                shared, other = [], list(range(len(triples)))
             chosen = [0.0] * len(triples)
             rejected = [0.0] * len(triples)
             was_training = model.training
