@@ -46,12 +46,7 @@ def shared_prompt_logps(
 
     n = len(triples)
     prompt_lens = [len(p) for p, _, _ in triples]
-    width = max(prompt_lens)
-    prompt = torch.full((n, width), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((n, width), dtype=torch.long)
-    for row, (p, _, _) in enumerate(triples):
-        prompt[row, : len(p)] = torch.tensor(p)
-        prompt_mask[row, : len(p)] = 1
+    prompt, prompt_mask = _right_padded([p for p, _, _ in triples], pad_id)
     last = torch.tensor([length - 1 for length in prompt_lens])
     keep = torch.unique(last)  # the LM head runs only at each prompt's last position
     out = model(
@@ -65,13 +60,8 @@ def shared_prompt_logps(
     cache = out.cache if hasattr(out, "cache") else out.past_key_values  # renamed in 5.x
     cache.batch_repeat_interleave(2)  # rows: p0, p0, p1, p1, ... for c0, r0, c1, r1, ...
 
-    completions = [ids for _, c, r in triples for ids in (c, r)]
-    span = max(len(ids) for ids in completions)
-    tokens = torch.full((2 * n, span), pad_id, dtype=torch.long)
-    mask = torch.zeros((2 * n, span), dtype=torch.long)
-    for row, ids in enumerate(completions):
-        tokens[row, : len(ids)] = torch.tensor(ids)
-        mask[row, : len(ids)] = 1
+    tokens, mask = _right_padded([ids for _, c, r in triples for ids in (c, r)], pad_id)
+    span = tokens.shape[1]
     attention = torch.cat([prompt_mask.repeat_interleave(2, dim=0), mask], dim=1)
     positions = torch.tensor(prompt_lens).repeat_interleave(2)[:, None] + torch.arange(span)
     tokens, mask = tokens.to(device), mask.to(device)
@@ -90,3 +80,16 @@ def shared_prompt_logps(
         per_token[:, 1:] = logp.gather(2, tokens[:, 1:, None]).squeeze(-1)
     total = (per_token * mask).sum(dim=1).cpu().tolist()
     return total[0::2], total[1::2]
+
+
+def _right_padded(seqs: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token ids padded on the right to the longest, and the mask of the real tokens."""
+    import torch
+
+    width = max(len(ids) for ids in seqs)
+    tokens = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, ids in enumerate(seqs):
+        tokens[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+    return tokens, mask
