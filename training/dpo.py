@@ -66,6 +66,7 @@ def cached_reference_trainer_class():
     """DPOTrainer whose reference precompute skips rows that already carry cached values."""
     import torch
     from accelerate.utils import is_peft_model
+    from datasets import Dataset
     from trl import DPOTrainer
 
     from training.ref_logprobs import shared_prompt_logps, split_shared, supports_shared_prompt
@@ -75,58 +76,51 @@ def cached_reference_trainer_class():
         ref_seconds = 0.0  # time spent on reference log-probs (forward passes and merging)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
+            """Reference columns for `dataset`, computing only rows the cache lacks.
+
+            TRL calls this for the train set, then for the held-out set. The first call
+            runs the missing rows of both in one pass: on an incremental run the new
+            pairs are few, and two passes would mean two sets of partial batches.
+            """
             started = time.perf_counter()
             try:
-                return self._fill_ref_logps(dataset, batch_size)
+                if self._pending_ref is None:
+                    datasets = {name: dataset}
+                    if name == "train" and isinstance(self.eval_dataset, Dataset):
+                        datasets["eval"] = self.eval_dataset
+                    self._pending_ref = self._fill_missing(datasets)
+                chosen, rejected = self._pending_ref.pop(name, None) or self._fill_missing(
+                    {name: dataset}
+                ).pop(name)
+                return with_reference_columns(dataset, chosen, rejected)
             finally:
                 type(self).ref_seconds += time.perf_counter() - started
 
-        def _fill_ref_logps(self, dataset, batch_size):
-            # columns are read once: indexing a Dataset row by row costs ~1 ms a row
-            prompt_ids, chosen_ids, rejected_ids = (
-                dataset["prompt_ids"],
-                dataset["chosen_ids"],
-                dataset["rejected_ids"],
-            )
-            chosen = list(dataset["ref_chosen_logps"])
-            rejected = list(dataset["ref_rejected_logps"])
-            missing = [
-                i
-                for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
-                if c is None or r is None or math.isnan(c) or math.isnan(r)
-            ]
-            if missing:
-                new_c, new_r = self._reference_forward(
-                    [(prompt_ids[i], chosen_ids[i], rejected_ids[i]) for i in missing],
-                    self.ref_batch_size,
-                )
-                prompt_key, chosen_key, rejected_key = (
-                    dataset["prompt_id"],
-                    dataset["chosen_id"],
-                    dataset["rejected_id"],
-                )
-                for j, i in enumerate(missing):
-                    chosen[i], rejected[i] = new_c[j], new_r[j]
-                    self.computed.append(
-                        (prompt_key[i], chosen_key[i], new_c[j], len(chosen_ids[i]))
-                    )
-                    self.computed.append(
-                        (prompt_key[i], rejected_key[i], new_r[j], len(rejected_ids[i]))
-                    )
-            type(self).ref_forward_rows += len(missing)
-            lengths = [
-                len(p) + max(len(c), len(r))
-                for p, c, r in zip(prompt_ids, chosen_ids, rejected_ids, strict=True)
-            ]
-            drop = [
-                c
-                for c in ("ref_chosen_logps", "ref_rejected_logps", "length")
-                if c in dataset.column_names
-            ]
-            dataset = dataset.remove_columns(drop)
-            dataset = dataset.add_column("length", lengths)  # token lengths for length buckets
-            dataset = dataset.add_column("ref_chosen_logps", [float(x) for x in chosen])
-            return dataset.add_column("ref_rejected_logps", [float(x) for x in rejected])
+        def _fill_missing(self, datasets):
+            """{name: (chosen, rejected)} for each dataset, with one forward pass over the
+            rows of all of them that carry no cached value."""
+            values, triples, slots = {}, [], []
+            for name, dataset in datasets.items():
+                # columns are read once: indexing a Dataset row by row costs ~1 ms a row
+                columns = {c: dataset[c] for c in (*IDS, *KEYS)}
+                chosen = list(dataset["ref_chosen_logps"])
+                rejected = list(dataset["ref_rejected_logps"])
+                values[name] = (chosen, rejected)
+                for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
+                    if c is None or r is None or math.isnan(c) or math.isnan(r):
+                        triples.append(tuple(columns[key][i] for key in IDS))
+                        slots.append((name, i, columns))
+            if triples:
+                new_c, new_r = self._reference_forward(triples, self.ref_batch_size)
+                for (name, i, columns), triple, c, r in zip(
+                    slots, triples, new_c, new_r, strict=True
+                ):
+                    values[name][0][i], values[name][1][i] = c, r
+                    prompt_key, chosen_key, rejected_key = (columns[k][i] for k in KEYS)
+                    self.computed.append((prompt_key, chosen_key, c, len(triple[1])))
+                    self.computed.append((prompt_key, rejected_key, r, len(triple[2])))
+            type(self).ref_forward_rows += len(triples)
+            return values
 
         def _reference_forward(self, triples, batch_size):
             """Reference log-probs of (prompt, chosen, rejected) token lists, in input order.
@@ -196,12 +190,31 @@ def cached_reference_trainer_class():
             return per_token.sum(dim=1).chunk(2, dim=0)
 
     CachedReferenceDPOTrainer.computed = []
+    CachedReferenceDPOTrainer._pending_ref = None  # {dataset name: (chosen, rejected)}
     CachedReferenceDPOTrainer.ref_batch_size = 8
     CachedReferenceDPOTrainer.share_prompt = True
     return CachedReferenceDPOTrainer
 
 
 IDS = ("prompt_ids", "chosen_ids", "rejected_ids")
+KEYS = ("prompt_id", "chosen_id", "rejected_id")
+
+
+def with_reference_columns(dataset, chosen: list[float], rejected: list[float]):
+    """`dataset` with its reference log-prob columns set and token lengths for length buckets."""
+    lengths = [
+        len(p) + max(len(c), len(r))
+        for p, c, r in zip(
+            dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True
+        )
+    ]
+    drop = [
+        c for c in ("ref_chosen_logps", "ref_rejected_logps", "length") if c in dataset.column_names
+    ]
+    dataset = dataset.remove_columns(drop)
+    dataset = dataset.add_column("length", lengths)
+    dataset = dataset.add_column("ref_chosen_logps", [float(x) for x in chosen])
+    return dataset.add_column("ref_rejected_logps", [float(x) for x in rejected])
 
 
 def length_batches(triples: list, indices: list[int], batch_size: int) -> list[list[int]]:
