@@ -18,6 +18,7 @@ MODULES = {
     "dpo": "dpo",
     "ppo": "ppo",
     "grpo": "grpo",
+    "rloo": "rloo",
     "generate": "generate",
 }
 

@@ -1,7 +1,8 @@
 """GRPO stage: TRL `GRPOTrainer` with the reward model or ensemble as `reward_funcs`
 (critic-free: group-relative advantages over several completions per prompt), LoRA policy.
 Promoted only if the held-out reward did not drop and the KL stayed within its bound
-(`training.rl_gate`).
+(`training.rl_gate`). `train_critic_free` is shared with the RLOO stage (`training.rloo`),
+which differs only in its baseline.
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ class GRPOStageConfig(StageConfig):
 
 
 def run(ctx: RunContext) -> None:
-    from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
+
+    train_critic_free(ctx, GRPOStageConfig, GRPOConfig, GRPOTrainer)
+
+
+def train_critic_free(
+    ctx: RunContext, stage_config: type[GRPOStageConfig], trl_config: type, trl_trainer: type
+) -> None:
+    """Train with a TRL online trainer that takes `reward_funcs` (GRPO or RLOO) and gate it."""
+    from datasets import Dataset
 
     from training.rewards import load_reward_fn
 
-    cfg = ctx.stage_config(GRPOStageConfig)
+    cfg = ctx.stage_config(stage_config)
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)
@@ -63,14 +72,14 @@ def run(ctx: RunContext) -> None:
     args = trainer_args(
         ctx,
         replace(cfg, batch_size=batch, bucket_by_length=False),
-        GRPOConfig,
+        trl_config,
         0,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_new_tokens,
         beta=cfg.beta,
     )
     prompts = sorted({r["prompt"] for r in train_rows})
-    trainer = GRPOTrainer(
+    trainer = trl_trainer(
         model=model,
         reward_funcs=prefloop_reward,
         args=args,

@@ -48,7 +48,7 @@ from training.planning import (  # noqa: F401 - POLICY_STAGES and TINY are part 
 )
 from training.snapshot import ingest_ref_logprobs
 
-STAGES = ("sft", "rm", "dpo", "ppo", "grpo")
+STAGES = ("sft", "rm", "dpo", "ppo", "grpo", "rloo")
 KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
 
 
@@ -56,7 +56,7 @@ KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling fro
 class TrainRequest:
     """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
 
-    stage: str  # sft, rm, dpo, ppo, grpo, or generate
+    stage: str  # sft, rm, dpo, ppo, grpo, rloo, or generate
     policy: str | None = (
         None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
     )
@@ -66,7 +66,7 @@ class TrainRequest:
     max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
     num_processes: int = 1  # >1 launches through `accelerate launch` (gloo on CPU)
     reward: str | None = (
-        None  # ppo/grpo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
+        None  # ppo/grpo/rloo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
     )
     test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
     overrides: dict[str, Any] = field(
@@ -392,6 +392,7 @@ _CONFIGS = {
     "dpo": ("training.dpo", "DPOStageConfig"),
     "ppo": ("training.ppo", "PPOStageConfig"),
     "grpo": ("training.grpo", "GRPOStageConfig"),
+    "rloo": ("training.rloo", "RLOOStageConfig"),
     "generate": ("training.generate", "GenerateConfig"),
 }
 

@@ -19,7 +19,7 @@ from training.snapshot import export_snapshot, label_watermark, model_hash, temp
 if TYPE_CHECKING:
     from training.jobs import TrainRequest
 
-POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose artifact is a policy
+POLICY_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")  # stages whose artifact is a policy
 TINY = "tiny"  # the embedded default policy, built inside the run
 
 
@@ -30,7 +30,7 @@ def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
         policy = latest_artifact(store, POLICY_STAGES)
         if policy is None:
             raise ConfigError(
-                "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo) "
+                "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo/rloo) "
                 "or pass --policy MODEL"
             )
     count = export_prompts(store, request.prompts, run_dir / PROMPTS)
@@ -71,7 +71,7 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
     if request.incremental:
         parent = latest_promoted(store, request.stage, policy, request.overrides.get("use_lora"))
     reward = request.reward
-    if request.stage in ("ppo", "grpo"):
+    if request.stage in ("ppo", "grpo", "rloo"):
         reward = reward or ("rm" if latest_artifact(store, ("rm",)) else None)
         if reward == "rm":
             reward = latest_artifact(store, ("rm",))
@@ -82,7 +82,7 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
                 )
         if reward is None:
             raise ConfigError(
-                "PPO/GRPO need a reward: train one with `prefloop train rm`, or pass "
+                "PPO/GRPO/RLOO need a reward: train one with `prefloop train rm`, or pass "
                 "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)"
             )
     max_length = int(request.overrides.get("max_length", 256))

@@ -131,7 +131,7 @@ def train_command(
     settings: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Train STAGE (sft, rm, dpo, ppo, grpo) in a background process and wait for it."""
+    """Train STAGE (sft, rm, dpo, ppo, grpo, rloo) in a background process and wait for it."""
     request = TrainRequest(
         stage,
         policy=policy,

@@ -78,7 +78,7 @@ def test_rm_then_ppo_with_the_reward_model(jobs, tiny_policy) -> None:
 
 
 @pytest.mark.slow
-def test_ppo_and_grpo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> None:
+def test_ppo_grpo_and_rloo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> None:
     ensemble = make_ensemble(tmp_path / "ens", ["length"], 2)
     ppo = run_ok(
         jobs,
@@ -108,7 +108,19 @@ def test_ppo_and_grpo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) -> No
         ),
     )
     assert grpo["metrics"]["steps"] == 2 and grpo["metrics"]["param_change"] > 0
-    for run in (ppo, grpo):  # the RL promotion gate: held-out reward before vs after, KL
+    rloo = run_ok(
+        jobs,
+        TrainRequest(
+            "rloo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            reward=str(ensemble),
+            overrides={**TINY, "num_generations": 2, "max_new_tokens": 8},
+        ),
+    )
+    assert rloo["metrics"]["steps"] == 2 and rloo["metrics"]["param_change"] > 0
+    assert rloo["config"]["reward"] == str(ensemble)
+    for run in (ppo, grpo, rloo):  # the RL promotion gate: held-out reward before vs after, KL
         gate = run["metrics"]["gate"]
         before, after = gate["heldout_reward_before"], gate["heldout_reward_after"]
         assert before is not None and after is not None
