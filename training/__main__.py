@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from training.common import RunContext
+    from training.run_context import RunContext
 
     ctx = RunContext(args.run_dir)
     ctx.status("running", step=0, message=f"starting {args.stage}")

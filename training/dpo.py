@@ -20,24 +20,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from training.common import (
-    RunContext,
-    StageConfig,
+from training.hf_trainer import final_evaluation, progress_callback, trainer_args
+from training.models import (
     device_kind,
-    final_evaluation,
-    gate,
-    help_field,
     load_causal_lm,
     load_tokenizer,
     param_change,
-    progress_callback,
     resolve_policy,
-    select_rows,
     trainable_snapshot,
-    trainer_args,
 )
+from training.run_context import RunContext, gate, select_rows
 from training.runfiles import ARTIFACT, REF_LOGPROBS
 from training.snapshot import model_hash
+from training.stage_config import StageConfig, help_field
 from training.trl_fixes import score_completions_only_on_cpu
 
 

@@ -11,8 +11,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.common import RunContext, config_from_dict, help_field, load_tokenizer
 from training.generation_io import GENERATIONS, PROMPTS
+from training.models import load_tokenizer
+from training.run_context import RunContext
+from training.stage_config import config_from_dict, help_field
 
 
 @dataclass(frozen=True)

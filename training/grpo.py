@@ -10,21 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from training.common import (
-    RunContext,
-    StageConfig,
-    help_field,
+from training.hf_trainer import progress_callback, trainer_args
+from training.models import (
     load_causal_lm,
     load_tokenizer,
     param_change,
-    progress_callback,
     resolve_policy,
-    select_rows,
     trainable_snapshot,
-    trainer_args,
 )
 from training.rl_gate import heldout_reward, rl_gate
+from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
+from training.stage_config import StageConfig, help_field
 
 
 @dataclass(frozen=True)

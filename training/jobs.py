@@ -401,7 +401,7 @@ def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
     """The stage's frozen config with `overrides` applied (stage modules import torch lazily)."""
     import importlib
 
-    from training.common import config_from_dict
+    from training.stage_config import config_from_dict
 
     module, name = _CONFIGS[stage]
     return config_from_dict(getattr(importlib.import_module(module), name), dict(overrides or {}))

@@ -23,18 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.errors import ConfigError
-from training.common import (
-    RunContext,
-    StageConfig,
-    help_field,
-    load_causal_lm,
-    load_tokenizer,
-    resolve_policy,
-    select_rows,
-    trainable_snapshot,
-)
+from training.models import load_causal_lm, load_tokenizer, resolve_policy, trainable_snapshot
 from training.rl_gate import heldout_reward, rl_gate
+from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
+from training.stage_config import StageConfig, help_field
 
 
 @dataclass(frozen=True)
@@ -263,6 +256,6 @@ def run(ctx: RunContext) -> None:
 
 
 def _change(before: dict[str, Any], model: Any) -> float:
-    from training.common import param_change
+    from training.models import param_change
 
     return param_change(before, model)

@@ -10,22 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from training.common import (
-    RunContext,
-    StageConfig,
-    final_evaluation,
-    gate,
-    help_field,
+from training.hf_trainer import final_evaluation, progress_callback, trainer_args
+from training.models import (
     load_tokenizer,
     lora_config,
     param_change,
-    progress_callback,
     resolve_policy,
-    select_rows,
     trainable_snapshot,
-    trainer_args,
 )
+from training.run_context import RunContext, gate, select_rows
 from training.runfiles import ARTIFACT
+from training.stage_config import StageConfig, help_field
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class ModelReward:
     """Scores prompt + completion with a sequence-classification reward model."""
 
     def __init__(self, folder: str, max_length: int = 256, batch_size: int = 16):
-        from training.common import load_tokenizer
+        from training.models import load_tokenizer
         from training.reward import load_reward_model
 
         base_file = Path(folder) / "prefloop_base.txt"

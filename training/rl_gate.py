@@ -1,6 +1,6 @@
 """Promotion gate of the RL stages (PPO, GRPO): did the held-out reward hold up?
 
-DPO and reward-model runs are gated on held-out preference accuracy (`common.gate`). A
+DPO and reward-model runs are gated on held-out preference accuracy (`run_context.gate`). A
 policy trained against a reward has no such label-based score, so its gate compares
 the reward of greedy completions on held-out prompts before training (the starting
 policy: the base, or the parent for an incremental run) and after, and checks that the

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.common import RunContext, help_field
 from training.grpo import GRPOStageConfig, train_critic_free
+from training.run_context import RunContext
+from training.stage_config import help_field
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.common import (
-    RunContext,
-    StageConfig,
-    help_field,
+from training.hf_trainer import progress_callback, trainer_args
+from training.models import (
     load_causal_lm,
     load_tokenizer,
     param_change,
-    progress_callback,
     resolve_policy,
-    select_rows,
     trainable_snapshot,
-    trainer_args,
 )
+from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
+from training.stage_config import StageConfig, help_field
 from training.trl_fixes import score_completions_only_on_cpu
 
 

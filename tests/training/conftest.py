@@ -51,7 +51,8 @@ def tiny_policy(tmp_path_factory, hh_path_session) -> Path:
     """A tiny GPT-2 + BPE folder built once per session (a fixed reference for cache tests)."""
     import json
 
-    from training.common import StageConfig, build_tiny_policy
+    from training.models import build_tiny_policy
+    from training.stage_config import StageConfig
 
     texts = []
     with gzip.open(hh_path_session, "rt", encoding="utf-8") as handle:

@@ -1,0 +1,109 @@
+"""The Hugging Face / TRL trainer plumbing the stages share: config arguments, the
+progress callback (metrics, status, early stopping) and the final evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from training.models import bf16_ok, device_kind
+from training.run_context import RunContext
+from training.stage_config import StageConfig
+
+
+def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: int, **extra: Any):
+    """TRL config with prefloop's defaults: explicit CPU/bf16 choice, logging every step."""
+    cpu = device_kind() == "cpu"
+    if cpu:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, ctx.world_size)))
+    evaluate = cfg.eval_every > 0 and eval_rows > 0
+    return config_cls(
+        output_dir=str(ctx.run_dir / "hf"),
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        use_cpu=cpu,
+        bf16=not cpu and bf16_ok(),
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=cfg.eval_every if evaluate else None,
+        train_sampling_strategy="group_by_length" if cfg.bucket_by_length else "random",
+        disable_tqdm=True,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if cpu and ctx.world_size > 1 else None,
+        **extra,
+    )
+
+
+def progress_callback(
+    ctx: RunContext,
+    metric: str | None,
+    patience: int,
+    greater_is_better: bool = True,
+    stop_at: float | None = None,
+):
+    """Writes metrics.jsonl/status.json and stops early when `metric` stops improving."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.best: float | None = None
+            self.best_step = 0
+            self.bad = 0
+            self.history: list[tuple[int, float]] = []
+            self.last_eval: tuple[int, dict[str, Any]] | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ctx.status("running", step=state.global_step, max_steps=state.max_steps)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.done = True  # evaluations after training (the final report) do not stop anything
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            ctx.log_metrics({"step": state.global_step, **(logs or {})})
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics and not getattr(self, "done", False):
+                # the stage reuses this as its final report when it was taken at the last step
+                self.last_eval = (state.global_step, dict(metrics))
+            if not metric or not metrics or metric not in metrics or getattr(self, "done", False):
+                return
+            value = float(metrics[metric])
+            self.history.append((state.global_step, value))
+            if stop_at is not None and value >= stop_at:
+                ctx.log_metrics(
+                    {"step": state.global_step, "reached_target": stop_at, metric: value}
+                )
+                control.should_training_stop = True
+                return
+            better = self.best is None or (
+                value > self.best if greater_is_better else value < self.best
+            )
+            if better:
+                self.best, self.best_step, self.bad = value, state.global_step, 0
+            else:
+                self.bad += 1
+                if patience and self.bad >= patience:
+                    ctx.log_metrics({"step": state.global_step, "early_stop": True, metric: value})
+                    control.should_training_stop = True
+
+    return Progress()
+
+
+def final_evaluation(trainer: Any, progress: Any) -> tuple[dict[str, Any], bool]:
+    """Held-out metrics of the final weights: the last periodic evaluation when it was taken
+    at the last step (same weights, same rows), else a new evaluation. Returns (metrics, reused)."""
+    last = progress.last_eval
+    if last is not None and last[0] == trainer.state.global_step:
+        return last[1], True
+    return trainer.evaluate(), False

@@ -1,0 +1,150 @@
+"""Models and tokenizers for the stages: the base policy (or the embedded default), LoRA,
+warm starts, and the parameter-change checks the tests rely on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from data.errors import TrainingError
+from training.run_context import RunContext
+from training.stage_config import StageConfig
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bf16_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve_policy(ctx: RunContext, cfg: StageConfig, rows: list[dict[str, Any]]) -> str:
+    """The base policy folder or hub id; builds the embedded default when asked for `tiny`."""
+    policy = ctx.config.get("policy") or "tiny"
+    if policy != "tiny":
+        return policy
+    out = ctx.run_dir / "base_policy"
+    done = out / ".done"
+    if ctx.is_main:
+        if not done.exists():
+            texts = (
+                [r["prompt"] for r in rows]
+                + [r["chosen"] for r in rows]
+                + [r["rejected"] for r in rows]
+            )
+            build_tiny_policy(texts, out, cfg)
+            done.write_text("ok")
+    else:
+        deadline = time.time() + 600
+        while not done.exists():
+            if time.time() > deadline:
+                raise TrainingError("rank 0 did not build the default policy within 10 minutes")
+            time.sleep(0.2)
+    return str(out)
+
+
+def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:
+    """A GPT-2-shaped causal LM of a few million parameters with a BPE trained on `texts`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    eos = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.tiny_vocab,
+        special_tokens=[eos],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        bos_token=eos,
+        pad_token=eos,
+        unk_token=eos,
+        model_max_length=1024,
+    )
+    eos_id = tokenizer.convert_tokens_to_ids(eos)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_embd=cfg.tiny_width,
+        n_layer=cfg.tiny_layers,
+        n_head=max(1, cfg.tiny_width // 64),
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+    torch.manual_seed(cfg.seed)
+    model = GPT2LMHeadModel(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def load_tokenizer(policy: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.truncation_side = "left"
+    return tokenizer
+
+
+def lora_config(cfg: StageConfig, task_type: str):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type=task_type,
+    )
+
+
+def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, trainable: bool = True):
+    """Base model, with the warm-start adapter (trainable) or a fresh LoRA when `use_lora`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if bf16_ok() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype)
+    if warm_start:
+        from peft import PeftModel
+
+        if not (Path(warm_start) / "adapter_config.json").exists():
+            raise TrainingError(
+                f"warm start {warm_start} is a full model, not a LoRA adapter; run "
+                "without --incremental, or pass it as --policy to fine-tune it further"
+            )
+        return PeftModel.from_pretrained(model, warm_start, is_trainable=trainable), None
+    return model, (lora_config(cfg, "CAUSAL_LM") if cfg.use_lora else None)
+
+
+def param_change(before: dict[str, Any], model: Any) -> float:
+    """Largest absolute change of any trainable parameter since `before` (a state snapshot)."""
+
+    change = 0.0
+    for name, param in model.named_parameters():
+        if name in before:
+            change = max(change, float((param.detach().float().cpu() - before[name]).abs().max()))
+    return change
+
+
+def trainable_snapshot(model: Any) -> dict[str, Any]:
+    return {
+        n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad
+    }
