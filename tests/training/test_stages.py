@@ -97,30 +97,24 @@ def test_ppo_grpo_and_rloo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) 
         ),
     )
     assert ppo["metrics"]["param_change"] > 0
-    grpo = run_ok(
-        jobs,
-        TrainRequest(
-            "grpo",
-            policy=str(tiny_policy),
-            max_steps=2,
-            reward=str(ensemble),
-            overrides={**TINY, "num_generations": 2, "max_new_tokens": 8},
-        ),
-    )
-    assert grpo["metrics"]["steps"] == 2 and grpo["metrics"]["param_change"] > 0
-    rloo = run_ok(
-        jobs,
-        TrainRequest(
-            "rloo",
-            policy=str(tiny_policy),
-            max_steps=2,
-            reward=str(ensemble),
-            overrides={**TINY, "num_generations": 2, "max_new_tokens": 8},
-        ),
-    )
-    assert rloo["metrics"]["steps"] == 2 and rloo["metrics"]["param_change"] > 0
-    assert rloo["config"]["reward"] == str(ensemble)
-    for run in (ppo, grpo, rloo):  # the RL promotion gate: held-out reward before vs after, KL
+    critic_free = {  # GRPO and RLOO: TRL trainers with the ensemble as `reward_funcs`
+        stage: run_ok(
+            jobs,
+            TrainRequest(
+                stage,
+                policy=str(tiny_policy),
+                max_steps=2,
+                reward=str(ensemble),
+                overrides={**TINY, "num_generations": 2, "max_new_tokens": 8},
+            ),
+        )
+        for stage in ("grpo", "rloo")
+    }
+    for run in critic_free.values():
+        assert run["metrics"]["steps"] == 2 and run["metrics"]["param_change"] > 0
+        assert run["config"]["reward"] == str(ensemble)
+    # the RL promotion gate: held-out reward before vs after, KL
+    for run in (ppo, *critic_free.values()):
         gate = run["metrics"]["gate"]
         before, after = gate["heldout_reward_before"], gate["heldout_reward_after"]
         assert before is not None and after is not None
