@@ -17,7 +17,7 @@ from typing import Any
 from data.errors import ConfigError, PrefloopError
 from data.store import PreferenceStore
 
-TRAIN_KINDS = ("dpo", "rm+ppo", "rm")
+TRAIN_KINDS = ("dpo", "rm+ppo", "rm+grpo", "rm+rloo", "rm")  # stages joined by "+"
 CURVE_KEYS = ("loss", "reward", "kl")
 
 
@@ -252,12 +252,13 @@ def curves_figure(curves: dict[str, list[tuple[float, float]]], title: str):  # 
 
 
 def start_training(ctx: Any, kind: str, *, who: str) -> str:
-    """Submit the runs for `kind` (rm+ppo: an RM run, then PPO on the promoted RM)."""
+    """Submit the runs for `kind` (rm+ppo: an RM run, then PPO on the promoted RM; the
+    trainer queue runs them in order)."""
     if kind not in TRAIN_KINDS:
         raise ConfigError(f"choose one of {', '.join(TRAIN_KINDS)}, not {kind!r}")
     module = training_jobs()
     manager = ctx.job_manager()
-    stages = {"dpo": ["dpo"], "rm": ["rm"], "rm+ppo": ["rm", "ppo"]}[kind]
+    stages = kind.split("+")
     run_ids = [
         manager.submit(module.TrainRequest(stage=stage, **ctx.train_overrides.get(stage, {})))
         for stage in stages

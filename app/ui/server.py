@@ -59,7 +59,8 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
     ctx.rescore_budget = config.rescore_budget
     if config.train_max_steps is not None:
         ctx.train_overrides = {
-            stage: {"max_steps": config.train_max_steps} for stage in ("dpo", "rm", "ppo")
+            stage: {"max_steps": config.train_max_steps}
+            for stage in ("dpo", "rm", "ppo", "grpo", "rloo")
         }
     blocks = build_blocks(ctx)
     blocks.queue(default_concurrency_limit=None)

@@ -87,6 +87,11 @@ def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
         }
         md, _plot, history = admin.predict(api_name="/train_status")
         assert "cancelled" in md and len(history["data"]) == 2
+        # the critic-free pipelines queue the same way
+        assert "Submitted" in admin.predict("rm+rloo", api_name="/train_start")
+        assert ("rloo", "queued") in store.query("SELECT kind, status FROM runs")
+        for _ in range(2):
+            assert "Cancelled" in admin.predict("", api_name="/train_cancel")
         assert "No run is queued" in admin.predict("", api_name="/train_cancel")
     finally:
         blocks.close()
