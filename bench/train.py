@@ -22,12 +22,19 @@ that artifact, which is also the reference.
     cache filled by the parent) vs the first (the parent: every pair needs a reference
     forward pass).
 
+(d) Precision (on by default when CUDA is present, `--precision-rows` forces it): DPO
+    tokens/s and peak GPU memory, LoRA + bf16 vs a full fine-tune in fp32, same data.
+
 Trainers run in-process (`JobManager(inline=True)`) so process start-up does not blur the
 ratios; everything else is the real path (store, snapshot, run folder, ingest).
 
     python bench/train.py [--pairs 400] [--steps 30] [--json-out FILE]
+    python bench/train.py --policy qwen2-0.5b      # on a GPU: a realistic shape, random weights
 
-Prints one JSON object. No GPU was used: the GPU rows of the issue were not run here.
+`--policy` takes a model folder, or a shape name (`qwen2-0.5b`: 494M parameters, the
+Qwen2-0.5B configuration; `qwen2-tiny`: the same architecture at 2 layers, to check the
+path on CPU) for a randomly initialised model: no weights are needed to measure speed,
+and such a model is not SFT-warmed. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -69,6 +76,64 @@ def step_seconds(run_dir: Path, skip: int = 2) -> float:
     return statistics.median(gaps)
 
 
+# Randomly initialised models of a realistic shape (speed only). qwen2-0.5b is the
+# configuration of Qwen/Qwen2-0.5B; the tokenizer is the embedded default's BPE, whose
+# ids all fall inside the larger vocabulary.
+SHAPES = {
+    "qwen2-0.5b": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+    },
+    "qwen2-tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 4096,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def build_shape(name: str, store, out: Path) -> Path:
+    """A randomly initialised Qwen2 model of shape `name`, with a BPE trained on the store."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from training.models import build_tiny_policy
+    from training.stage_config import StageConfig
+
+    texts = [
+        t for (t,) in store.query("SELECT text FROM prompts UNION ALL SELECT text FROM responses")
+    ]
+    build_tiny_policy(texts, out / "tokenizer", StageConfig())
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    eos = tokenizer.eos_token_id
+    config = Qwen2Config(**SHAPES[name], bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out / name)
+    tokenizer.save_pretrained(out / name)
+    return out / name
+
+
+def tokens_per_second(run_dir: Path, skip: int = 2) -> float:
+    """Tokens TRL counted (`num_tokens`, cumulative) per second, after `skip` warm-up steps."""
+    from training.runfiles import read_metrics
+
+    rows = [m for m in read_metrics(run_dir) if "num_tokens" in m and "eval_loss" not in m]
+    first, last = rows[skip], rows[-1]
+    return (float(last["num_tokens"]) - float(first["num_tokens"])) / (last["time"] - first["time"])
+
+
 def run(manager, stage: str, policy: Path | None, **kwargs) -> dict:
     from training.jobs import TrainRequest
 
@@ -96,6 +161,17 @@ def main() -> None:
         default=0.25,
         help="Held-out share of prompts (more held-out pairs: a less noisy accuracy bar).",
     )
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="A model folder, or a shape (qwen2-0.5b, qwen2-tiny) for a randomly initialised "
+        "model. Default: the embedded default, SFT-warmed by the real sft stage.",
+    )
+    parser.add_argument(
+        "--precision-rows",
+        action="store_true",
+        help="Run (d), LoRA+bf16 vs full fp32, without a GPU too (it is on with one).",
+    )
     parser.add_argument("--json-out", default=None, help="Also write the JSON result here.")
     args = parser.parse_args()
 
@@ -109,27 +185,35 @@ def main() -> None:
     store = PreferenceStore(tmp / "store.duckdb")
     import_slice(store, tmp, 0, args.pairs)
     manager = JobManager(store, tmp / "runs", inline=True)
+    cuda = torch.cuda.is_available()
     result: dict = {
-        "device": "cpu",
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch_threads": torch.get_num_threads(),
         "pairs": args.pairs,
         "load_average_start": os.getloadavg(),
     }
 
-    # SFT-warm the embedded default on the store's chosen responses (the real `sft` stage)
-    sft = run(manager, "sft", None, test_fraction=args.test_fraction)
-    policy = Path(sft["artifact_path"])
-    result["sft"] = {
-        "wall_s": sft["metrics"]["wall_s"],
-        "steps": sft["metrics"]["steps"],
-        "heldout_loss": round(sft["metrics"]["heldout_loss"], 3),
-        "policy_parameters": sum(
-            p.numel()
-            for p in __import__("transformers")
-            .AutoModelForCausalLM.from_pretrained(policy)
-            .parameters()
-        ),
-    }
+    if args.policy in SHAPES:
+        policy = build_shape(args.policy, store, tmp)
+        result["policy"] = f"{args.policy}, randomly initialised"
+    elif args.policy:
+        policy = Path(args.policy)
+        result["policy"] = args.policy
+    else:  # SFT-warm the embedded default on the store's chosen responses (the real `sft` stage)
+        sft = run(manager, "sft", None, test_fraction=args.test_fraction)
+        policy = Path(sft["artifact_path"])
+        result["policy"] = "embedded default, SFT-warmed"
+        result["sft"] = {
+            "wall_s": sft["metrics"]["wall_s"],
+            "steps": sft["metrics"]["steps"],
+            "heldout_loss": round(sft["metrics"]["heldout_loss"], 3),
+        }
+    result["policy_parameters"] = sum(
+        p.numel()
+        for p in __import__("transformers")
+        .AutoModelForCausalLM.from_pretrained(policy)
+        .parameters()
+    )
     common = {"batch_size": 8, "max_length": 256, "eval_every": 0, "learning_rate": 5e-4}
 
     # TRL defaults: full fine-tune, a reference model copy run on every step, random batches,
@@ -173,6 +257,31 @@ def main() -> None:
         "trl_defaults": "full fine-tune + reference model forward each step + random batches"
         " + gradient checkpointing + LM head over every position (TRL on CPU)",
     }
+
+    if cuda or args.precision_rows:
+        # (d): same data and steps; the full fine-tune keeps TRL's reference model copy
+        precision = {}
+        for name, overrides in (
+            ("lora_bf16", {**common, "bf16": True}),
+            ("full_fp32", {**common, "use_lora": False, "bf16": False, "learning_rate": 5e-5}),
+        ):
+            status = run(
+                manager,
+                "dpo",
+                policy,
+                max_steps=args.steps,
+                overrides=overrides,
+                test_fraction=args.test_fraction,
+            )
+            precision[name] = {
+                "tokens_per_s": round(tokens_per_second(Path(status["run_dir"])), 1),
+                "s_per_step": round(step_seconds(Path(status["run_dir"])), 4),
+                "peak_gpu_memory_gb": status["metrics"].get("peak_gpu_memory_gb"),
+            }
+        precision["tokens_per_s_ratio"] = round(
+            precision["lora_bf16"]["tokens_per_s"] / precision["full_fp32"]["tokens_per_s"], 3
+        )
+        result["d_precision"] = precision
 
     # +10% labels
     import_slice(store, tmp, args.pairs, args.pairs // 10)
@@ -244,7 +353,7 @@ def main() -> None:
         "note": "second iteration = the incremental run after +10% labels (new + replay + held-out rows)",
     }
     result["load_average_end"] = os.getloadavg()
-    result["gpu"] = "not run: no GPU in this session"
+    result["gpu"] = result["device"] if cuda else "none: the GPU rows were not run"
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     text = json.dumps(result, indent=1)
     print(text)

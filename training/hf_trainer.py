@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from training.models import bf16_ok, device_kind
+from training.models import device_kind, use_bf16
 from training.run_context import RunContext
 from training.stage_config import StageConfig
 
@@ -33,7 +33,7 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
         report_to="none",
         seed=cfg.seed,
         use_cpu=cpu,
-        bf16=not cpu and bf16_ok(),
+        bf16=use_bf16(cfg),
         eval_strategy="steps" if evaluate else "no",
         eval_steps=cfg.eval_every if evaluate else None,
         train_sampling_strategy="group_by_length" if cfg.bucket_by_length else "random",

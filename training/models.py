@@ -25,6 +25,11 @@ def bf16_ok() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def use_bf16(cfg: StageConfig) -> bool:
+    """The run's mixed-precision choice: the config's, else bf16 where the GPU supports it."""
+    return bf16_ok() if cfg.bf16 is None else cfg.bf16
+
+
 def resolve_policy(ctx: RunContext, cfg: StageConfig, rows: list[dict[str, Any]]) -> str:
     """The base policy folder or hub id; builds the embedded default when asked for `tiny`."""
     policy = ctx.config.get("policy") or "tiny"
@@ -120,7 +125,8 @@ def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, traina
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if bf16_ok() else torch.float32
+    # a frozen LoRA base can live in bf16; trained full weights stay fp32 (bf16 autocast)
+    dtype = torch.bfloat16 if use_bf16(cfg) and cfg.use_lora else torch.float32
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype)
     if warm_start:
         from peft import PeftModel

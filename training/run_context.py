@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ class RunContext:
         self.rank = int(os.environ.get("RANK", "0"))
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.started = time.time()
+        torch = sys.modules.get("torch")  # loaded already when runs share a process (inline)
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
 
     @property
     def is_main(self) -> bool:
@@ -64,6 +68,9 @@ class RunContext:
     ) -> None:
         """Write result.json last: its presence is what marks the run a success."""
         metrics = {**metrics, "wall_s": round(time.time() - self.started, 2)}
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         rank_report = {
             "rank": self.rank,
             "world_size": self.world_size,

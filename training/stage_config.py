@@ -38,6 +38,12 @@ class StageConfig:
         "CPU: TRL's fused LM head scores only completion tokens, as it does on CUDA (TRL "
         "scores every prompt position too off-CUDA). Same values; off: TRL as shipped.",
     )
+    bf16: bool | None = help_field(
+        None,
+        "Mixed precision. None: bf16 autocast on a GPU that supports it, and a LoRA run "
+        "keeps its frozen base in bf16 (a full fine-tune keeps fp32 master weights); "
+        "False: fp32 throughout; True: bf16 even where None would not choose it.",
+    )
     gradient_checkpointing: bool = help_field(
         False,
         "Recompute activations during the backward pass: less memory, about a third more "
