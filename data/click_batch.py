@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 
 from data.errors import StoreError
-from data.queue import drop_cached_head, forget_closed, top_open_ids
+from data.queue import choose_next, drop_cached_head, forget_closed
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore
 
@@ -47,17 +47,6 @@ SELECT c.pair_id, 'human', c.who, c.verdict, c.rationale, c.swapped,
        coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0)
 FROM _clicks c WHERE c.idx IN (SELECT unnest($ok))
 RETURNING label_id, pair_id, who
-"""
-# Who holds or labelled what, among the head of the queue and this batch's annotators.
-# Two small tables (leases, and labels filtered by annotator), so no big scan.
-_HOLDERS_SQL = """
-SELECT 'lease', pair_id, annotator FROM leases
-WHERE expires_at > now()::TIMESTAMP
-  AND (list_contains($ids, pair_id) OR list_contains($who, annotator))
-UNION ALL
-SELECT 'label', pair_id, who FROM labels
-WHERE list_contains($who, who) AND source = 'human' AND retracted_at IS NULL
-  AND list_contains($ids, pair_id)
 """
 
 
@@ -150,7 +139,7 @@ def _write(
         return results  # type: ignore[return-value] - every click got its error
     labelled_pairs = [clicks[i].pair_id for i in ok]
     _count_human_labels(store, cur, labelled_pairs)
-    nexts = _choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
+    nexts = choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
     _lease(cur, labelled_pairs, [clicks[i] for i in ok], nexts)
     for i, next_id in zip(ok, nexts, strict=True):
         click = clicks[i]
@@ -222,62 +211,6 @@ def _count_human_labels(
             params,
         ).fetchall()
     forget_closed(store, [row[0] for row in closed])
-
-
-def _choose_next(
-    store: PreferenceStore,
-    cur: duckdb.DuckDBPyConnection,
-    clicks: list[Click],
-    labelled_now: set[str],
-) -> list[str | None]:
-    """The next pair for each click, best first, never one pair for two annotators.
-
-    Candidates come from the cached head of the queue (open pairs only); when it holds
-    nothing left for some annotator, a deeper head is read, as often as needed.
-    """
-    who = sorted({c.annotator for c in clicks})
-    chosen: dict[int, str | None] = {}
-    taken: set[str] = set()
-    k = max(64, 4 * (len(clicks) + max(len(c.avoid) for c in clicks)))
-    while len(chosen) < len(clicks):
-        head, maybe_more = top_open_ids(store, cur, k)
-        holder: dict[str, str] = {}
-        held: dict[str, str] = {}
-        done_by: dict[str, set[str]] = {}
-        for kind, pair_id, person in cur.execute(
-            _HOLDERS_SQL, {"ids": head, "who": who}
-        ).fetchall():
-            if kind == "label":
-                done_by.setdefault(pair_id, set()).add(person)
-            elif pair_id not in labelled_now:  # a labelled pair's lease ends with this batch
-                holder[pair_id] = person
-                held.setdefault(person, pair_id)
-        taken |= set(held.values())
-        for index, click in enumerate(clicks):
-            if index in chosen:
-                continue
-            if click.annotator in held:  # one lease per annotator: the one held stays
-                chosen[index] = held[click.annotator]
-                continue
-            free = [
-                pair_id
-                for pair_id in head
-                if pair_id not in taken
-                and holder.get(pair_id, click.annotator) == click.annotator
-                and click.annotator not in done_by.get(pair_id, ())
-            ]
-            pick = next((p for p in free if p not in click.avoid), None)
-            if pick is None and maybe_more:
-                continue  # look deeper for this one
-            pick = pick or (free[0] if free else None)
-            chosen[index] = pick
-            if pick is not None:
-                taken.add(pick)
-                held[click.annotator] = pick
-        if len(chosen) < len(clicks):
-            drop_cached_head(store)
-            k *= 4
-    return [chosen[i] for i in range(len(clicks))]
 
 
 def _lease(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import duckdb
 
@@ -18,24 +19,25 @@ from data.schema import swap_verdict
 from data.store import PreferenceStore, refresh_human_queue
 
 # Two stages keep this fast at millions of pairs: a top-K over `human_queue` (stored in
-# priority order, so the scan stops early), then the lease/own-label checks on those K only.
-# K doubles until enough candidates survive or the queue is exhausted.
+# priority order, so the scan stops early; cached, see `top_open_ids`), then the lease and
+# own-label checks on those K only (`_HOLDERS_SQL`, one query for a whole batch of
+# annotators). K grows 4x until enough candidates survive or the queue is exhausted.
 _TOP_OPEN_SQL = """
 SELECT pair_id FROM human_queue
 WHERE human_labels < needed_labels
 ORDER BY priority DESC, pair_id
 LIMIT $k
 """
-_FILTER_SQL = """
-SELECT c.pair_id FROM (SELECT unnest($ids) AS pair_id, generate_subscripts($ids, 1) AS rank) c
-WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = c.pair_id
-                  AND l.expires_at > now()::TIMESTAMP AND l.annotator <> $annotator)
-  AND NOT EXISTS (SELECT 1 FROM labels x WHERE x.pair_id = c.pair_id AND x.source = 'human'
-                  AND x.who = $annotator AND x.retracted_at IS NULL)
-  AND EXISTS (SELECT 1 FROM human_queue h WHERE h.pair_id = c.pair_id
-              AND h.human_labels < h.needed_labels)
-ORDER BY c.rank
-LIMIT $limit
+# Who holds or labelled what, among the head of the queue ($ids) and the annotators who
+# ask ($who). Two small tables (leases, and labels filtered by annotator), no big scan.
+_HOLDERS_SQL = """
+SELECT 'lease', pair_id, annotator FROM leases
+WHERE expires_at > now()::TIMESTAMP
+  AND (list_contains($ids, pair_id) OR list_contains($who, annotator))
+UNION ALL
+SELECT 'label', pair_id, who FROM labels
+WHERE list_contains($who, who) AND source = 'human' AND retracted_at IS NULL
+  AND list_contains($ids, pair_id)
 """
 # The same question in one plain query: the baseline that bench/store.py compares against.
 NAIVE_NEXT_PAIRS_SQL = """
@@ -88,24 +90,105 @@ def drop_cached_head(store: PreferenceStore) -> None:
     store.cache.pop(_TOP_CACHE, None)
 
 
-def _next_ids(
-    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, annotator: str, limit: int
-) -> list[str]:
-    k = max(64, 4 * limit)
-    refreshed = False
-    while True:
-        top, maybe_more = top_open_ids(store, cur, k)
-        if not top:
-            return []
-        kept = cur.execute(
-            _FILTER_SQL, {"ids": top, "annotator": annotator, "limit": limit}
-        ).fetchall()
-        if len(kept) >= limit or not maybe_more:
-            return [r[0] for r in kept]
-        drop_cached_head(store)
-        if refreshed:  # a fresh list was not enough either: look deeper
+class Want(Protocol):
+    """Who asks for a next pair, and the pairs they would rather not get (e.g. skipped)."""
+
+    @property
+    def annotator(self) -> str: ...
+
+    @property
+    def avoid(self) -> Collection[str]: ...
+
+
+@dataclass(frozen=True)
+class NextFor:
+    """A `Want` on its own (a click carries one too: `data.click_batch.Click`)."""
+
+    annotator: str
+    avoid: Collection[str] = ()
+
+
+@dataclass
+class _Head:
+    """The cached head of the queue, with who holds or labelled its pairs."""
+
+    ids: list[str]
+    maybe_more: bool  # more open pairs lie below it
+    holder: dict[str, str]  # pair -> annotator with a live lease on it
+    held: dict[str, str]  # annotator -> a pair they hold (anywhere in the queue)
+    done_by: dict[str, set[str]]  # pair -> annotators who labelled it
+
+    def free_for(self, annotator: str, taken: Collection[str] = ()) -> list[str]:
+        """Pairs `annotator` may label now, best first: not leased to anyone else, not
+        labelled by them, not in `taken`."""
+        return [
+            pair_id
+            for pair_id in self.ids
+            if pair_id not in taken
+            and self.holder.get(pair_id, annotator) == annotator
+            and annotator not in self.done_by.get(pair_id, ())
+        ]
+
+
+def _read_head(
+    store: PreferenceStore,
+    cur: duckdb.DuckDBPyConnection,
+    k: int,
+    who: Sequence[str],
+    ending: Collection[str] = (),
+) -> _Head:
+    """The k best open pairs and, in one query, the leases and labels that concern them or
+    `who`. Leases on pairs in `ending` are ignored (they end in this transaction)."""
+    ids, maybe_more = top_open_ids(store, cur, k)
+    head = _Head(ids, maybe_more, {}, {}, {})
+    for kind, pair_id, person in cur.execute(_HOLDERS_SQL, {"ids": ids, "who": who}).fetchall():
+        if kind == "label":
+            head.done_by.setdefault(pair_id, set()).add(person)
+        elif pair_id not in ending:
+            head.holder[pair_id] = person
+            head.held.setdefault(person, pair_id)
+    return head
+
+
+def choose_next(
+    store: PreferenceStore,
+    cur: duckdb.DuckDBPyConnection,
+    wants: Sequence[Want],
+    ending: Collection[str] = (),
+) -> list[str | None]:
+    """The next pair for each want, best first, never one pair for two annotators.
+
+    An annotator who holds a lease keeps that pair (one lease each). Candidates come
+    from the cached head of the queue (open pairs only); when it holds nothing left for
+    some annotator (or only pairs they avoid), a deeper head is read, as often as needed.
+    Leases on pairs in `ending` (labelled in this transaction) do not count.
+    """
+    who = sorted({w.annotator for w in wants})
+    chosen: dict[int, str | None] = {}
+    taken: set[str] = set()
+    k = max(64, 4 * (len(wants) + max(len(w.avoid) for w in wants)))
+    while len(chosen) < len(wants):
+        head = _read_head(store, cur, k, who, ending)
+        taken |= set(head.held.values())
+        for index, want in enumerate(wants):
+            if index in chosen:
+                continue
+            if want.annotator in head.held:
+                chosen[index] = head.held[want.annotator]
+                continue
+            free = head.free_for(want.annotator, taken)
+            pick = next((p for p in free if p not in want.avoid), None)
+            if pick is None and head.maybe_more:
+                continue  # look deeper for this one
+            pick = pick or (free[0] if free else None)
+            chosen[index] = pick
+            if pick is not None:
+                taken.add(pick)
+                head.held[want.annotator] = pick
+        if len(chosen) < len(wants):
+            drop_cached_head(store)
             k *= 4
-        refreshed = True
+    return [chosen[i] for i in range(len(wants))]
 
 
 @dataclass(frozen=True)
@@ -162,7 +245,15 @@ def assign(
 
 def next_pair_ids(store: PreferenceStore, annotator: str, limit: int = 1) -> list[str]:
     """Highest-priority pairs this annotator may label now (read only, no lease taken)."""
-    return _next_ids(store, store.cursor(), annotator, limit)
+    cur = store.cursor()
+    k = max(64, 4 * limit)
+    while True:
+        head = _read_head(store, cur, k, [annotator])
+        free = head.free_for(annotator)
+        if len(free) >= limit or not head.maybe_more:
+            return free[:limit]
+        drop_cached_head(store)
+        k *= 4
 
 
 def claim_next(
@@ -190,19 +281,13 @@ def claim_in(
     avoid: Collection[str],
 ) -> str | None:
     """`claim_next` inside the caller's transaction `cur`."""
-    held = cur.execute(
-        "SELECT pair_id FROM leases WHERE annotator = ? AND expires_at > now()::TIMESTAMP",
-        [annotator],
-    ).fetchall()
-    if held:
-        return held[0][0]
-    candidates = _next_ids(store, cur, annotator, len(avoid) + 1)
-    fresh = [c for c in candidates if c not in avoid] or candidates
-    if not fresh:
+    (pair_id,) = choose_next(store, cur, [NextFor(annotator, avoid)])
+    if pair_id is None:
         return None
-    pair_id = fresh[0]
     # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
-    cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
+    cur.execute(
+        "DELETE FROM leases WHERE pair_id = ? OR annotator = ?", [pair_id, annotator]
+    ).fetchall()
     cur.execute(
         "INSERT INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
         [pair_id, annotator, int(lease_seconds * 1e6)],
