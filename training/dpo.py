@@ -99,7 +99,7 @@ def cached_reference_trainer_class():
             values, triples, slots = {}, [], []
             for name, dataset in datasets.items():
                 # columns are read once: indexing a Dataset row by row costs ~1 ms a row
-                columns = {c: dataset[c] for c in (*IDS, *KEYS)}
+                columns = {col: dataset[col] for col in (*IDS, *KEYS)}
                 chosen = list(dataset["ref_chosen_logps"])
                 rejected = list(dataset["ref_rejected_logps"])
                 values[name] = (chosen, rejected)
