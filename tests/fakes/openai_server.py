@@ -182,6 +182,17 @@ class FakeOpenAIServer:
             self.max_in_flight = self.in_flight
             self.completed = 0
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is in flight. A handler counts itself out just after its
+        answer is written, so a client can hold the answer a moment before that."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.in_flight == 0:
+                    return True
+            time.sleep(0.005)
+        return False
+
     @property
     def request_count(self) -> int:
         with self._lock:

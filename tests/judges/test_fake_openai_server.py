@@ -66,6 +66,7 @@ def test_in_flight_counter_and_faults() -> None:
             thread.start()
         for thread in threads:
             thread.join()
+        assert server.wait_idle()
         assert server.max_in_flight == 5 and server.in_flight == 0 and server.completed == 5
         server.push(Reply.truncated(), Reply.dropped())
         with pytest.raises(json.JSONDecodeError):
