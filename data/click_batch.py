@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 
 from data.errors import StoreError
-from data.queue import choose_next, drop_cached_head, forget_closed
+from data.queue import choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore
 
@@ -140,7 +140,12 @@ def _write(
     labelled_pairs = [clicks[i].pair_id for i in ok]
     _count_human_labels(store, cur, labelled_pairs)
     nexts = choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
-    _lease(cur, labelled_pairs, [clicks[i] for i in ok], nexts)
+    picks = [
+        (pair_id, clicks[i].annotator, clicks[i].lease_seconds)
+        for i, pair_id in zip(ok, nexts, strict=True)
+        if pair_id is not None
+    ]
+    lease(cur, picks, ending=labelled_pairs)
     for i, next_id in zip(ok, nexts, strict=True):
         click = clicks[i]
         results[i] = Done(labelled[(click.pair_id, click.annotator)], click.annotator, next_id)
@@ -211,32 +216,6 @@ def _count_human_labels(
             params,
         ).fetchall()
     forget_closed(store, [row[0] for row in closed])
-
-
-def _lease(
-    cur: duckdb.DuckDBPyConnection,
-    labelled: list[str],
-    clicks: list[Click],
-    nexts: list[str | None],
-) -> None:
-    """End the labelled pairs' leases and lease each annotator its next pair."""
-    leases = {p: c for c, p in zip(clicks, nexts, strict=True) if p is not None}
-    cur.execute(
-        "DELETE FROM leases WHERE list_contains($ids, pair_id) OR list_contains($who, annotator)",
-        {"ids": labelled + list(leases), "who": [c.annotator for c in leases.values()]},
-    ).fetchall()
-    if leases:
-        cur.execute(
-            """
-            INSERT INTO leases
-            SELECT unnest($ids), unnest($who), now()::TIMESTAMP + to_microseconds(unnest($us))
-            """,
-            {
-                "ids": list(leases),
-                "who": [c.annotator for c in leases.values()],
-                "us": [int(c.lease_seconds * 1e6) for c in leases.values()],
-            },
-        ).fetchall()
 
 
 @dataclass

@@ -282,17 +282,37 @@ def claim_in(
 ) -> str | None:
     """`claim_next` inside the caller's transaction `cur`."""
     (pair_id,) = choose_next(store, cur, [NextFor(annotator, avoid)])
-    if pair_id is None:
-        return None
+    if pair_id is not None:
+        lease(cur, [(pair_id, annotator, lease_seconds)])
+    return pair_id
+
+
+def lease(
+    cur: duckdb.DuckDBPyConnection,
+    picks: Sequence[tuple[str, str, float]],
+    ending: Sequence[str] = (),
+) -> None:
+    """Lease each (pair, annotator, seconds) in `picks`, ending every other lease on those
+    pairs or of those annotators (one lease each), and the leases on `ending` pairs.
+    A pair picked twice (two clicks of one annotator in a batch) is leased once."""
+    picks = list({pair_id: (pair_id, who, s) for pair_id, who, s in picks}.values())
     # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
     cur.execute(
-        "DELETE FROM leases WHERE pair_id = ? OR annotator = ?", [pair_id, annotator]
+        "DELETE FROM leases WHERE list_contains($ids, pair_id) OR list_contains($who, annotator)",
+        {"ids": [*ending, *(p for p, _, _ in picks)], "who": [a for _, a, _ in picks]},
     ).fetchall()
-    cur.execute(
-        "INSERT INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
-        [pair_id, annotator, int(lease_seconds * 1e6)],
-    ).fetchall()
-    return pair_id
+    if picks:
+        cur.execute(
+            """
+            INSERT INTO leases
+            SELECT unnest($ids), unnest($who), now()::TIMESTAMP + to_microseconds(unnest($us))
+            """,
+            {
+                "ids": [p for p, _, _ in picks],
+                "who": [a for _, a, _ in picks],
+                "us": [int(seconds * 1e6) for _, _, seconds in picks],
+            },
+        ).fetchall()
 
 
 def release(store: PreferenceStore, annotator: str) -> None:

@@ -75,6 +75,18 @@ def test_a_bad_click_fails_alone(store: PreferenceStore) -> None:
     assert ids  # the queue existed
 
 
+def test_two_clicks_of_one_annotator_in_a_batch_get_one_next_pair(
+    store: PreferenceStore,
+) -> None:
+    ids = human_queue(store, 5)
+    results = label_and_claim_batch(
+        store, [Click(ids[0], "ann", "a", swapped=False), Click(ids[1], "ann", "b", swapped=False)]
+    )
+    assert all(isinstance(r, Done) for r in results)
+    assert results[0].next_pair_id == results[1].next_pair_id == ids[2]
+    assert store.query("SELECT annotator, pair_id FROM leases") == [("ann", ids[2])]
+
+
 def test_overlap_in_one_batch_never_gives_an_annotator_a_pair_twice(
     store: PreferenceStore,
 ) -> None:
