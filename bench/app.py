@@ -156,7 +156,7 @@ def direct_annotator(store_path: Path):  # noqa: ANN201
         user = f"direct{index}"
         shown = annotator.next(user)
         for _ in range(warmup):
-            shown = annotator.label_and_next(user, shown.pair_id, "a", None)
+            shown, _ = annotator.click(user, shown.pair_id, "a", None)
         barrier.wait()
         for _ in range(n):
             started = time.perf_counter()

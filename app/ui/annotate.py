@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from data.click_batch import Click, GroupCommitter, human_progress
 from data.errors import StoreError
-from data.queue import claim_next, submit_human_label
+from data.queue import claim_next, lease, submit_human_label
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
@@ -124,12 +124,6 @@ class Annotator:
             rationale=(rationale or "").strip() or None,
         )
 
-    def label_and_next(
-        self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
-    ) -> Shown | None:
-        """A label click: store the verdict and lease the next pair in one transaction."""
-        return self.click(annotator, pair_id, verdict_shown, rationale)[0]
-
     def click(
         self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
     ) -> tuple[Shown | None, Progress]:
@@ -211,11 +205,7 @@ class Annotator:
                 {"p": pair_id, "who": annotator},
             ).fetchall()[0][0]
             if not blocked:
-                cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
-                cur.execute(
-                    "INSERT OR REPLACE INTO leases VALUES (?, ?, now()::TIMESTAMP + to_microseconds(?))",
-                    [pair_id, annotator, int(self.config.lease_seconds * 1e6)],
-                ).fetchall()
+                lease(cur, [(pair_id, annotator, self.config.lease_seconds)])
         return pair_id
 
     def progress(self, annotator: str) -> Progress:
