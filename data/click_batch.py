@@ -24,7 +24,7 @@ import duckdb
 from data.errors import StoreError
 from data.queue import choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
-from data.store import PairView, PreferenceStore
+from data.store import PairView, PreferenceStore, count_human_labels
 
 # Live leases exist only on human-queue pairs (`data.queue.assign` ends the others), so a
 # click on a pair the clicker holds needs no look at `pairs`, the biggest table.
@@ -138,7 +138,7 @@ def _write(
     if not ok:
         return results  # type: ignore[return-value] - every click got its error
     labelled_pairs = [clicks[i].pair_id for i in ok]
-    _count_human_labels(store, cur, labelled_pairs)
+    forget_closed(store, count_human_labels(cur, labelled_pairs))
     nexts = choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
     picks = [
         (pair_id, clicks[i].annotator, clicks[i].lease_seconds)
@@ -187,35 +187,6 @@ def _accept(
             seen.add((click.pair_id, click.annotator))
             ok.append(idx)
     return ok
-
-
-def _count_human_labels(
-    store: PreferenceStore, cur: duckdb.DuckDBPyConnection, pair_ids: list[str]
-) -> None:
-    """Keep `human_queue` in step: more labels, and pairs that have enough leave it."""
-    counts: dict[str, int] = {}
-    for pair_id in pair_ids:
-        counts[pair_id] = counts.get(pair_id, 0) + 1
-    params = {"ids": list(counts), "adds": list(counts.values())}
-    # Most labelled pairs are now complete (one label needed): one DELETE, no UPDATE.
-    closed = cur.execute(
-        """
-        DELETE FROM human_queue USING (SELECT unnest($ids) AS pair_id, unnest($adds) AS add) n
-        WHERE human_queue.pair_id = n.pair_id AND human_labels + n.add >= needed_labels
-        RETURNING human_queue.pair_id
-        """,
-        params,
-    ).fetchall()
-    if len(closed) < len(counts):
-        cur.execute(
-            """
-            UPDATE human_queue SET human_labels = human_labels + n.add
-            FROM (SELECT unnest($ids) AS pair_id, unnest($adds) AS add) n
-            WHERE human_queue.pair_id = n.pair_id
-            """,
-            params,
-        ).fetchall()
-    forget_closed(store, [row[0] for row in closed])
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -279,20 +280,8 @@ class PreferenceStore:
         ).fetchall()
         if not row:
             raise StoreError(f"cannot label unknown pair {pair_id!r}")
-        if source == "human":
-            # A pair that has all its human labels leaves the queue table, so the top of
-            # the queue stays open pairs and the next-pair scan stops early.
-            cursor.execute(
-                "UPDATE human_queue SET human_labels = human_labels + 1 WHERE pair_id = ?",
-                [pair_id],
-            ).fetchall()
-            closed = cursor.execute(
-                "DELETE FROM human_queue WHERE pair_id = ? AND human_labels >= needed_labels "
-                "RETURNING pair_id",
-                [pair_id],
-            ).fetchall()
-            if closed:  # the cached head of the queue holds open pairs only
-                self.cache.clear()
+        if source == "human" and count_human_labels(cursor, [pair_id]):
+            self.cache.clear()  # the cached head of the queue holds open pairs only
         return int(row[0][0])
 
     def retract_label(self, label_id: int, *, who: str | None = None) -> bool:
@@ -315,6 +304,36 @@ class PreferenceStore:
             f"SELECT * FROM labels WHERE retracted_at IS NULL {where} ORDER BY label_id",
             params,
         )
+
+
+def count_human_labels(cur: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> list[str]:
+    """Keep `human_queue` in step with new human labels on `pair_ids` (a pair may repeat).
+
+    Counts go up, and a pair that has all its human labels leaves the table, so the top
+    of the queue stays open pairs and the next-pair scan stops early. Returns the pairs
+    that left.
+    """
+    counts = Counter(pair_ids)
+    params = {"ids": list(counts), "adds": list(counts.values())}
+    # Most labelled pairs are now complete (one label needed): one DELETE, no UPDATE.
+    closed = cur.execute(
+        """
+        DELETE FROM human_queue USING (SELECT unnest($ids) AS pair_id, unnest($adds) AS add) n
+        WHERE human_queue.pair_id = n.pair_id AND human_labels + n.add >= needed_labels
+        RETURNING human_queue.pair_id
+        """,
+        params,
+    ).fetchall()
+    if len(closed) < len(counts):
+        cur.execute(
+            """
+            UPDATE human_queue SET human_labels = human_labels + n.add
+            FROM (SELECT unnest($ids) AS pair_id, unnest($adds) AS add) n
+            WHERE human_queue.pair_id = n.pair_id
+            """,
+            params,
+        ).fetchall()
+    return [row[0] for row in closed]
 
 
 def refresh_human_queue(
