@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.errors import ConfigError
-from training.models import load_causal_lm, load_tokenizer, resolve_policy, trainable_snapshot
+from training.models import (
+    load_causal_lm,
+    load_tokenizer,
+    param_change,
+    resolve_policy,
+    trainable_snapshot,
+)
 from training.rl_gate import heldout_reward, rl_gate
 from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
@@ -239,7 +245,7 @@ def run(ctx: RunContext) -> None:
         "first_reward": history[0] if history else None,
         "kl_coef": kl_ctl.value,
         "early_stop": stopper.reason,
-        "param_change": _change(before, model),
+        "param_change": param_change(before, model),
         **counts,
     }
     metrics["heldout_reward"] = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)
@@ -253,9 +259,3 @@ def run(ctx: RunContext) -> None:
         torch.save(value_head.state_dict(), out / "value_head.pt")
         (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
-
-
-def _change(before: dict[str, Any], model: Any) -> float:
-    from training.models import param_change
-
-    return param_change(before, model)

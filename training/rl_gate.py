@@ -1,4 +1,4 @@
-"""Promotion gate of the RL stages (PPO, GRPO): did the held-out reward hold up?
+"""Promotion gate of the RL stages (PPO, GRPO, RLOO): did the held-out reward hold up?
 
 DPO and reward-model runs are gated on held-out preference accuracy (`run_context.gate`). A
 policy trained against a reward has no such label-based score, so its gate compares
