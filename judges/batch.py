@@ -55,6 +55,8 @@ class BatchReport:
     labels: int = 0
     failed: int = 0
     inconsistent: int = 0
+    debiased: int = 0  # pairs labelled from P(A) averaged over both orders (position bias removed)
+    panel_split: int = 0
     calls: int = 0
     cache_hits: int = 0
     prompt_tokens: int = 0
@@ -117,11 +119,14 @@ def run_batch(
         template_hash=template.hash,
         batch_id=report.batch_id,
         units=units,
+        debias_margin=config.debias_margin,
     )
     asyncio.run(_judge_all(units, views, template, backend, writer, config, report))
     report.judged = writer.judged
     report.labels = writer.labels
     report.inconsistent = writer.inconsistent
+    report.debiased = writer.debiased
+    report.panel_split = writer.split
     report.ensemble_disagreements = writer.ensemble_disagreements
     report.retracted = writer.retracted
     report.logprobs = backend.logprobs_enabled

@@ -44,7 +44,17 @@ class JudgeConfig:
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
     swap: bool = field(
-        default=False, metadata={"help": "Judge both A/B orders; disagreeing orders give no label."}
+        default=False,
+        metadata={
+            "help": "Judge both A/B orders; orders that disagree are labelled from P(A) averaged "
+            "over both (position bias cancels) or, with a small margin, flagged for humans."
+        },
+    )
+    debias_margin: float = field(
+        default=0.1,
+        metadata={
+            "help": "Least |mean P(A) - 0.5| for a debiased verdict (disagreeing orders, split panels)."
+        },
     )
     limit: int | None = field(default=None, metadata={"help": "Judge at most this many pairs."})
     all_unlabelled: bool = field(

@@ -32,7 +32,9 @@ class Writer:
         template_hash: str,
         batch_id: str,
         units: list[Unit],
+        debias_margin: float = 0.1,
     ):
+        self.debias_margin = debias_margin
         self.store = store
         self.endpoint = endpoint
         self.models = models
@@ -46,6 +48,8 @@ class Writer:
         self.retracted = 0
         self.judged = 0
         self.inconsistent = 0
+        self.debiased = 0  # pairs with a model whose disagreeing orders were averaged
+        self.split = 0
         self.ensemble_disagreements = 0
 
     @property
@@ -168,13 +172,15 @@ class Writer:
         retract: list[int] = []
         for pair_id, judged in by_pair.items():
             self.judged += 1
-            decision = decide(judged, self.models, self.orders)
+            decision = decide(judged, self.models, self.orders, debias_margin=self.debias_margin)
             if decision.inconsistent:
                 self.inconsistent += 1
                 flags[(pair_id, "judge_inconsistent")] = json.dumps(
                     {"template_hash": self.template_hash, "verdicts": decision.inconsistent}
                 )
+            self.debiased += bool(decision.debiased)
             if decision.split:
+                self.split += 1
                 flags[(pair_id, "judge_panel_split")] = json.dumps(
                     {"template_hash": self.template_hash, "votes": decision.votes}
                 )
@@ -192,6 +198,8 @@ class Writer:
                     "orders": list(self.orders),
                     "votes": decision.votes,
                     "agreement": decision.agreement,
+                    "debiased": decision.debiased or None,
+                    "resolved_by": decision.resolved_by,
                 }
                 for name, value in zip(
                     labels,

@@ -86,7 +86,7 @@ def select_batch(
     size: int,
     *,
     vectors: np.ndarray | None = None,
-    candidate_factor: int = 4,
+    candidate_factor: float = 4,
 ) -> list[int]:
     """Indices of `size` pairs, best first.
 
@@ -101,6 +101,6 @@ def select_batch(
     order = np.argsort(-scores, kind="stable")
     if vectors is None or size == 1:
         return [int(i) for i in order[:size]]
-    pool = order[: max(size, candidate_factor * size)]
+    pool = order[: max(size, int(round(candidate_factor * size)))]
     picked = pool[k_center_greedy(np.asarray(vectors)[pool], size, first=0)]
     return [int(i) for i in sorted(picked, key=lambda i: -scores[i])]

@@ -1,54 +1,68 @@
 """`prefloop route`: decide which pairs humans label and which the judge labels.
 
-Candidates are the unrouted pairs that no human and no import has labelled yet. Given
-a human budget N, in this order:
+The aim is the share of right labels in the export: a human label is spent where the
+label the pair would otherwise end up with is most likely wrong, or missing.
 
-1. promoted: pairs flagged by the judge (`pair_flags`: ``judge_inconsistent``,
-   ``judge_ensemble_disagree``) without a human label go to the human queue first,
-   wherever they are now (unrouted or judge);
-2. calibration: a random slice, round(fraction * N), of the candidates, so the
-   ensemble's accuracy and the judge's agreement with humans can be measured without
-   the bias of uncertainty sampling;
-3. active: the rest of the budget goes to the candidates with the highest acquisition
-   score under the latest ensemble version (diverse batch: k-center greedy);
+Candidates are the pairs without an active human or import label, wherever they are
+(unrouted, the judge queue, labelled by the judge or not), plus the human-queue pairs
+that nobody has started: no human label, no live lease, not in the calibration slice.
+Those are re-chosen together with the new budget, so routing before a judge batch and
+again after it (`--human-budget 0`) ends where judging first would, and the human queue
+grows by exactly the new budget N. Given N, in this order:
+
+1. promoted: candidates with no usable automatic label (a split panel, orders that
+   disagree and cannot be debiased, failed judgements, a tie: see `labeling.signals`),
+   those still without any label first, then by risk;
+2. calibration: a random slice, round(fraction * N), so the judge's and the ensemble's
+   error rates can be measured without the bias of the other picks;
+3. active: the rest by the strategy's score, by default ``risk``, the estimated
+   probability that the pair's automatic label is wrong (`labeling.label_risk`: a
+   documented prior rule, then a judge-error model fitted on the human labels), with a
+   diverse batch among the top candidates (k-center greedy);
 4. every other candidate goes to the judge queue.
 
-Each pair gets exactly one queue (one `Assignment`), and the human queue gets at most N
-pairs. All decisions are written in one transaction through `data.queue.assign`.
+Each pair gets exactly one queue (one `Assignment`). Pairs an annotator holds or has
+labelled are never moved. All decisions are written in one transaction through
+`data.queue.assign`.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from data.errors import ConfigError
+from data.export import AggregationPolicy, aggregate_verdicts
 from data.queue import Assignment, assign
 from labeling.acquisition import STRATEGIES, acquisition_scores, select_batch
+from labeling.label_risk import RiskConfig, RiskEstimate, estimate_risk
 from labeling.scoring import ensemble_config, latest_version, load_ensemble, stored_scores
+from labeling.signals import NO_LABEL_REASONS, PairSignals, read_signals
 
 if TYPE_CHECKING:
     from data.store import PreferenceStore
 
-PROMOTING_FLAGS = ("judge_inconsistent", "judge_ensemble_disagree")
+ROUTE_STRATEGIES = ("risk", *STRATEGIES)
 
-_CANDIDATES_SQL = """
-SELECT p.pair_id FROM pairs p
-WHERE p.queue = 'unrouted'
-  AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
+# Every pair without an active human or import label, with where it is now.
+_POOL_SQL = """
+SELECT p.pair_id, p.queue, p.route_reason,
+       EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = p.pair_id
+               AND l.expires_at > now()::TIMESTAMP) AS leased
+FROM pairs p
+WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
                   AND l.source IN ('human', 'import') AND l.retracted_at IS NULL)
 ORDER BY p.pair_id
 """
 
-_PROMOTED_SQL = """
-SELECT p.pair_id, min(f.created_at) AS first_flag FROM pairs p JOIN pair_flags f USING (pair_id)
-WHERE f.flag IN ({flags}) AND p.queue <> 'human'
-  AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
-                  AND l.source = 'human' AND l.retracted_at IS NULL)
-GROUP BY p.pair_id ORDER BY first_flag, p.pair_id
+_HUMAN_LABELS_SQL = """
+SELECT l.pair_id, l.source, l.verdict, l.confidence, p.route_reason FROM labels l
+JOIN pairs p USING (pair_id)
+WHERE l.source = 'human' AND l.retracted_at IS NULL
 """
 
 
@@ -56,22 +70,36 @@ GROUP BY p.pair_id ORDER BY first_flag, p.pair_id
 class RouterConfig:
     """How `prefloop route` spends the human budget."""
 
-    human_budget: int  # most pairs sent to the human queue by this call
-    strategy: str = "variance"  # variance, bald, entropy or random
+    human_budget: int  # pairs added to the human queue by this call
+    strategy: str = "risk"  # risk (expected label error), variance, bald, entropy or random
     calibration_fraction: float = 0.05  # share of the budget picked at random
     diversity: bool = True  # k-center greedy among the top candidates
-    candidate_factor: int = 4  # diversity picks from the top factor * budget pairs
-    promote_flags: tuple[str, ...] = PROMOTING_FLAGS  # judge flags that send a pair to humans
+    candidate_factor: float = (
+        4.0  # uncertainty strategies: diversity picks from the top factor * budget
+    )
+    risk_candidate_factor: float = 1.25  # risk: a narrower pool, so diversity only breaks near-ties
+    promote: bool = True  # pairs without a usable automatic label go to humans first
+    promote_reasons: tuple[str, ...] = NO_LABEL_REASONS  # which of them
+    reroute: bool = True  # re-choose human-queue pairs nobody has started
     needed_labels: int = 1  # human labels wanted per pair (overlap)
-    seed: int | None = None  # calibration slice and random strategy
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    seed: int | None = None  # calibration slice, random strategy and tie-breaks
 
     def check(self) -> RouterConfig:
         if self.human_budget < 0:
             raise ConfigError(f"--human-budget {self.human_budget} must be >= 0")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.strategy not in ROUTE_STRATEGIES:
+            raise ConfigError(
+                f"--strategy {self.strategy!r} is not one of {', '.join(ROUTE_STRATEGIES)}"
+            )
         if not 0.0 <= self.calibration_fraction <= 1.0:
             raise ConfigError(f"calibration fraction {self.calibration_fraction} must be in [0, 1]")
+        unknown = set(self.promote_reasons) - set(NO_LABEL_REASONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown promote reason(s) {sorted(unknown)}; known: {NO_LABEL_REASONS}"
+            )
+        self.risk.check()
         return self
 
 
@@ -87,6 +115,13 @@ class RouteReport:
     unscored: int = 0
     note: str | None = None
     human_pairs: list[dict[str, Any]] = field(default_factory=list)
+    by_reason: dict[str, int] = field(default_factory=dict)  # human picks per route reason
+    kept: int = 0  # human-queue pairs left alone: started, leased or calibration
+    swapped_out: int = 0  # unstarted human-queue pairs sent back to the judge queue
+    human_queue_total: int = 0  # open human-queue pairs after this call
+    unlabelled_left: int = 0  # candidates with no usable label that humans do not get
+    expected_wrong_left: float = 0.0  # summed risk of the candidates humans do not get
+    risk: dict[str, Any] | None = None  # how risk was estimated (prior or fitted, calibration)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,18 +139,22 @@ def plan_routes(
     *,
     vectors: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    slots: int | None = None,
+    promote_reasons: dict[str, str] | None = None,
 ) -> list[Assignment]:
     """Pure routing decision: one Assignment per pair in candidates + promoted.
 
-    `scores[i]` is the acquisition value of `candidates[i]`; `vectors` (optional, same
-    order) enable the diverse batch.
+    `scores[i]` is the value of a human label on `candidates[i]`; `vectors` (optional,
+    same order) enable the diverse batch. `slots` human picks are made (default: the
+    budget); the calibration slice is sized on the budget alone.
     """
     rng = rng or np.random.default_rng(config.seed)
     budget = config.human_budget
-    promoted = list(dict.fromkeys(promoted))[:budget]
+    slots = budget if slots is None else slots
+    promoted = list(dict.fromkeys(promoted))[:slots]
     promoted_set = set(promoted)
     keep = [i for i, pid in enumerate(candidates) if pid not in promoted_set]
-    left = budget - len(promoted)
+    left = slots - len(promoted)
     n_cal = min(calibration_size(budget, config.calibration_fraction), left, len(keep))
     cal_pos = sorted(rng.choice(len(keep), size=n_cal, replace=False).tolist()) if n_cal else []
     calibration = [keep[i] for i in cal_pos]
@@ -123,23 +162,27 @@ def plan_routes(
     rest = [i for i in keep if i not in calibration_set]
     n_active = min(left - n_cal, len(rest))
     sub_vectors = None if vectors is None or not config.diversity else vectors[rest]
+    factor = config.risk_candidate_factor if config.strategy == "risk" else config.candidate_factor
     picked = select_batch(
         np.asarray(scores)[rest],
         n_active,
         vectors=sub_vectors,
-        candidate_factor=config.candidate_factor,
+        candidate_factor=factor,
     )
     active = [rest[i] for i in picked]
 
     # Human order: promoted first, then the calibration pairs spread among the active ones.
-    ordered: list[tuple[str, str]] = [(pid, "promoted") for pid in promoted]
-    slots = [(candidates[i], "active:" + config.strategy) for i in active]
+    why = promote_reasons or {}
+    ordered: list[tuple[str, str]] = [
+        (pid, "promoted:" + why[pid] if pid in why else "promoted") for pid in promoted
+    ]
+    slots_ = [(candidates[i], "active:" + config.strategy) for i in active]
     for j, i in enumerate(calibration):
-        slots.insert(
-            min(len(slots), round((j + 1) * len(active) / (n_cal + 1)) + j),
+        slots_.insert(
+            min(len(slots_), round((j + 1) * len(active) / (n_cal + 1)) + j),
             (candidates[i], "calibration"),
         )
-    ordered += slots
+    ordered += slots_
     out = [
         Assignment(
             pid,
@@ -159,57 +202,164 @@ def plan_routes(
     return out
 
 
+def human_checked(
+    store: PreferenceStore, signals_of: Any = read_signals
+) -> tuple[PairSignals, np.ndarray, np.ndarray]:
+    """Pairs with both an automatic and a human a/b verdict: their signals (as of their
+    first human label), whether the automatic label was wrong, and which were calibration."""
+    rows = store.query_dicts(_HUMAN_LABELS_SQL)
+    human = aggregate_verdicts(rows, AggregationPolicy(("human",)))
+    calibration = {r["pair_id"] for r in rows if r["route_reason"] == "calibration"}
+    ids = sorted(human)
+    signals = signals_of(store, ids, as_of_human_label=True)
+    keep = [i for i, v in enumerate(signals.auto_verdict) if v in ("a", "b")]
+    signals = signals.subset(keep)
+    wrong = np.array(
+        [human[p][0] != v for p, v in zip(signals.pair_ids, signals.auto_verdict, strict=True)],
+        dtype=bool,
+    )
+    on_slice = np.array([p in calibration for p in signals.pair_ids], dtype=bool)
+    return signals, wrong, on_slice
+
+
 def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
-    """Route the store's unrouted pairs (and promoted flagged pairs); see the module docstring."""
+    """Route the store's pairs within the human budget; see the module docstring."""
     config.check()
-    candidates = [r[0] for r in store.query(_CANDIDATES_SQL)]
-    promoted: list[str] = []
-    if config.promote_flags:
-        flags = ", ".join("?" for _ in config.promote_flags)
-        promoted = [
-            r[0] for r in store.query(_PROMOTED_SQL.format(flags=flags), list(config.promote_flags))
-        ]
-    version = latest_version(store)
-    report = RouteReport(strategy=config.strategy, version=version)
+    pool = store.query(_POOL_SQL)
+    candidates: list[str] = []
+    swappable: set[str] = set()
+    report = RouteReport(strategy=config.strategy, version=latest_version(store))
+    for pid, queue, reason, leased in pool:
+        if queue == "human":
+            if leased or reason == "calibration" or not config.reroute:
+                report.kept += 1
+                continue
+            swappable.add(pid)
+        candidates.append(pid)
     rng = np.random.default_rng(config.seed)
+    signals = read_signals(store, candidates)
     strategy = config.strategy
-    if version is None and strategy != "random":
-        strategy = "random"
-        report.note = "no ensemble scores yet (run `prefloop score`): picked at random"
-    scores = np.zeros(len(candidates))
+    estimate: RiskEstimate | None = None
+    if strategy == "risk":
+        checked, wrong, on_slice = human_checked(store)
+        estimate = estimate_risk(signals, checked, wrong, on_slice, config.risk)
+        report.risk = estimate.as_dict()
+        if report.version is None and all(r == "unjudged" for r in signals.reason):
+            report.note = "no judge labels and no ensemble scores yet: picked at random"
+        # ties (e.g. nothing judged, no ensemble) are broken at random, not by pair id
+        scores = estimate.risk + 1e-9 * rng.random(len(candidates))
+    else:
+        scores, note = _acquisition(store, report, candidates, strategy, rng)
+        if note:
+            report.note = note
+        if report.version is None:
+            strategy = "random"
     vectors = None
-    if version is not None and candidates:
-        by_pair = stored_scores(store, version, candidates)
-        have = [i for i, pid in enumerate(candidates) if pid in by_pair]
-        report.unscored = len(candidates) - len(have)
-        if have:
-            member_p = np.stack([by_pair[candidates[i]] for i in have], axis=1)
-            scores[have] = acquisition_scores(strategy, member_p, rng)
-            if report.unscored:
-                report.note = (
-                    f"{report.unscored} pair(s) added after ensemble v{version} rank last; "
-                    "run `prefloop score` to score them"
-                )
-        if config.diversity and strategy != "random" and config.human_budget > 1:
-            vectors = _diff_vectors(store, version, candidates, scores, config)
-    elif strategy == "random":
-        scores = rng.random(len(candidates))
+    if (
+        config.diversity
+        and report.version is not None
+        and strategy != "random"
+        and config.human_budget + len(swappable) > 1
+    ):
+        vectors = _diff_vectors(
+            store, report.version, candidates, scores, config, config.human_budget + len(swappable)
+        )
+
+    promoted: list[str] = []
+    why: dict[str, str] = {}
+    if config.promote:
+        risk = estimate.risk if estimate is not None else np.zeros(len(candidates))
+        order = sorted(
+            (
+                (signals.auto_verdict[i] in ("a", "b"), -risk[i], pid)
+                for i, pid in enumerate(candidates)
+                if signals.reason[i] in config.promote_reasons
+            )
+        )
+        promoted = [pid for _, _, pid in order]
+        reason_of = dict(zip(candidates, signals.reason, strict=True))
+        why = {pid: reason_of[pid] or "" for pid in promoted}
     plan = plan_routes(
-        candidates, promoted, scores, replace(config, strategy=strategy), vectors=vectors, rng=rng
+        candidates,
+        promoted,
+        scores,
+        replace(config, strategy=strategy),
+        vectors=vectors,
+        rng=rng,
+        slots=config.human_budget + len(swappable),
+        promote_reasons=why,
     )
     if plan:
         assign(store, plan)
+    _summarise(store, report, plan, signals, estimate)
+    report.swapped_out = sum(a.queue == "judge" and a.pair_id in swappable for a in plan)
+    return report
+
+
+def _acquisition(
+    store: PreferenceStore,
+    report: RouteReport,
+    candidates: list[str],
+    strategy: str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, str | None]:
+    """Ensemble-uncertainty (or random) scores of the candidates."""
+    version = report.version
+    if version is None:
+        note = (
+            None
+            if strategy == "random"
+            else "no ensemble scores yet (run `prefloop score`): picked at random"
+        )
+        return rng.random(len(candidates)), note
+    if strategy == "random":
+        return rng.random(len(candidates)), None
+    scores = np.zeros(len(candidates))
+    note = None
+    by_pair = stored_scores(store, version, candidates)
+    have = [i for i, pid in enumerate(candidates) if pid in by_pair]
+    report.unscored = len(candidates) - len(have)
+    if have:
+        member_p = np.stack([by_pair[candidates[i]] for i in have], axis=1)
+        scores[have] = acquisition_scores(strategy, member_p, rng)
+        if report.unscored:
+            note = (
+                f"{report.unscored} pair(s) added after ensemble v{version} rank last; "
+                "run `prefloop score` to score them"
+            )
+    return scores, note
+
+
+def _summarise(
+    store: PreferenceStore,
+    report: RouteReport,
+    plan: list[Assignment],
+    signals: PairSignals,
+    estimate: RiskEstimate | None,
+) -> None:
+    position = {pid: i for i, pid in enumerate(signals.pair_ids)}
+    reasons: Counter[str] = Counter()
     for a in plan:
+        i = position[a.pair_id]
         if a.queue == "human":
             report.human += 1
             kind = a.reason.split(":")[0] if a.reason else "active"
             setattr(report, kind, getattr(report, kind) + 1)
+            reasons[a.reason or "active"] += 1
             report.human_pairs.append(
                 {"pair_id": a.pair_id, "reason": a.reason, "priority": a.priority}
             )
         else:
             report.judge += 1
-    return report
+            if signals.reason[i] in NO_LABEL_REASONS and signals.auto_verdict[i] not in ("a", "b"):
+                report.unlabelled_left += 1
+            if estimate is not None:
+                report.expected_wrong_left += float(estimate.risk[i])
+    report.by_reason = dict(reasons)
+    report.expected_wrong_left = round(report.expected_wrong_left, 2)
+    report.human_queue_total = int(
+        store.scalar("SELECT count(*) FROM human_queue WHERE human_labels < needed_labels") or 0
+    )
 
 
 def _diff_vectors(
@@ -218,6 +368,7 @@ def _diff_vectors(
     candidates: list[str],
     scores: np.ndarray,
     config: RouterConfig,
+    slots: int,
 ) -> np.ndarray:
     """Standardised A-B feature differences of the top candidates (zeros elsewhere)."""
     from labeling.encoder import EncoderConfig
@@ -225,7 +376,8 @@ def _diff_vectors(
 
     spec = ensemble_config(store, version)
     ensemble = load_ensemble(store, version)
-    top = np.argsort(-scores, kind="stable")[: (config.candidate_factor + 1) * config.human_budget]
+    factor = config.risk_candidate_factor if config.strategy == "risk" else config.candidate_factor
+    top = np.argsort(-scores, kind="stable")[: int(math.ceil((factor + 1) * slots))]
     wanted = [candidates[i] for i in top]
     views = {
         v.pair_id: v

@@ -40,7 +40,16 @@ from judges.config import BACKENDS, JudgeConfig
 @click.option(
     "--swap",
     is_flag=True,
-    help="Judge both A/B orders; inconsistent pairs get no label and are flagged for humans.",
+    help="Judge both A/B orders. Disagreeing orders are labelled from P(A) averaged over both "
+    "orders (this cancels position bias); with a small margin or no logprobs they get no label "
+    "and are flagged for humans.",
+)
+@click.option(
+    "--debias-margin",
+    type=float,
+    default=JudgeConfig.debias_margin,
+    show_default=True,
+    help="Least |mean P(A) - 0.5| for a debiased verdict (disagreeing orders, split panels).",
 )
 @click.option("--limit", type=int, default=None, help="Judge at most this many pairs.")
 @click.option(
@@ -98,6 +107,7 @@ def judge_command(
     backend: str,
     concurrency: int,
     swap: bool,
+    debias_margin: float,
     limit: int | None,
     all_unlabelled: bool,
     retry_failed: bool,
@@ -119,6 +129,7 @@ def judge_command(
         backend=backend,
         concurrency=concurrency,
         swap=swap,
+        debias_margin=debias_margin,
         limit=limit,
         all_unlabelled=all_unlabelled,
         retry_failed=retry_failed,
@@ -157,7 +168,8 @@ def _summary(r: dict[str, object]) -> str:
     cost = f", ${r['cost_usd']}" if r["cost_usd"] else ""
     lines = [
         f"judged {r['judged']} pairs: {r['labels']} labels, {r['failed']} failed judgements, "
-        f"{r['inconsistent']} inconsistent (flagged for humans)",
+        f"{r['inconsistent']} inconsistent (flagged for humans), {r['debiased']} debiased from "
+        f"both orders, {r['panel_split']} panel splits (flagged for humans)",
         f"{r['calls']} calls, {r['cache_hits']} cache hits, {r['prompt_tokens']} prompt + "
         f"{r['completion_tokens']} completion tokens{cost}",
     ]

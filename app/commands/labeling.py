@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
-from labeling.acquisition import STRATEGIES
 from labeling.ensemble import HEADS
 from labeling.features import DEFAULT_FEATURES, FEATURE_BLOCKS
+from labeling.label_risk import RiskConfig
+from labeling.router import ROUTE_STRATEGIES
 
 
 def _features(value: str) -> tuple[str, ...]:
@@ -103,14 +104,18 @@ def _score_summary(r: dict[str, Any]) -> str:
 @click.command("route")
 @db_option
 @click.option(
-    "--human-budget", type=int, required=True, help="Most pairs to send to the human queue."
+    "--human-budget",
+    type=int,
+    required=True,
+    help="Pairs to add to the human queue (0: only re-choose the pairs nobody has started).",
 )
 @click.option(
     "--strategy",
-    type=click.Choice(STRATEGIES),
-    default="variance",
+    type=click.Choice(ROUTE_STRATEGIES),
+    default="risk",
     show_default=True,
-    help="Acquisition score that ranks pairs for humans.",
+    help="What ranks pairs for humans: risk = estimated chance the automatic label is wrong; "
+    "variance/bald/entropy = ensemble uncertainty only; random.",
 )
 @click.option(
     "--calibration-fraction",
@@ -126,6 +131,34 @@ def _score_summary(r: dict[str, Any]) -> str:
     help="Spread the human batch over the embedding space (k-center greedy).",
 )
 @click.option(
+    "--promote/--no-promote",
+    default=True,
+    show_default=True,
+    help="Send pairs without a usable automatic label (split panel, inconsistent, failed, tie) "
+    "to humans first.",
+)
+@click.option(
+    "--reroute/--no-reroute",
+    default=True,
+    show_default=True,
+    help="Re-choose human-queue pairs that nobody has started (no label, no lease).",
+)
+@click.option(
+    "--risk-model",
+    type=click.Choice(("auto", "prior", "fitted")),
+    default=RiskConfig.model,
+    show_default=True,
+    help="auto: the prior rule until humans have checked enough judge labels, then a fitted "
+    "judge-error model.",
+)
+@click.option(
+    "--prior-judge-error",
+    type=float,
+    default=RiskConfig.prior_error,
+    show_default=True,
+    help="Judge error rate assumed before human labels measure it.",
+)
+@click.option(
     "--seed", type=int, default=None, help="Seed for the calibration slice and random picks."
 )
 @json_option
@@ -135,13 +168,19 @@ def route_command(
     strategy: str,
     calibration_fraction: float,
     diversity: bool,
+    promote: bool,
+    reroute: bool,
+    risk_model: str,
+    prior_judge_error: float,
     seed: int | None,
     as_json: bool,
 ) -> None:
-    """Fill the human and judge queues from the unrouted pairs and print what went where.
+    """Spend a human budget where the automatic label is most likely wrong or missing.
 
-    Judge-flagged pairs (judge_inconsistent, judge_ensemble_disagree) are promoted to the
-    human queue first; every unrouted pair that humans do not get goes to the judge.
+    Candidates are all pairs without a human label (unrouted, in the judge queue, judged
+    or not) and the human-queue pairs nobody has started; pairs without a usable
+    automatic label are promoted first. Every candidate humans do not get goes to the
+    judge queue. Each call adds --human-budget pairs to the human queue.
     """
     from labeling.router import RouterConfig, route_store
 
@@ -150,6 +189,9 @@ def route_command(
         strategy=strategy,
         calibration_fraction=calibration_fraction,
         diversity=diversity,
+        promote=promote,
+        reroute=reroute,
+        risk=RiskConfig(model=risk_model, prior_error=prior_judge_error),
         seed=seed,
     )
     with open_store(db) as store:
@@ -160,9 +202,38 @@ def route_command(
 def _route_summary(r: dict[str, Any]) -> str:
     version = f"ensemble v{r['version']}" if r["version"] else "no ensemble"
     lines = [
-        f"human queue: {r['human']} pairs ({r['promoted']} promoted, {r['calibration']} calibration, "
-        f"{r['active']} by {r['strategy']}, {version}); judge queue: {r['judge']} pairs"
+        f"human queue: {r['human']} pairs chosen ({r['promoted']} promoted, {r['calibration']} "
+        f"calibration, {r['active']} by {r['strategy']}, {version}); {r['human_queue_total']} "
+        f"open in the human queue; judge queue: {r['judge']} pairs"
     ]
+    if r["by_reason"]:
+        lines.append(
+            "by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(r["by_reason"].items()))
+        )
+    if r["swapped_out"] or r["kept"]:
+        lines.append(
+            f"{r['kept']} started or calibration pairs kept; {r['swapped_out']} unstarted pairs "
+            "swapped back to the judge queue for more valuable ones"
+        )
+    risk = r.get("risk")
+    if risk:
+        cal = risk.get("calibration") or {}
+        fit = (
+            f"fitted on {risk['fit_pairs']} human-checked pairs"
+            if risk["kind"] == "fitted"
+            else f"prior rule ({risk['fit_pairs']} human-checked pairs so far)"
+        )
+        line = f"risk: {fit}; judge error rate {risk['base_error']:.1%}"
+        if cal.get("pairs"):
+            line += (
+                f"; on {cal['pairs']} calibration pairs: predicted {cal['predicted_error']:.1%}, "
+                f"observed {cal['observed_error']:.1%}, Brier {cal['brier']:.3f}"
+            )
+        lines.append(line)
+    if r["unlabelled_left"]:
+        lines.append(
+            f"{r['unlabelled_left']} pairs without a usable label stay with the judge: raise the budget"
+        )
     if r["note"]:
         lines.append(f"note: {r['note']}")
     return "\n".join(lines)

@@ -90,8 +90,16 @@ def test_score_then_route_on_a_real_store(hh_store: Path):
         counts = dict(store.query("SELECT queue, count(*) FROM pairs GROUP BY queue"))
     assert counts == {"human": 3, "judge": 5, "unrouted": 12}
 
-    text = invoke("route", "--db", str(hh_store), "--human-budget", "3")
-    assert "human queue: 0 pairs" in text.output
+    # a later budget reaches judge-queue pairs; re-routing with 0 keeps the total
+    again = json.loads(
+        invoke("route", "--db", str(hh_store), "--human-budget", "3", "--json").stdout
+    )
+    assert again["human_queue_total"] == 6 and again["judge"] == 2
+    text = invoke("route", "--db", str(hh_store), "--human-budget", "0")
+    assert "6 open in the human queue" in text.output
+    with PreferenceStore(hh_store) as store:
+        counts = dict(store.query("SELECT queue, count(*) FROM pairs GROUP BY queue"))
+    assert counts == {"human": 6, "judge": 2, "unrouted": 12}
 
 
 def test_score_without_enough_labels_fails_with_the_fix(tmp_path: Path):

@@ -48,7 +48,10 @@ def test_route_spends_budget_with_calibration_and_sends_the_rest_to_the_judge(st
     seeded_store(store)
     score_store(store, LENGTH_ONLY)
     report = route_store(
-        store, RouterConfig(human_budget=10, calibration_fraction=0.2, seed=1, diversity=False)
+        store,
+        RouterConfig(
+            human_budget=10, strategy="variance", calibration_fraction=0.2, seed=1, diversity=False
+        ),
     )
     q = queues(store)
     assert report.human == len(q["human"]) == 10
@@ -67,30 +70,36 @@ def test_route_spends_budget_with_calibration_and_sends_the_rest_to_the_judge(st
     assert {p for p, r in reasons.items() if r == "active:variance"} == set(top8)
 
 
-def test_flagged_pairs_are_promoted_first_and_count_against_the_budget(store):
+def test_pairs_without_a_usable_label_are_promoted_first_and_count_against_the_budget(store):
     seeded_store(store)
     score_store(store, LENGTH_ONLY)
     route_store(store, RouterConfig(human_budget=5, seed=0))
     judged = [
         r[0]
         for r in store.query(
-            "SELECT pair_id FROM pairs WHERE queue = 'judge' ORDER BY pair_id LIMIT 2"
+            "SELECT pair_id FROM pairs WHERE queue = 'judge' ORDER BY pair_id LIMIT 3"
         )
     ]
     with store.transaction() as cur:
         cur.execute(
             "INSERT INTO pair_flags (pair_id, flag) VALUES (?, 'judge_inconsistent'), "
-            "(?, 'judge_ensemble_disagree')",
+            "(?, 'judge_panel_split'), (?, 'judge_ensemble_disagree')",
             judged,
         ).fetchall()
     report = route_store(store, RouterConfig(human_budget=3, seed=0))
-    assert report.promoted == 2 and report.human == 2  # no unrouted pairs left: only promotions
-    rows = dict(store.query("SELECT pair_id, queue FROM pairs WHERE pair_id IN (?, ?)", judged))
+    # the 5 unstarted human pairs are re-chosen with the 3 new slots: 8 picks, 2 promoted
+    assert report.human == 8 and report.human_queue_total == 8 and report.promoted == 2
+    assert report.by_reason["promoted:judge_inconsistent"] == 1
+    assert report.by_reason["promoted:panel_split"] == 1
+    rows = dict(store.query("SELECT pair_id, queue FROM pairs WHERE pair_id IN (?, ?)", judged[:2]))
     assert set(rows.values()) == {"human"}
+    # the ensemble-disagreement flag is a risk signal now, not a promotion
+    assert "judge_ensemble_disagree" not in str(report.by_reason)
     # a budget smaller than the flagged set is still respected
     with store.transaction() as cur:
-        cur.execute("UPDATE pairs SET queue = 'judge' WHERE pair_id IN (?, ?)", judged).fetchall()
-    assert route_store(store, RouterConfig(human_budget=1)).human == 1
+        cur.execute("UPDATE pairs SET queue = 'judge' WHERE queue = 'human'").fetchall()
+    small = route_store(store, RouterConfig(human_budget=1))
+    assert small.human == 1 and small.promoted == 1 and small.unlabelled_left == 1
 
 
 def test_promoted_pairs_lead_the_human_queue(store):
@@ -107,7 +116,7 @@ def test_promoted_pairs_lead_the_human_queue(store):
     top = store.query(
         "SELECT pair_id, route_reason FROM pairs WHERE queue = 'human' ORDER BY priority DESC LIMIT 1"
     )
-    assert top == [(first, "promoted")]
+    assert top == [(first, "promoted:judge_inconsistent")]
 
 
 def test_cold_start_routes_at_random_and_says_so(store):

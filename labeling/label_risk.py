@@ -1,0 +1,253 @@
+"""The probability that a pair ends up with a wrong label (or none) unless a human labels it.
+
+Two ways to turn `labeling.signals.PairSignals` into that probability:
+
+* **The prior rule**, used until humans have labelled enough judge-labelled pairs:
+
+      logit(risk) = logit(base_error) + sum_f  w_f * (x_f - ref_f)
+
+  with a missing signal contributing nothing. `base_error` is the judge's error rate:
+  `RiskConfig.prior_error` shrunk towards the error rate humans have measured so far
+  (a beta prior worth `prior_strength` pairs). The default weights (`PRIOR_WEIGHTS`)
+  say: a confident judge is rarely wrong; a panel that disagrees, a verdict for the
+  position the judge favours, a verdict for the longer answer, an ensemble that prefers
+  the other side, and an ensemble whose members disagree all make an error likelier.
+* **The fitted judge-error model**: once at least `min_fit_pairs` pairs carry both an
+  automatic and a human a/b verdict, with at least `min_fit_errors` disagreements, a
+  logistic regression of "the automatic label is wrong" on the standardised signals
+  (missing values imputed with the training means, plus a missing indicator for the
+  judge margin). Routing picked those pairs by their signals only, so the regression
+  is not biased by the choice (the labels are missing at random given the signals); its
+  calibration is reported on the random calibration slice, which nothing chose.
+
+Pairs with no usable automatic label (`NO_LABEL_REASONS`) have risk 1: without a human
+they end up unlabelled or labelled by a coin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from data.errors import ConfigError
+from labeling.signals import FEATURES, NO_LABEL_REASONS, PairSignals
+
+# (weight, reference value) per signal, on the logit scale.
+PRIOR_WEIGHTS: dict[str, tuple[float, float]] = {
+    "margin": (-3.0, 0.5),  # 2P-1: P(verdict) 0.75 is neutral; 0.95 lowers the odds ~3.8x
+    "panel_disagreement": (4.0, 0.0),  # 1 of 3 judges dissenting: odds x3.8
+    "position": (1.0, 0.0),  # log-odds of the judge's first-position rate, signed
+    "length": (0.3, 0.0),  # per unit of log length ratio towards the longer answer
+    "ens_against": (3.0, 0.5),  # ensemble at 0.9 for the other side: odds x3.3
+    "ens_std": (5.0, 0.0),  # member spread 0.1: odds x1.6
+}
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """How the router estimates each pair's chance of ending with a wrong label."""
+
+    model: str = "auto"  # auto (fitted once there is enough data), prior, or fitted
+    prior_error: float = 0.25  # judge error rate assumed before humans measure it
+    prior_strength: float = 20.0  # pairs' worth of belief in prior_error
+    weights: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
+    min_fit_pairs: int = 40  # human-and-judge labelled pairs before the fitted model is used
+    min_fit_errors: int = 8  # of which judge errors
+    regularisation: float = 1.0  # inverse L2 strength (scikit-learn's C)
+
+    def check(self) -> RiskConfig:
+        if self.model not in ("auto", "prior", "fitted"):
+            raise ConfigError(f"--risk-model {self.model!r} is not one of auto, prior, fitted")
+        if not 0.0 < self.prior_error < 1.0:
+            raise ConfigError(f"--prior-judge-error {self.prior_error} must be in (0, 1)")
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ConfigError(f"unknown risk signal(s) {sorted(unknown)}; known: {FEATURES}")
+        return self
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def prior_risk(signals: PairSignals, config: RiskConfig, base_error: float) -> np.ndarray:
+    """[N] risk under the documented prior rule (module docstring)."""
+    x = signals.matrix()
+    z = np.full(len(signals), _logit(base_error))
+    for j, name in enumerate(FEATURES):
+        weight, ref = config.weights.get(name, (0.0, 0.0))
+        term = weight * (x[:, j] - ref)
+        z += np.where(np.isnan(term), 0.0, term)
+    return _with_no_label(signals, _sigmoid(z))
+
+
+def _with_no_label(signals: PairSignals, risk: np.ndarray) -> np.ndarray:
+    no_label = np.array(
+        [
+            r in NO_LABEL_REASONS and v not in ("a", "b")
+            for r, v in zip(signals.reason, signals.auto_verdict, strict=True)
+        ],
+        dtype=bool,
+    )
+    return np.where(no_label, 1.0, risk)
+
+
+@dataclass
+class JudgeErrorModel:
+    """A logistic regression of 'the automatic label is wrong' on the signals."""
+
+    coef: np.ndarray  # over the standardised design (features + margin-missing indicator)
+    intercept: float
+    mean: np.ndarray  # imputation and standardisation
+    scale: np.ndarray
+
+    def design(self, signals: PairSignals) -> np.ndarray:
+        x = signals.matrix()
+        missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
+        x = np.where(np.isnan(x), self.mean[: x.shape[1]], x)
+        x = np.concatenate([x, missing[:, None]], axis=1)
+        return (x - self.mean) / self.scale
+
+    def predict(self, signals: PairSignals) -> np.ndarray:
+        z = self.design(signals) @ self.coef + self.intercept
+        return _with_no_label(signals, _sigmoid(z))
+
+    def as_dict(self) -> dict[str, float]:
+        names = [*FEATURES, "margin_missing"]
+        return {"intercept": round(self.intercept, 4)} | {
+            n: round(float(c), 4) for n, c in zip(names, self.coef, strict=True)
+        }
+
+
+def fit_judge_error(
+    signals: PairSignals, wrong: np.ndarray, regularisation: float = 1.0
+) -> JudgeErrorModel:
+    """Fit the judge-error model on pairs with both an automatic and a human verdict."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = signals.matrix()
+    mean = np.nanmean(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
+    mean = np.where(np.isnan(mean), 0.0, mean)
+    missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
+    x = np.where(np.isnan(x), mean, x)
+    x = np.concatenate([x, missing[:, None]], axis=1)
+    mean = np.append(mean, missing.mean())
+    scale = x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    model = LogisticRegression(C=regularisation, max_iter=1000)
+    model.fit((x - mean) / scale, np.asarray(wrong, dtype=int))
+    return JudgeErrorModel(model.coef_[0].copy(), float(model.intercept_[0]), mean, scale)
+
+
+def calibration(predicted: np.ndarray, wrong: np.ndarray, bins: int = 5) -> dict[str, Any]:
+    """Brier score, expected calibration error and reliability bins of risk predictions."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    wrong = np.asarray(wrong, dtype=np.float64)
+    if not len(predicted):
+        return {"pairs": 0}
+    edges = np.quantile(predicted, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, bins - 1)
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        table.append(
+            {
+                "pairs": int(mask.sum()),
+                "predicted": round(float(predicted[mask].mean()), 4),
+                "observed": round(float(wrong[mask].mean()), 4),
+            }
+        )
+        ece += mask.mean() * abs(predicted[mask].mean() - wrong[mask].mean())
+    return {
+        "pairs": len(predicted),
+        "observed_error": round(float(wrong.mean()), 4),
+        "predicted_error": round(float(predicted.mean()), 4),
+        "brier": round(float(np.mean((predicted - wrong) ** 2)), 4),
+        "ece": round(float(ece), 4),
+        "bins": table,
+    }
+
+
+@dataclass
+class RiskEstimate:
+    """Risk of every candidate pair and how it was obtained."""
+
+    risk: np.ndarray
+    kind: str  # "prior" or "fitted"
+    base_error: float
+    fit_pairs: int
+    fit_errors: int
+    model: dict[str, float] | None = None
+    calibration: dict[str, Any] | None = None  # on the random calibration slice
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "base_error": round(self.base_error, 4),
+            "fit_pairs": self.fit_pairs,
+            "fit_errors": self.fit_errors,
+            "model": self.model,
+            "calibration": self.calibration,
+        }
+
+
+def estimate_risk(
+    candidates: PairSignals,
+    labelled: PairSignals,
+    wrong: np.ndarray,
+    on_calibration_slice: np.ndarray,
+    config: RiskConfig,
+) -> RiskEstimate:
+    """Risk of `candidates`, learning from `labelled` pairs whose automatic label `wrong`
+    was checked by humans (`on_calibration_slice` marks the random slice among them)."""
+    config.check()
+    wrong = np.asarray(wrong, dtype=bool)
+    n, errors = len(wrong), int(wrong.sum())
+    base = (config.prior_error * config.prior_strength + errors) / (config.prior_strength + n)
+    enough = n >= config.min_fit_pairs and errors >= config.min_fit_errors and errors < n
+    if config.model == "fitted" and not enough:
+        raise ConfigError(
+            f"--risk-model fitted needs {config.min_fit_pairs} pairs with a human and a judge "
+            f"verdict, {config.min_fit_errors} of them judge errors; the store has {n} and "
+            f"{errors}: label more (the calibration slice), or use --risk-model auto"
+        )
+    cal_mask = np.asarray(on_calibration_slice, dtype=bool)
+    if config.model == "prior" or not enough:
+        estimate = RiskEstimate(prior_risk(candidates, config, base), "prior", base, n, errors)
+        if cal_mask.any():
+            estimate.calibration = calibration(
+                prior_risk(labelled.subset(np.flatnonzero(cal_mask)), config, base), wrong[cal_mask]
+            )
+        return estimate
+    model = fit_judge_error(labelled, wrong, config.regularisation)
+    estimate = RiskEstimate(model.predict(candidates), "fitted", base, n, errors, model.as_dict())
+    if cal_mask.any():
+        oof = out_of_fold_risk(labelled, wrong, config.regularisation)
+        estimate.calibration = calibration(oof[cal_mask], wrong[cal_mask])
+    return estimate
+
+
+def out_of_fold_risk(
+    signals: PairSignals, wrong: np.ndarray, regularisation: float, folds: int = 5
+) -> np.ndarray:
+    """Each pair's risk from a model fitted without it (k-fold), for honest calibration."""
+    n = len(wrong)
+    fold = np.random.default_rng(0).permutation(n) % folds
+    out = np.full(n, float(np.mean(wrong)))
+    for k in range(folds):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        if len(test) and 0 < wrong[train].sum() < len(train):
+            model = fit_judge_error(signals.subset(train), wrong[train], regularisation)
+            out[test] = model.predict(signals.subset(test))
+    return out
