@@ -7,8 +7,8 @@ Two ways to turn `labeling.signals.PairSignals` into that probability:
       logit(risk) = logit(base_error) + sum_f  w_f * (x_f - ref_f)
 
   with a missing signal contributing nothing. `base_error` is the judge's error rate:
-  `RiskConfig.prior_error` shrunk towards the error rate humans have measured so far
-  (a beta prior worth `prior_strength` pairs). The default weights (`PRIOR_WEIGHTS`)
+  `RiskConfig.prior_error` shrunk towards the error rate humans measured on the random
+  calibration slice (a beta prior worth `prior_strength` pairs). The default weights (`PRIOR_WEIGHTS`)
   say: a confident judge is rarely wrong; a panel that disagrees, a verdict for the
   position the judge favours, a verdict for the longer answer, an ensemble that prefers
   the other side, and an ensemble whose members disagree all make an error likelier.
@@ -16,7 +16,8 @@ Two ways to turn `labeling.signals.PairSignals` into that probability:
   automatic and a human a/b verdict, with at least `min_fit_errors` disagreements, a
   logistic regression of "the automatic label is wrong" on the standardised signals
   (missing values imputed with the training means, plus a missing indicator for the
-  judge margin). Routing picked those pairs by their signals only, so the regression
+  judge margin), with the prior rule's logit as its offset and an L2 penalty, so it
+  learns corrections to the rule: few labels move it little, many move it far. Routing picked those pairs by their signals only, so the regression
   is not biased by the choice (the labels are missing at random given the signals); its
   calibration is reported on the random calibration slice, which nothing chose.
 
@@ -56,7 +57,7 @@ class RiskConfig:
     weights: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
     min_fit_pairs: int = 40  # human-and-judge labelled pairs before the fitted model is used
     min_fit_errors: int = 8  # of which judge errors
-    regularisation: float = 1.0  # inverse L2 strength (scikit-learn's C)
+    regularisation: float = 0.1  # inverse L2 strength of the corrections to the prior rule
 
     def check(self) -> RiskConfig:
         if self.model not in ("auto", "prior", "fitted"):
@@ -78,7 +79,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def prior_risk(signals: PairSignals, config: RiskConfig, base_error: float) -> np.ndarray:
+def prior_risk(
+    signals: PairSignals, config: RiskConfig, base_error: float, *, no_label: bool = True
+) -> np.ndarray:
     """[N] risk under the documented prior rule (module docstring)."""
     x = signals.matrix()
     z = np.full(len(signals), _logit(base_error))
@@ -86,7 +89,7 @@ def prior_risk(signals: PairSignals, config: RiskConfig, base_error: float) -> n
         weight, ref = config.weights.get(name, (0.0, 0.0))
         term = weight * (x[:, j] - ref)
         z += np.where(np.isnan(term), 0.0, term)
-    return _with_no_label(signals, _sigmoid(z))
+    return _with_no_label(signals, _sigmoid(z)) if no_label else _sigmoid(z)
 
 
 def _with_no_label(signals: PairSignals, risk: np.ndarray) -> np.ndarray:
@@ -102,12 +105,17 @@ def _with_no_label(signals: PairSignals, risk: np.ndarray) -> np.ndarray:
 
 @dataclass
 class JudgeErrorModel:
-    """A logistic regression of 'the automatic label is wrong' on the signals."""
+    """Logistic regression of 'the automatic label is wrong' on the signals, fitted as a
+    correction to the prior rule: logit = prior logit + standardised signals @ coef +
+    intercept. With few labels the L2 penalty keeps it near the prior rule; with many,
+    the data decide."""
 
     coef: np.ndarray  # over the standardised design (features + margin-missing indicator)
     intercept: float
     mean: np.ndarray  # imputation and standardisation
     scale: np.ndarray
+    config: RiskConfig
+    base_error: float
 
     def design(self, signals: PairSignals) -> np.ndarray:
         x = signals.matrix()
@@ -116,8 +124,14 @@ class JudgeErrorModel:
         x = np.concatenate([x, missing[:, None]], axis=1)
         return (x - self.mean) / self.scale
 
+    def offset(self, signals: PairSignals) -> np.ndarray:
+        risk = np.clip(
+            prior_risk(signals, self.config, self.base_error, no_label=False), 1e-6, 1 - 1e-6
+        )
+        return np.log(risk / (1 - risk))
+
     def predict(self, signals: PairSignals) -> np.ndarray:
-        z = self.design(signals) @ self.coef + self.intercept
+        z = self.offset(signals) + self.design(signals) @ self.coef + self.intercept
         return _with_no_label(signals, _sigmoid(z))
 
     def as_dict(self) -> dict[str, float]:
@@ -128,13 +142,14 @@ class JudgeErrorModel:
 
 
 def fit_judge_error(
-    signals: PairSignals, wrong: np.ndarray, regularisation: float = 1.0
+    signals: PairSignals, wrong: np.ndarray, config: RiskConfig, base_error: float
 ) -> JudgeErrorModel:
     """Fit the judge-error model on pairs with both an automatic and a human verdict."""
-    from sklearn.linear_model import LogisticRegression
+    from scipy.optimize import minimize
 
     x = signals.matrix()
-    mean = np.nanmean(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
     mean = np.where(np.isnan(mean), 0.0, mean)
     missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
     x = np.where(np.isnan(x), mean, x)
@@ -142,9 +157,22 @@ def fit_judge_error(
     mean = np.append(mean, missing.mean())
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    model = LogisticRegression(C=regularisation, max_iter=1000)
-    model.fit((x - mean) / scale, np.asarray(wrong, dtype=int))
-    return JudgeErrorModel(model.coef_[0].copy(), float(model.intercept_[0]), mean, scale)
+    model = JudgeErrorModel(np.zeros(x.shape[1]), 0.0, mean, scale, config, base_error)
+    design = model.design(signals)
+    offset = model.offset(signals)
+    y = np.asarray(wrong, dtype=np.float64)
+    penalty = 1.0 / config.regularisation
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = offset + design @ theta[:-1] + theta[-1]
+        p = _sigmoid(z)
+        nll = float(np.sum(np.logaddexp(0.0, z) - y * z))
+        grad = np.append(design.T @ (p - y), np.sum(p - y))
+        return nll + 0.5 * penalty * float(theta @ theta), grad + penalty * theta
+
+    theta = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    model.coef, model.intercept = theta[:-1], float(theta[-1])
+    return model
 
 
 def calibration(predicted: np.ndarray, wrong: np.ndarray, bins: int = 5) -> dict[str, Any]:
@@ -214,7 +242,12 @@ def estimate_risk(
     config.check()
     wrong = np.asarray(wrong, dtype=bool)
     n, errors = len(wrong), int(wrong.sum())
-    base = (config.prior_error * config.prior_strength + errors) / (config.prior_strength + n)
+    cal_mask = np.asarray(on_calibration_slice, dtype=bool)
+    # the judge's error rate from the random slice only: the other checked pairs were
+    # chosen for their risk, so their error rate overstates it
+    base = (config.prior_error * config.prior_strength + int(wrong[cal_mask].sum())) / (
+        config.prior_strength + int(cal_mask.sum())
+    )
     enough = n >= config.min_fit_pairs and errors >= config.min_fit_errors and errors < n
     if config.model == "fitted" and not enough:
         raise ConfigError(
@@ -222,7 +255,6 @@ def estimate_risk(
             f"verdict, {config.min_fit_errors} of them judge errors; the store has {n} and "
             f"{errors}: label more (the calibration slice), or use --risk-model auto"
         )
-    cal_mask = np.asarray(on_calibration_slice, dtype=bool)
     if config.model == "prior" or not enough:
         estimate = RiskEstimate(prior_risk(candidates, config, base), "prior", base, n, errors)
         if cal_mask.any():
@@ -230,16 +262,16 @@ def estimate_risk(
                 prior_risk(labelled.subset(np.flatnonzero(cal_mask)), config, base), wrong[cal_mask]
             )
         return estimate
-    model = fit_judge_error(labelled, wrong, config.regularisation)
+    model = fit_judge_error(labelled, wrong, config, base)
     estimate = RiskEstimate(model.predict(candidates), "fitted", base, n, errors, model.as_dict())
     if cal_mask.any():
-        oof = out_of_fold_risk(labelled, wrong, config.regularisation)
+        oof = out_of_fold_risk(labelled, wrong, config, base)
         estimate.calibration = calibration(oof[cal_mask], wrong[cal_mask])
     return estimate
 
 
 def out_of_fold_risk(
-    signals: PairSignals, wrong: np.ndarray, regularisation: float, folds: int = 5
+    signals: PairSignals, wrong: np.ndarray, config: RiskConfig, base_error: float, folds: int = 5
 ) -> np.ndarray:
     """Each pair's risk from a model fitted without it (k-fold), for honest calibration."""
     n = len(wrong)
@@ -248,6 +280,6 @@ def out_of_fold_risk(
     for k in range(folds):
         train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         if len(test) and 0 < wrong[train].sum() < len(train):
-            model = fit_judge_error(signals.subset(train), wrong[train], regularisation)
+            model = fit_judge_error(signals.subset(train), wrong[train], config, base_error)
             out[test] = model.predict(signals.subset(test))
     return out

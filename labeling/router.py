@@ -10,9 +10,10 @@ Those are re-chosen together with the new budget, so routing before a judge batc
 again after it (`--human-budget 0`) ends where judging first would, and the human queue
 grows by exactly the new budget N. Given N, in this order:
 
-1. promoted: candidates with no usable automatic label (a split panel, orders that
-   disagree and cannot be debiased, failed judgements, a tie: see `labeling.signals`),
-   those still without any label first, then by risk;
+1. promoted: candidates with no usable automatic label (a split panel that its mean
+   P(A) could not resolve, orders that disagree and cannot be debiased, failed
+   judgements, a tie: see `labeling.signals`), by risk; a split that did get a label
+   competes by its risk, which the panel's disagreement raises;
 2. calibration: a random slice, round(fraction * N), so the judge's and the ensemble's
    error rates can be measured without the bias of the other picks;
 3. active: the rest by the strategy's score, by default ``risk``, the estimated
@@ -271,12 +272,13 @@ def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
         risk = estimate.risk if estimate is not None else np.zeros(len(candidates))
         order = sorted(
             (
-                (signals.auto_verdict[i] in ("a", "b"), -risk[i], pid)
+                (-risk[i], pid)
                 for i, pid in enumerate(candidates)
                 if signals.reason[i] in config.promote_reasons
+                and signals.auto_verdict[i] not in ("a", "b")
             )
         )
-        promoted = [pid for _, _, pid in order]
+        promoted = [pid for _, pid in order]
         reason_of = dict(zip(candidates, signals.reason, strict=True))
         why = {pid: reason_of[pid] or "" for pid in promoted}
     plan = plan_routes(

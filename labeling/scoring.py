@@ -40,6 +40,9 @@ class ScoreConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     features: tuple[str, ...] = DEFAULT_FEATURES  # feature blocks, see labeling.features
     min_labels: int = 8  # refuse to fit on fewer labelled pairs than this
+    judge_targets: str = (
+        "soft"  # judge labels as soft targets at the judge's accuracy, hard, or none
+    )
     embedding_penalty: float = (
         DEFAULT_EMBEDDING_PENALTY  # L2 on embedding weights vs length weights
     )
@@ -60,19 +63,51 @@ class ScoreReport:
         return asdict(self)
 
 
-def training_targets(store: PreferenceStore) -> dict[str, float]:
-    """pair_id -> 1.0 if A is preferred, 0.0 if B, under the store's aggregation policy."""
+JUDGE_TARGETS = ("soft", "hard", "none")
+
+
+def training_targets(
+    store: PreferenceStore, judge_targets: str = "soft", prior_judge_accuracy: float = 0.75
+) -> dict[str, float]:
+    """pair_id -> P(A preferred) to fit on: human and import labels first.
+
+    Pairs whose best label is a judge's (or a model's) enter as soft targets at the
+    judge's estimated accuracy (``soft``: 'a' -> acc, 'b' -> 1 - acc, where acc is the
+    judges' agreement with humans on pairs both labelled, shrunk towards
+    `prior_judge_accuracy` with 20 pairs' weight), as hard 1/0 targets (``hard``), or not
+    at all (``none``). An ensemble that learns what humans think can then disagree with
+    the judge where the judge is wrong.
+    """
     from data.export import AggregationPolicy, aggregate_verdicts
 
+    if judge_targets not in JUDGE_TARGETS:
+        raise ConfigError(
+            f"--judge-targets {judge_targets!r} is not one of {', '.join(JUDGE_TARGETS)}"
+        )
     labels = store.query_dicts(
         "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
     )
     decided = aggregate_verdicts(labels, AggregationPolicy(include_ties=False))
-    return {
-        pid: 1.0 if verdict == "a" else 0.0
-        for pid, (verdict, _, _) in decided.items()
-        if verdict in ("a", "b")
-    }
+    trusted = {"human", "import"}
+    accuracy = 1.0
+    if judge_targets == "soft":
+        human = aggregate_verdicts(labels, AggregationPolicy(("human",)))
+        auto = aggregate_verdicts(labels, AggregationPolicy(("judge", "model")))
+        both = [
+            (human[p][0] == auto[p][0])
+            for p in human.keys() & auto.keys()
+            if human[p][0] in ("a", "b") and auto[p][0] in ("a", "b")
+        ]
+        accuracy = (prior_judge_accuracy * 20 + sum(both)) / (20 + len(both))
+    out = {}
+    for pid, (verdict, source, _) in decided.items():
+        if verdict not in ("a", "b"):
+            continue
+        if source in trusted or judge_targets == "hard":
+            out[pid] = 1.0 if verdict == "a" else 0.0
+        elif judge_targets == "soft":
+            out[pid] = accuracy if verdict == "a" else 1.0 - accuracy
+    return out
 
 
 def artifact_root(store: PreferenceStore, config: ScoreConfig) -> Path:
@@ -90,7 +125,7 @@ def score_store(
 
     started = time.perf_counter()
     features = check_features(config.features)
-    targets = training_targets(store)
+    targets = training_targets(store, config.judge_targets)
     if len(targets) < config.min_labels:
         raise ConfigError(
             f"{store.path} has {len(targets)} pair(s) with an a/b verdict; the ensemble needs at "

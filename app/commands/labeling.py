@@ -53,6 +53,14 @@ def _features(value: str) -> tuple[str, ...]:
     show_default=True,
     help="Refuse to fit on fewer pairs with an a/b verdict.",
 )
+@click.option(
+    "--judge-targets",
+    type=click.Choice(("soft", "hard", "none")),
+    default="soft",
+    show_default=True,
+    help="Judge labels: soft targets at the judge's estimated accuracy, hard 1/0, or left out "
+    "(human and import labels are always hard).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and init seed.")
 @json_option
 def score_command(
@@ -63,6 +71,7 @@ def score_command(
     features: str,
     max_length: int,
     min_labels: int,
+    judge_targets: str,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -80,6 +89,7 @@ def score_command(
         ensemble=EnsembleConfig(members=members, head=head, seed=seed),
         features=_features(features),
         min_labels=min_labels,
+        judge_targets=judge_targets,
     )
     with open_store(db) as store:
         report = score_store(store, config)
