@@ -81,7 +81,8 @@ JUDGES = (
     SimJudge("sim-j1", position=0.5, length=0.5, kappa=2.5),
     SimJudge("sim-j2", position=0.3, length=0.3, kappa=1.5),
 )
-SIGMA, RHO, TIE_BAND, FAIL_RATE = 1.0, 0.6, 0.03, 0.01
+SIGMA, TIE_BAND, FAIL_RATE = 1.0, 0.03, 0.01
+RHO = 0.6  # correlation of the two judges' noise (--rho)
 
 
 @dataclass
@@ -95,10 +96,11 @@ class World:
     shared: np.ndarray  # e_n
     own: dict[str, np.ndarray]  # e_nj
     fails: np.ndarray  # bool
+    rho: float = RHO
 
     def z(self, judge: SimJudge, order: str) -> np.ndarray:
         t = 2.0 * self.truth - 1.0
-        noise = SIGMA * (RHO * self.shared + math.sqrt(1 - RHO**2) * self.own[judge.name])
+        noise = SIGMA * (self.rho * self.shared + math.sqrt(1 - self.rho**2) * self.own[judge.name])
         sign = 1.0 if order == "ab" else -1.0
         return (
             judge.q * t * (0.25 + self.strength)
@@ -257,7 +259,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="prefloop-hybrid-"))
     started = time.perf_counter()
-    template = work / "template.duckdb"
+    # the unlabelled store with its embeddings is kept between runs (import and encoding
+    # are the slow part and do not depend on the seed); every run works on copies
+    template = Path(args.out) / f"hybrid-template-{args.pairs or 'all'}.duckdb"
+    template.parent.mkdir(parents=True, exist_ok=True)
     ids, truth_arr, loglen, xa, xb = build_template(template, args.pairs)
     truth = dict(zip(ids, truth_arr, strict=True))
     strength = preference_strength(xa, xb, truth_arr)
@@ -278,6 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rng.normal(size=n),
             {j.name: rng.normal(size=n) for j in JUDGES},
             rng.random(n) < FAIL_RATE,
+            args.rho,
         )
         judges = {j.name: calibrate(world, j, args.judge_accuracy) for j in JUDGES}
         for j in judges.values():
@@ -304,7 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 report = run_batch(store, config)
                 base = right_share(store, truth)
-                score_store(store, ScoreConfig())
+                score_store(store, ScoreConfig(judge_targets=args.judge_targets))
             log.info("seed %d %s: judged %d pairs, right %.3f", seed, kind, report.judged, base)
             for b in budgets:
                 budget = int(round(b * n))
@@ -329,7 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     first = budget // 2
                     route_store(store, RouterConfig(first, seed=seed))
                     label_human_queue(store, truth)
-                    score_store(store, ScoreConfig())
+                    score_store(store, ScoreConfig(judge_targets=args.judge_targets))
                     second = route_store(store, RouterConfig(budget - first, seed=seed))
                     label_human_queue(store, truth)
                     results[kind]["default-2-rounds"][str(b)].append(right_share(store, truth))
@@ -402,6 +408,8 @@ def summarise(
         "pairs": n,
         "seeds": args.seeds,
         "judge_accuracy_target": args.judge_accuracy,
+        "rho": args.rho,
+        "judge_targets": args.judge_targets,
         "judge_agreement_with_humans": {k: ci95(v) for k, v in agreement.items()},
         "right_labels": table,
         "targets_at_30pct": targets,
@@ -448,6 +456,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge-accuracy", type=float, default=0.75)
     parser.add_argument(
         "--no-logprobs-too", action="store_true", help="Also a single judge without logprobs."
+    )
+    parser.add_argument("--rho", type=float, default=RHO, help="Correlation of the judges' noise.")
+    parser.add_argument(
+        "--judge-targets", default="soft", help="How `score` uses judge labels: soft, hard, none."
     )
     parser.add_argument("--quick", action="store_true", help="2 seeds, 30%% only, 600 pairs.")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))

@@ -202,3 +202,26 @@ def test_next_score_reports_accuracy_on_the_labelled_calibration_slice(store):
     assert second.metrics["calibration_pairs"] == 4
     assert second.metrics["calibration_version"] == first.version
     assert second.metrics["calibration_accuracy"] == expected
+
+
+def test_rounds_never_exceed_the_budget_nor_move_held_or_labelled_pairs(store):
+    from data.queue import claim_next, submit_human_label
+
+    seeded_store(store, labelled=20, unlabelled=60)
+    score_store(store, LENGTH_ONLY)
+    open_total = 0
+    for round_, budget in enumerate((10, 0, 7, 5)):
+        before = dict(store.query("SELECT pair_id, queue FROM pairs"))
+        labelled = {r[0] for r in store.query("SELECT pair_id FROM labels WHERE source = 'human'")}
+        leased = {r[0] for r in store.query("SELECT pair_id FROM leases")}
+        report = route_store(store, RouterConfig(human_budget=budget, seed=round_))
+        after = dict(store.query("SELECT pair_id, queue FROM pairs"))
+        open_total += budget
+        assert report.human_queue_total == open_total  # grows by exactly the budget
+        assert all(after[p] == before[p] for p in labelled | leased)
+        # annotators take two pairs: one labelled, one only leased
+        got = claim_next(store, f"ann{round_}")
+        if got:
+            submit_human_label(store, got, f"ann{round_}", verdict_shown="a", swapped=False)
+            open_total -= 1
+        claim_next(store, f"lease{round_}")
