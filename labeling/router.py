@@ -37,12 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.errors import ConfigError
-from data.export import AggregationPolicy, aggregate_verdicts
 from data.queue import Assignment, assign
 from labeling.acquisition import STRATEGIES, acquisition_scores, select_batch
 from labeling.label_risk import RiskConfig, RiskEstimate, estimate_risk
 from labeling.scoring import ensemble_config, latest_version, load_ensemble, stored_scores
-from labeling.signals import NO_LABEL_REASONS, PairSignals, read_signals
+from labeling.signals import NO_LABEL_REASONS, PairSignals, human_checked, read_signals
 
 if TYPE_CHECKING:
     from data.store import PreferenceStore
@@ -58,12 +57,6 @@ FROM pairs p
 WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
                   AND l.source IN ('human', 'import') AND l.retracted_at IS NULL)
 ORDER BY p.pair_id
-"""
-
-_HUMAN_LABELS_SQL = """
-SELECT l.pair_id, l.source, l.verdict, l.confidence, p.route_reason FROM labels l
-JOIN pairs p USING (pair_id)
-WHERE l.source = 'human' AND l.retracted_at IS NULL
 """
 
 
@@ -201,26 +194,6 @@ def plan_routes(
         if pid not in human
     ]
     return out
-
-
-def human_checked(
-    store: PreferenceStore, signals_of: Any = read_signals
-) -> tuple[PairSignals, np.ndarray, np.ndarray]:
-    """Pairs with both an automatic and a human a/b verdict: their signals (as of their
-    first human label), whether the automatic label was wrong, and which were calibration."""
-    rows = store.query_dicts(_HUMAN_LABELS_SQL)
-    human = aggregate_verdicts(rows, AggregationPolicy(("human",)))
-    calibration = {r["pair_id"] for r in rows if r["route_reason"] == "calibration"}
-    ids = sorted(human)
-    signals = signals_of(store, ids, as_of_human_label=True)
-    keep = [i for i, v in enumerate(signals.auto_verdict) if v in ("a", "b")]
-    signals = signals.subset(keep)
-    wrong = np.array(
-        [human[p][0] != v for p, v in zip(signals.pair_ids, signals.auto_verdict, strict=True)],
-        dtype=bool,
-    )
-    on_slice = np.array([p in calibration for p in signals.pair_ids], dtype=bool)
-    return signals, wrong, on_slice
 
 
 def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:

@@ -234,3 +234,28 @@ def _ensemble_signals(
         verdict = out.auto_verdict[i]
         if verdict in ("a", "b"):
             out.ens_against[i] = 1.0 - p_mean if verdict == "a" else p_mean
+
+
+_HUMAN_LABELS_SQL = """
+SELECT l.pair_id, l.source, l.verdict, l.confidence, p.route_reason FROM labels l
+JOIN pairs p USING (pair_id)
+WHERE l.source = 'human' AND l.retracted_at IS NULL
+"""
+
+
+def human_checked(store: PreferenceStore) -> tuple[PairSignals, np.ndarray, np.ndarray]:
+    """Pairs with both an automatic and a human a/b verdict: their signals (as of their
+    first human label), whether the automatic label was wrong, and which were calibration."""
+    rows = store.query_dicts(_HUMAN_LABELS_SQL)
+    human = aggregate_verdicts(rows, AggregationPolicy(("human",)))
+    calibration = {r["pair_id"] for r in rows if r["route_reason"] == "calibration"}
+    ids = sorted(human)
+    signals = read_signals(store, ids, as_of_human_label=True)
+    keep = [i for i, v in enumerate(signals.auto_verdict) if v in ("a", "b")]
+    signals = signals.subset(keep)
+    wrong = np.array(
+        [human[p][0] != v for p, v in zip(signals.pair_ids, signals.auto_verdict, strict=True)],
+        dtype=bool,
+    )
+    on_slice = np.array([p in calibration for p in signals.pair_ids], dtype=bool)
+    return signals, wrong, on_slice

@@ -197,12 +197,19 @@ def _summary(r: dict[str, object]) -> str:
 @click.option("--judge", default=None, help="Only this judge (model name or panel:...).")
 @json_option
 def judge_report_command(db: str, reference: str, judge: str | None, as_json: bool) -> None:
-    """Judge vs reference accuracy and Cohen's kappa, position consistency and length bias."""
+    """Judge vs reference accuracy and Cohen's kappa, position consistency and length bias,
+    and each judge's error rate against humans by signal bucket (confidence, panel
+    dissent, position, length, ensemble disagreement)."""
     from judges.agreement import agreement_report
 
     sources = tuple(s.strip() for s in reference.split(",") if s.strip())
+    from labeling.label_quality import judge_error_by_signal
+
     with open_store(db, read_only=True) as store:
         report = agreement_report(store, reference_sources=sources, judge=judge)
+        report["error_by_signal"] = [
+            e for e in judge_error_by_signal(store) if judge is None or e["who"] == judge
+        ]
     emit(report, as_json, _report_text)
 
 
@@ -229,6 +236,17 @@ def _report_text(report: dict[str, object]) -> str:
             f"{m['failed']} failed; position consistency {_fmt(m['position_consistency'])} "
             f"over {m['swapped_pairs']} swapped pairs; first-position rate {_fmt(m['first_position_rate'])}"
         )
+    for e in report.get("error_by_signal", []):  # type: ignore[union-attr]
+        cal = e["calibration_error_rate"]
+        lines.append(
+            f"judge {e['who']} vs human labels: error {_fmt(e['error_rate'])} on "
+            f"{e['checked_pairs']} checked pairs; {_fmt(cal)} on {e['calibration_pairs']} "
+            "random calibration pairs (unbiased); by signal:"
+        )
+        for b in e["buckets"]:
+            lines.append(
+                f"  {b['signal']:<18} {b['bucket']:<32} error {b['error_rate']:.3f} ({b['pairs']} pairs)"
+            )
     return "\n".join(lines)
 
 

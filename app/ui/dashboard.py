@@ -5,7 +5,9 @@
 * ensemble accuracy on the calibration slice per ensemble version (pairs the router
   sent to humans at random: `route_reason` mentions "calib");
 * the label-efficiency curve: that accuracy against human labels available at the time;
-* the uncertainty histogram: std of P(A > B) across ensemble members, latest version.
+* the uncertainty histogram: std of P(A > B) across ensemble members, latest version;
+* the estimated share of right labels in the current export (`labeling.label_quality`,
+  from the calibration slice) and where the human budget went, by route reason.
 """
 
 from __future__ import annotations
@@ -140,8 +142,41 @@ def agreement_markdown(store: PreferenceStore) -> str:
             f"| human-judge Cohen's kappa | {_fmt(hj.get('cohen_kappa'))} | {hj.get('pairs', 0)} |",
             "",
             "Queues: " + ", ".join(f"{q} {n}" for q, n in counts),
+            "",
+            export_quality_markdown(store),
         ]
     )
+
+
+def export_quality_markdown(store: PreferenceStore) -> str:
+    from labeling.label_quality import export_quality, human_budget_by_reason
+
+    q = export_quality(store)
+    if q["estimated_right_share"] is None:
+        estimate = (
+            "not yet: needs human labels on calibration pairs the judge also labelled"
+            if q["exported"]
+            else "nothing to export yet"
+        )
+    else:
+        interval = q["interval"]
+        estimate = f"**{q['estimated_right_share']:.1%}**" + (
+            f" (95% {interval[0]:.1%}–{interval[1]:.1%}; judge right on "
+            f"{q['judge_accuracy']:.1%} of {q['calibration_checked']} calibration pairs)"
+            if interval
+            else " (every exported label is human or imported)"
+        )
+    lines = [
+        f"Estimated right labels in the export: {estimate}. Exported {q['exported']} of "
+        f"{q['pairs']} pairs ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(q["by_source"].items()))
+        + ").",
+    ]
+    budget = human_budget_by_reason(store)
+    if budget:
+        lines += ["", "| human budget went to | pairs | labelled |", "|---|---|---|"]
+        lines += [f"| {reason} | {n} | {done} |" for reason, n, done in budget]
+    return "\n".join(lines)
 
 
 def _fmt(value: Any) -> str:

@@ -161,3 +161,48 @@ def test_route_first_then_judge_then_reroute_keeps_budget_and_held_pairs(
     assert len(humans) == 3 and again.human_queue_total == 3  # the total budget is kept
     assert held in humans and again.kept == 1  # the leased pair was not pulled
     assert set(split) <= humans and again.swapped_out == 2  # unstarted picks swapped
+
+
+def test_export_quality_and_judge_error_by_signal_from_the_calibration_slice(
+    store: PreferenceStore,
+) -> None:
+    from labeling.label_quality import export_quality, judge_error_by_signal
+
+    pair_ids = make_pairs(store, 12)
+    wrong_on = set(pair_ids[:3])  # the judge is wrong on these three
+    texts = {pid: store.get_pair(pid).response_a for pid in wrong_on}
+
+    def judge_reply(body: dict[str, Any]) -> Reply:
+        reply = prefers_good(body)
+        first, second = (t.strip() for t in shown_responses(body))
+        if any(t in (first, second) for t in texts.values()):
+            flipped = "B" if reply.text == "A" else "A"
+            return Reply(text=flipped, p_a=0.7 if flipped == "A" else 0.3)  # P(verdict) 0.7
+        return reply
+
+    with FakeOpenAIServer(judge_reply) as server:
+        run_batch(store, judge(server))
+    assert export_quality(store)["estimated_right_share"] is None  # nothing checked yet
+    routed = route_store(store, RouterConfig(human_budget=6, calibration_fraction=1.0, seed=0))
+    assert routed.calibration == 6
+    for entry in routed.human_pairs:
+        pid = entry["pair_id"]
+        submit_human_label(store, pid, "ann", verdict_shown=good_side(store, pid), swapped=False)
+    checked = [p["pair_id"] for p in routed.human_pairs]
+    errors = sum(p in wrong_on for p in checked)
+    quality = export_quality(store)
+    assert quality["calibration_checked"] == 6
+    assert quality["judge_accuracy"] == pytest.approx((6 - errors) / 6)
+    expected = (6 + 6 * (6 - errors) / 6) / 12  # 6 human-decided, 6 judge-decided
+    assert quality["estimated_right_share"] == pytest.approx(expected, abs=1e-4)
+    low, high = quality["interval"]
+    assert low <= quality["estimated_right_share"] <= high
+    (report,) = judge_error_by_signal(store)
+    assert report["who"] == "judge-m" and report["checked_pairs"] == 6
+    assert report["calibration_error_rate"] == pytest.approx(errors / 6)
+    margins = {b["bucket"]: b for b in report["buckets"] if b["signal"] == "margin"}
+    # the judge's wrong answers came with P = 0.7 (margin 0.4), its right ones with 0.9
+    if errors:
+        assert margins["0.2-0.6"]["error_rate"] == 1.0
+    if errors < 6:
+        assert margins[">= 0.6"]["error_rate"] == 0.0

@@ -1,0 +1,146 @@
+"""How good the current export is likely to be, and where the human budget went.
+
+`export_quality` estimates the share of right labels among the pairs the export would
+write. Human-decided pairs count as right (their own reliability is the human-human
+agreement that `prefloop stats` reports); pairs decided by an automatic label (judge,
+model) are right at the judges' accuracy on the random calibration slice: the pairs
+routed at random to humans that the judge had also labelled, the only sample nobody
+chose for its risk. The interval is the Wilson 95% interval of that accuracy, carried
+through the mix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from data.export import AggregationPolicy, aggregate_verdicts
+from labeling.signals import human_checked
+
+if TYPE_CHECKING:
+    from data.store import PreferenceStore
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def export_quality(store: PreferenceStore) -> dict[str, Any]:
+    labels = store.query_dicts(
+        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+    )
+    decided = aggregate_verdicts(labels, AggregationPolicy())
+    by_source: dict[str, int] = {}
+    for _, source, _ in decided.values():
+        by_source[source] = by_source.get(source, 0) + 1
+    trusted = by_source.get("human", 0) + by_source.get("import", 0)
+    automatic = len(decided) - trusted
+    _, wrong, on_slice = human_checked(store)
+    checked = int(on_slice.sum())
+    right = int((~wrong[on_slice]).sum())
+    total_pairs = int(store.scalar("SELECT count(*) FROM pairs") or 0)
+    out: dict[str, Any] = {
+        "pairs": total_pairs,
+        "exported": len(decided),
+        "by_source": by_source,
+        "calibration_checked": checked,
+        "judge_accuracy": None,
+        "estimated_right_share": None,
+        "interval": None,
+    }
+    if not decided:
+        return out
+    if automatic == 0:
+        out["estimated_right_share"] = 1.0
+        return out
+    if checked == 0:
+        return out
+    low, high = wilson(right, checked)
+    mix = lambda acc: (trusted + automatic * acc) / len(decided)  # noqa: E731
+    out["judge_accuracy"] = round(right / checked, 4)
+    out["estimated_right_share"] = round(mix(right / checked), 4)
+    out["interval"] = [round(mix(low), 4), round(mix(high), 4)]
+    return out
+
+
+def human_budget_by_reason(store: PreferenceStore) -> list[tuple[str, int, int]]:
+    """(route reason, pairs sent to humans, of which labelled) for the human queue."""
+    return [
+        (reason or "unknown", int(n), int(done))
+        for reason, n, done in store.query(
+            """
+            SELECT p.route_reason, count(*),
+                   count(*) FILTER (WHERE q.human_labels > 0)
+            FROM pairs p JOIN human_queue q USING (pair_id)
+            GROUP BY 1 ORDER BY 2 DESC, 1
+            """
+        )
+    ]
+
+
+# (signal, bucket name, test) for the judge report's error table
+_BUCKETS: tuple[tuple[str, str, Any], ...] = (
+    ("margin", "none (no logprobs)", lambda v: math.isnan(v)),
+    ("margin", "< 0.2", lambda v: v < 0.2),
+    ("margin", "0.2-0.6", lambda v: 0.2 <= v < 0.6),
+    ("margin", ">= 0.6", lambda v: v >= 0.6),
+    ("panel_disagreement", "panel agreed", lambda v: v == 0),
+    ("panel_disagreement", "some dissent", lambda v: v > 0),
+    ("position", "picked its favoured position", lambda v: v > 0),
+    ("position", "picked the other position", lambda v: v < 0),
+    ("position", "both orders or unbiased", lambda v: v == 0),
+    ("length", "picked the longer", lambda v: v > 0),
+    ("length", "picked the shorter or equal", lambda v: v <= 0),
+    ("ens_against", "ensemble agrees (< 0.5 against)", lambda v: v < 0.5),
+    ("ens_against", "ensemble disagrees", lambda v: v >= 0.5),
+    ("ens_against", "no ensemble score", lambda v: math.isnan(v)),
+)
+
+
+def judge_error_by_signal(store: PreferenceStore) -> list[dict[str, Any]]:
+    """Per judge (label `who`): its error rate against humans, by signal bucket.
+
+    Pairs outside the calibration slice were sent to humans for their risk, so their
+    rates are conditional on that choice; the calibration-slice rate is unbiased.
+    """
+    signals, wrong, on_slice = human_checked(store)
+    who = dict(
+        store.query(
+            "SELECT pair_id, who FROM labels WHERE source = 'judge' AND retracted_at IS NULL "
+            "QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY created_at DESC, label_id DESC) = 1"
+        )
+    )
+    judges: dict[str, list[int]] = {}
+    for i, pid in enumerate(signals.pair_ids):
+        if pid in who:
+            judges.setdefault(who[pid], []).append(i)
+    out = []
+    for name, rows in sorted(judges.items()):
+        cal = [i for i in rows if on_slice[i]]
+        entry: dict[str, Any] = {
+            "who": name,
+            "checked_pairs": len(rows),
+            "error_rate": round(float(wrong[rows].mean()), 4),
+            "calibration_pairs": len(cal),
+            "calibration_error_rate": round(float(wrong[cal].mean()), 4) if cal else None,
+            "buckets": [],
+        }
+        for signal, bucket, test in _BUCKETS:
+            values = getattr(signals, signal)
+            hit = [i for i in rows if test(float(values[i]))]
+            if hit:
+                entry["buckets"].append(
+                    {
+                        "signal": signal,
+                        "bucket": bucket,
+                        "pairs": len(hit),
+                        "error_rate": round(float(wrong[hit].mean()), 4),
+                    }
+                )
+        out.append(entry)
+    return out
