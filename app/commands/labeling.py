@@ -306,4 +306,24 @@ def active_learning_command(
     click.echo(json.dumps({**result, "outputs": paths}, default=str))
 
 
+@bench_group.command(
+    "hybrid", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hybrid_command(args: tuple[str, ...]) -> None:
+    """Right exported labels for judge-only, random, uncertainty, default and oracle routing
+    at several human budgets (bench/hybrid.py; its flags pass through, e.g. --quick)."""
+    import runpy
+
+    from labeling.benchmark import REPO
+
+    script = REPO / "bench" / "hybrid.py"
+    if not script.is_file():
+        raise click.ClickException(
+            f"{script} is missing: the hybrid benchmark runs from a source checkout of prefloop"
+        )
+    module = runpy.run_path(str(script), run_name="prefloop_bench_hybrid")
+    module["main"](list(args))
+
+
 COMMANDS: list[click.Command] = [score_command, route_command, bench_group]
