@@ -206,3 +206,21 @@ def test_export_quality_and_judge_error_by_signal_from_the_calibration_slice(
         assert margins["0.2-0.6"]["error_rate"] == 1.0
     if errors < 6:
         assert margins[">= 0.6"]["error_rate"] == 0.0
+
+
+def test_panel_dissent_signal_by_hand(store: PreferenceStore) -> None:
+    pair_ids = make_pairs(store, 3)
+
+    def two_of_three(body: dict[str, Any]) -> Reply:
+        reply = prefers_good(body)
+        if body["model"] == "judge-z":
+            return Reply(text="B" if reply.text == "A" else "A", logprobs=False)
+        return Reply(text=reply.text, logprobs=False)
+
+    with FakeOpenAIServer(two_of_three) as server:
+        run_batch(store, judge(server, models=("judge-x", "judge-y", "judge-z")))
+    s = read_signals(store, pair_ids)
+    assert s.reason == [None] * 3
+    assert s.auto_verdict == [good_side(store, pid) for pid in pair_ids]
+    assert list(s.panel_disagreement) == pytest.approx([1 / 3] * 3)
+    assert all(math.isnan(m) for m in s.margin)  # no logprobs, no margin
