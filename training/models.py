@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import TrainingError
+from data.models import converted_folder, is_named, resolve_model
 from training.run_context import RunContext
 from training.stage_config import StageConfig
 
@@ -31,10 +32,13 @@ def use_bf16(cfg: StageConfig) -> bool:
 
 
 def resolve_policy(ctx: RunContext, cfg: StageConfig, rows: list[dict[str, Any]]) -> str:
-    """The base policy folder or hub id; builds the embedded default when asked for `tiny`."""
+    """The base policy folder or hub id: a named model's converted folder (converted on
+    first use), or the embedded default built here when asked for `tiny`."""
     policy = ctx.config.get("policy") or "tiny"
     if policy != "tiny":
-        return policy
+        if is_named(policy) and converted_folder(policy) is None:
+            ctx.status("running", message=f"converting {policy} (first use only)")
+        return resolve_model(policy)
     out = ctx.run_dir / "base_policy"
     done = out / ".done"
     if ctx.is_main:
@@ -53,6 +57,13 @@ def resolve_policy(ctx: RunContext, cfg: StageConfig, rows: list[dict[str, Any]]
                 raise TrainingError("rank 0 did not build the default policy within 10 minutes")
             time.sleep(0.2)
     return str(out)
+
+
+def base_label(ctx: RunContext, policy: str) -> str:
+    """What an adapter records as its base (`prefloop_base.txt`): the model's name when it
+    is a named model (the folder is found again from the name), else the folder itself."""
+    name = ctx.config.get("policy")
+    return name if is_named(name) else policy
 
 
 def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:
@@ -101,7 +112,7 @@ def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:
 def load_tokenizer(policy: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.truncation_side = "left"
@@ -127,7 +138,7 @@ def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, traina
 
     # a frozen LoRA base can live in bf16; trained full weights stay fp32 (bf16 autocast)
     dtype = torch.bfloat16 if use_bf16(cfg) and cfg.use_lora else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(policy), dtype=dtype)
     if warm_start:
         from peft import PeftModel
 

@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.errors import ConfigError, TrainingError
+from data.models import NAMED_MODELS, SMOLLM2, is_named, source_file
 from data.store import PreferenceStore
 from training import runfiles
 from training.generation_io import PROMPTS, export_prompts
 from training.snapshot import export_snapshot, label_watermark, model_hash, template_hash
+from training.stage_config import StageConfig, profile_defaults
 
 if TYPE_CHECKING:
     from training.jobs import TrainRequest
 
 POLICY_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")  # stages whose artifact is a policy
-TINY = "tiny"  # the embedded default policy, built inside the run
+TINY = "tiny"  # the embedded random-init GPT-2 (unit tests, `--policy tiny`), built in the run
+DEFAULT_POLICY = SMOLLM2  # with no --policy and no promoted SFT model: a real instruct model
 
 
 def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
@@ -30,9 +33,11 @@ def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
         policy = latest_artifact(store, POLICY_STAGES)
         if policy is None:
             raise ConfigError(
-                "no promoted policy yet: train one (`prefloop train sft` or dpo/ppo/grpo/rloo) "
-                "or pass --policy MODEL"
+                "no promoted policy yet: train one (`prefloop train dpo` or sft/ppo/grpo/rloo) "
+                f"or pass --policy MODEL (e.g. --policy {DEFAULT_POLICY})"
             )
+    if is_named(policy):
+        source_file(NAMED_MODELS[policy])  # a missing package fails here, with the pip command
     count = export_prompts(store, request.prompts, run_dir / PROMPTS)
     return {"stage": "generate", "policy": policy, "prompt_count": count}
 
@@ -61,12 +66,17 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
     policy = request.policy
     if policy in (None, "latest"):
         policy = latest_artifact(store, ("sft",)) if request.stage != "sft" else None
-        policy = policy or TINY
-    elif policy != TINY and not Path(policy).exists() and "/" not in policy:
+        policy = policy or DEFAULT_POLICY
+    elif (
+        policy != TINY and not is_named(policy) and not Path(policy).exists() and "/" not in policy
+    ):
         raise ConfigError(
-            f"--policy {policy!r} is neither a local folder nor a Hugging Face id "
-            "(owner/name); pass a path, an id, or leave it out for the default"
+            f"--policy {policy!r} is neither a local folder, a Hugging Face id (owner/name) "
+            f"nor one of {', '.join([TINY, *NAMED_MODELS])}; pass one, or leave it out for "
+            f"the default ({DEFAULT_POLICY})"
         )
+    if is_named(policy):
+        source_file(NAMED_MODELS[policy])  # a missing package fails here, with the pip command
     parent = None
     if request.incremental:
         parent = latest_promoted(store, request.stage, policy, request.overrides.get("use_lora"))
@@ -85,10 +95,15 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
                 "PPO/GRPO/RLOO need a reward: train one with `prefloop train rm`, or pass "
                 "--reward PATH to an ensemble artifact folder (docs/ENSEMBLE_ARTIFACT.md)"
             )
-    max_length = int(request.overrides.get("max_length", 256))
+    profile = policy_profile(store, policy)
+    max_length = int(
+        request.overrides.get("max_length")
+        or profile_defaults(StageConfig, profile).get("max_length", 256)
+    )
     return {
         "stage": request.stage,
         "policy": policy,
+        "profile": profile,
         "reward": reward,
         "warm_start": parent["artifact_path"] if parent else None,
         "parent_run_id": parent["run_id"] if parent else None,
@@ -98,6 +113,16 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
         "ref_model_hash": model_hash(policy) if policy != TINY else None,
         "template_hash": template_hash(max_length, "keep_end"),
     }
+
+
+def policy_profile(store: PreferenceStore, policy: str) -> str:
+    """`tiny` for the embedded GPT-2 and the runs trained from it, else `pretrained`."""
+    if policy == TINY:
+        return "tiny"
+    for (config,) in store.query("SELECT config FROM runs WHERE artifact_path = ?", [policy]):
+        parent = json.loads(config) if isinstance(config, str) else (config or {})
+        return parent.get("profile") or ("tiny" if parent.get("policy") == TINY else "pretrained")
+    return "pretrained"
 
 
 def latest_artifact(store: PreferenceStore, kinds: tuple[str, ...]) -> str | None:

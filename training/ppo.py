@@ -24,6 +24,7 @@ from typing import Any
 
 from data.errors import ConfigError
 from training.models import (
+    base_label,
     load_causal_lm,
     load_tokenizer,
     param_change,
@@ -257,5 +258,5 @@ def run(ctx: RunContext) -> None:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         torch.save(value_head.state_dict(), out / "value_head.pt")
-        (out / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+        (out / "prefloop_base.txt").write_text(base_label(ctx, policy), encoding="utf-8")
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})

@@ -12,6 +12,7 @@ from typing import Any
 
 from training.hf_trainer import final_evaluation, progress_callback, trainer_args
 from training.models import (
+    base_label,
     load_tokenizer,
     lora_config,
     param_change,
@@ -38,8 +39,10 @@ def load_reward_model(base: str, adapter: str | None = None, trainable: bool = F
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from data.models import resolve_model
+
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=1, dtype=torch.float32
+        resolve_model(base), num_labels=1, dtype=torch.float32
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
@@ -113,5 +116,7 @@ def run(ctx: RunContext) -> None:
     if ctx.is_main:
         trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
         tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
-        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(policy, encoding="utf-8")
+        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(
+            base_label(ctx, policy), encoding="utf-8"
+        )
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})

@@ -13,7 +13,7 @@ from typing import Any
 
 from data.errors import TrainingError
 from training import runfiles
-from training.stage_config import C, StageConfig
+from training.stage_config import C, StageConfig, profile_defaults
 
 
 class RunContext:
@@ -40,7 +40,11 @@ class RunContext:
         return self.rank == 0
 
     def stage_config(self, cls: type[C]) -> C:
-        values = dict(self.request.get("overrides") or {})
+        """The stage's config: the policy profile's defaults, then the request's settings."""
+        values = {
+            **profile_defaults(cls, self.config.get("profile")),
+            **(self.request.get("overrides") or {}),
+        }
         if self.request.get("max_steps"):
             values["max_steps"] = self.request["max_steps"]
         return cls.from_dict(values)  # type: ignore[attr-defined]

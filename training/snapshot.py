@@ -15,12 +15,11 @@ from typing import Any
 
 from data.export import AggregationPolicy, aggregated_pairs, is_test_prompt
 from data.ids import render_messages, response_id, stable_json_hash
+from data.models import converted_folder, folder_hash, is_named
 from data.store import PreferenceStore
 
 TEMPLATE_VERSION = "prefloop-plain/1"
 """Prompt = HH-style transcript + "\\n\\nAssistant:"; completion = " " + response."""
-
-_MODEL_FILES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja")
 
 
 def prompt_text(messages: list[dict[str, str]]) -> str:
@@ -34,24 +33,21 @@ def completion_text(response: str) -> str:
     return " " + response.strip()
 
 
-def model_hash(policy: str | Path) -> str:
+def model_hash(policy: str | Path) -> str | None:
     """Content hash of a local model folder (weights, config, tokenizer); else the hub id.
 
-    A hub id names no fixed weights here (no network at run time), so its hash is the id
-    itself: point `--policy` at a local folder to make the reference cache exact.
+    A named model (`smollm2-135m-instruct`) hashes its converted folder, or is None before
+    its first conversion (the trainer converts it and hashes the folder then). A hub id
+    names no fixed weights here (no network at run time), so its hash is the id itself:
+    point `--policy` at a local folder to make the reference cache exact.
     """
+    if is_named(str(policy)):
+        folder = converted_folder(str(policy))
+        return folder_hash(folder) if folder else None
     path = Path(policy)
-    digest = hashlib.sha256()
     if path.is_dir():
-        for file in sorted(path.rglob("*")):
-            if file.is_file() and file.suffix in _MODEL_FILES and "checkpoint-" not in str(file):
-                digest.update(str(file.relative_to(path)).encode())
-                with file.open("rb") as handle:
-                    for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
-                        digest.update(chunk)
-        return digest.hexdigest()[:32]
-    digest.update(f"hub:{policy}".encode())
-    return digest.hexdigest()[:32]
+        return folder_hash(path)
+    return hashlib.sha256(f"hub:{policy}".encode()).hexdigest()[:32]
 
 
 def template_hash(max_length: int, truncation_mode: str) -> str:

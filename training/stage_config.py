@@ -69,6 +69,36 @@ class StageConfig:
         return config_from_dict(cls, values)
 
 
+PROFILES = ("tiny", "pretrained")
+"""Which defaults a run starts from: `tiny` (the embedded random GPT-2 and what descends
+from it: the dataclass defaults above) or `pretrained` (a real model such as SmolLM2:
+`PRETRAINED_DEFAULTS` over them). The planner picks it from the policy; `--set` wins."""
+
+PRETRAINED_DEFAULTS: dict[str, dict[str, Any]] = {
+    # every stage; sized so a demo retrain of SmolLM2-135M fits 10 minutes on 2 CPU cores
+    # (bench/RESULTS-training.md, "SmolLM2 demo retrain")
+    "*": {
+        "learning_rate": 1e-4,
+        "max_steps": 16,
+        "batch_size": 4,
+        "max_length": 256,
+        "max_heldout_rows": 64,
+        "eval_every": 0,
+    },
+    # instruction-tuned already: SFT is optional, and trains a LoRA adapter (merged) if run
+    "SFTStageConfig": {"use_lora": True, "learning_rate": 1e-4},
+}
+
+
+def profile_defaults(cls: type, profile: str | None) -> dict[str, Any]:
+    """The settings `profile` changes for the config class `cls` (only its own fields)."""
+    if profile != "pretrained":
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {**PRETRAINED_DEFAULTS["*"], **PRETRAINED_DEFAULTS.get(cls.__name__, {})}
+    return {k: v for k, v in values.items() if k in names}
+
+
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     """Build a config dataclass; unknown keys are an error that lists the valid ones."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

