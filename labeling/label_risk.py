@@ -12,14 +12,17 @@ Two ways to turn `labeling.signals.PairSignals` into that probability:
   say: a confident judge is rarely wrong; a panel that disagrees, a verdict for the
   position the judge favours, a verdict for the longer answer, an ensemble that prefers
   the other side, and an ensemble whose members disagree all make an error likelier.
-* **The fitted judge-error model**: once at least `min_fit_pairs` pairs carry both an
-  automatic and a human a/b verdict, with at least `min_fit_errors` disagreements, a
-  logistic regression of "the automatic label is wrong" on the standardised signals
-  (missing values imputed with the training means, plus a missing indicator for the
-  judge margin), with the prior rule's logit as its offset and an L2 penalty, so it
-  learns corrections to the rule: few labels move it little, many move it far. Routing picked those pairs by their signals only, so the regression
-  is not biased by the choice (the labels are missing at random given the signals); its
-  calibration is reported on the random calibration slice, which nothing chose.
+* **The fitted judge-error model**: once at least `min_fit_pairs` pairs of the random
+  calibration slice carry both an automatic and a human a/b verdict, with at least
+  `min_fit_errors` disagreements, a logistic regression of "the automatic label is
+  wrong" on the standardised signals (missing values imputed with the training means,
+  plus a missing indicator for the judge margin), with the prior rule's logit as its
+  offset and an L2 penalty, so it learns corrections to the rule: few labels move it
+  little, many move it far. Only the random slice is fitted on: the other human-checked
+  pairs were picked for their risk, and inside such a picked set the signals trade off
+  against each other, so a fit on them learns relations that do not hold for the pairs
+  still to route (measured: the margin's association with errors vanished inside the
+  picked set). Its calibration is reported out of fold on the slice.
 
 Pairs with no usable automatic label (`NO_LABEL_REASONS`) have risk 1: without a human
 they end up unlabelled or labelled by a coin.
@@ -55,7 +58,7 @@ class RiskConfig:
     prior_error: float = 0.25  # judge error rate assumed before humans measure it
     prior_strength: float = 20.0  # pairs' worth of belief in prior_error
     weights: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
-    min_fit_pairs: int = 40  # human-and-judge labelled pairs before the fitted model is used
+    min_fit_pairs: int = 40  # calibration-slice pairs with a human and an automatic verdict
     min_fit_errors: int = 8  # of which judge errors
     regularisation: float = 0.1  # inverse L2 strength of the corrections to the prior rule
 
@@ -241,32 +244,32 @@ def estimate_risk(
     was checked by humans (`on_calibration_slice` marks the random slice among them)."""
     config.check()
     wrong = np.asarray(wrong, dtype=bool)
-    n, errors = len(wrong), int(wrong.sum())
     cal_mask = np.asarray(on_calibration_slice, dtype=bool)
-    # the judge's error rate from the random slice only: the other checked pairs were
-    # chosen for their risk, so their error rate overstates it
-    base = (config.prior_error * config.prior_strength + int(wrong[cal_mask].sum())) / (
-        config.prior_strength + int(cal_mask.sum())
-    )
+    slice_signals = labelled.subset(np.flatnonzero(cal_mask))
+    slice_wrong = wrong[cal_mask]
+    n, errors = len(slice_wrong), int(slice_wrong.sum())
+    # Only the random slice is used: the other checked pairs were chosen for their risk,
+    # and within such a chosen set the signals trade off against each other (a low
+    # margin got a pair in, so among those the margin says little), which a fit on them
+    # learns as if it were true of every pair. Their error rate overstates the judge's.
+    base = (config.prior_error * config.prior_strength + errors) / (config.prior_strength + n)
     enough = n >= config.min_fit_pairs and errors >= config.min_fit_errors and errors < n
     if config.model == "fitted" and not enough:
         raise ConfigError(
-            f"--risk-model fitted needs {config.min_fit_pairs} pairs with a human and a judge "
-            f"verdict, {config.min_fit_errors} of them judge errors; the store has {n} and "
-            f"{errors}: label more (the calibration slice), or use --risk-model auto"
+            f"--risk-model fitted needs {config.min_fit_pairs} calibration-slice pairs with a "
+            f"human and a judge verdict, {config.min_fit_errors} of them judge errors; the store "
+            f"has {n} and {errors}: label more of the calibration slice (raise "
+            "--calibration-fraction), or use --risk-model auto"
         )
     if config.model == "prior" or not enough:
         estimate = RiskEstimate(prior_risk(candidates, config, base), "prior", base, n, errors)
-        if cal_mask.any():
-            estimate.calibration = calibration(
-                prior_risk(labelled.subset(np.flatnonzero(cal_mask)), config, base), wrong[cal_mask]
-            )
+        if n:
+            estimate.calibration = calibration(prior_risk(slice_signals, config, base), slice_wrong)
         return estimate
-    model = fit_judge_error(labelled, wrong, config, base)
+    model = fit_judge_error(slice_signals, slice_wrong, config, base)
     estimate = RiskEstimate(model.predict(candidates), "fitted", base, n, errors, model.as_dict())
-    if cal_mask.any():
-        oof = out_of_fold_risk(labelled, wrong, config, base)
-        estimate.calibration = calibration(oof[cal_mask], wrong[cal_mask])
+    oof = out_of_fold_risk(slice_signals, slice_wrong, config, base)
+    estimate.calibration = calibration(oof, slice_wrong)
     return estimate
 
 
