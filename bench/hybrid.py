@@ -355,6 +355,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summarise(results, agreement, n, args, time.perf_counter() - started)
 
 
+def run_real_judge(args: argparse.Namespace) -> dict[str, Any]:
+    """A real local model as the judge (`--backend hf --swap`) on the first pairs: its
+    agreement with the human labels, position bias, how many pairs debiasing labelled,
+    and the default flow against random routing at 30% on those pairs."""
+    from data.store import PreferenceStore
+    from judges.batch import run_batch
+    from judges.config import JudgeConfig
+    from labeling.router import RouterConfig, route_store
+    from labeling.signals import position_rates
+
+    work = Path(tempfile.mkdtemp(prefix="prefloop-hybrid-real-"))
+    template = Path(args.out) / f"hybrid-template-{args.real_judge_pairs}.duckdb"
+    template.parent.mkdir(parents=True, exist_ok=True)
+    ids, truth_arr, *_ = build_template(template, args.real_judge_pairs)
+    truth = dict(zip(ids, truth_arr, strict=True))
+    judged = _copy(template, work / "judged.duckdb")
+    started = time.perf_counter()
+    with PreferenceStore(judged) as store:
+        report = run_batch(
+            store,
+            JudgeConfig(
+                models=(args.real_judge,),
+                backend="hf",
+                swap=True,
+                all_unlabelled=True,
+                progress=True,
+            ),
+        )
+        seconds = time.perf_counter() - started
+        first_order = dict(
+            store.query(
+                "SELECT pair_id, verdict FROM judgements WHERE order_shown = 'ab' AND status = 'ok'"
+            )
+        )
+        judge_only = right_share(store, truth)
+        rate = position_rates(store).get(args.real_judge)
+    agree = np.mean([first_order.get(p) == ("a" if y > 0.5 else "b") for p, y in truth.items()])
+    budget = int(round(0.3 * len(ids)))
+    flows: dict[str, list[float]] = {"random": [], "default": []}
+    for seed in range(args.seeds):
+        for flow, cfg in (
+            ("random", RouterConfig(budget, strategy="random", promote=False, seed=seed)),
+            ("default", RouterConfig(budget, seed=seed)),
+        ):
+            path = _copy(judged, work / f"{flow}-{seed}.duckdb")
+            with PreferenceStore(path) as store:
+                route_store(store, cfg)
+                label_human_queue(store, truth)
+                flows[flow].append(right_share(store, truth))
+            path.unlink()
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "model": args.real_judge,
+        "pairs": len(ids),
+        "seconds": round(seconds, 1),
+        "single_order_agreement_with_humans": round(float(agree), 4),
+        "first_position_rate": None if rate is None else round(rate, 4),
+        "labels": report.labels,
+        "debiased": report.debiased,
+        "inconsistent": report.inconsistent,
+        "judge_only_right": round(judge_only, 4),
+        "right_at_30pct": {k: ci95(v) for k, v in flows.items()},
+    }
+
+
 def ci95(values: list[float]) -> dict[str, float]:
     from scipy import stats
 
@@ -461,6 +526,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--judge-targets", default="soft", help="How `score` uses judge labels: soft, hard, none."
     )
+    parser.add_argument(
+        "--real-judge",
+        default=None,
+        help="Instead: judge with this local model (--backend hf --swap), e.g. smollm2-135m-instruct.",
+    )
+    parser.add_argument("--real-judge-pairs", type=int, default=120)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 30%% only, 600 pairs.")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
     args = parser.parse_args(argv)
@@ -468,6 +539,10 @@ def main(argv: list[str] | None = None) -> None:
         args.seeds, args.budgets, args.pairs = 2, "0.3", args.pairs or 600
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
+    if args.real_judge:
+        result = run_real_judge(args)
+        print(json.dumps(result))
+        return
     result = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

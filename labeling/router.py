@@ -210,6 +210,8 @@ def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
                 continue
             swappable.add(pid)
         candidates.append(pid)
+    if not candidates:
+        report.note = _why_nothing(store, report.kept)
     rng = np.random.default_rng(config.seed)
     signals = read_signals(store, candidates)
     strategy = config.strategy
@@ -218,7 +220,7 @@ def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
         checked, wrong, on_slice = human_checked(store)
         estimate = estimate_risk(signals, checked, wrong, on_slice, config.risk)
         report.risk = estimate.as_dict()
-        if report.version is None and all(r == "unjudged" for r in signals.reason):
+        if candidates and report.version is None and all(r == "unjudged" for r in signals.reason):
             report.note = "no judge labels and no ensemble scores yet: picked at random"
         # ties (e.g. nothing judged, no ensemble) are broken at random, not by pair id
         scores = estimate.risk + 1e-9 * rng.random(len(candidates))
@@ -269,6 +271,30 @@ def route_store(store: PreferenceStore, config: RouterConfig) -> RouteReport:
     _summarise(store, report, plan, signals, estimate)
     report.swapped_out = sum(a.queue == "judge" and a.pair_id in swappable for a in plan)
     return report
+
+
+def _why_nothing(store: PreferenceStore, kept: int) -> str:
+    """Why there was nothing to route, in the store's own numbers."""
+    total, imported, human = store.query(
+        """
+        SELECT count(*),
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
+                   AND l.source = 'import' AND l.retracted_at IS NULL)),
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
+                   AND l.source = 'human' AND l.retracted_at IS NULL))
+        FROM pairs p
+        """
+    )[0]
+    if not total:
+        return "the store has no pairs: run `prefloop import` first"
+    parts = []
+    if imported:
+        parts.append(f"{imported:,} carry an import label (imports count as ground truth)")
+    if human:
+        parts.append(f"{human:,} have a human label")
+    if kept:
+        parts.append(f"{kept:,} are held in the human queue (leased or calibration)")
+    return f"nothing to route: of {total:,} pairs, " + "; ".join(parts)
 
 
 def _acquisition(
