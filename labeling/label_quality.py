@@ -75,8 +75,10 @@ def human_budget_by_reason(store: PreferenceStore) -> list[tuple[str, int, int]]
         for reason, n, done in store.query(
             """
             SELECT p.route_reason, count(*),
-                   count(*) FILTER (WHERE q.human_labels > 0)
-            FROM pairs p JOIN human_queue q USING (pair_id)
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l
+                       WHERE l.pair_id = p.pair_id AND l.source = 'human'
+                       AND l.retracted_at IS NULL))
+            FROM pairs p WHERE p.queue = 'human'
             GROUP BY 1 ORDER BY 2 DESC, 1
             """
         )

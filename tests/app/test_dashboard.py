@@ -42,6 +42,10 @@ def test_calibration_accuracy_per_version(tmp_path: Path) -> None:
         assert all(r["human_labels"] == 6 for r in rows)
         outputs = dashboard.dashboard(store)
         assert "human-human" in outputs[0] and len(outputs) == 5
+        # every exported label is human: right share 100%; the budget table by reason
+        assert "Estimated right labels in the export: **100.0%**" in outputs[0]
+        assert "| calibration | 4 | 4 |" in outputs[0]
+        assert "| active:variance | 2 | 2 |" in outputs[0]
 
 
 def test_figures_are_not_kept_by_pyplot(tmp_path: Path) -> None:
