@@ -78,11 +78,11 @@ PRETRAINED_DEFAULTS: dict[str, dict[str, Any]] = {
     # every stage; sized so a demo retrain of SmolLM2-135M fits 10 minutes on 2 CPU cores
     # (bench/RESULTS-training.md, "SmolLM2 demo retrain")
     "*": {
-        "learning_rate": 1e-4,
-        "max_steps": 16,
+        "learning_rate": 2e-4,
+        "max_steps": 12,
         "batch_size": 4,
-        "max_length": 256,
-        "max_heldout_rows": 64,
+        "max_length": 192,
+        "max_heldout_rows": 32,
         "eval_every": 0,
     },
     # instruction-tuned already: SFT is optional, and trains a LoRA adapter (merged) if run
