@@ -48,6 +48,7 @@ class NamedModel:
     pip_name: str  # its PyPI name, for the install command in errors
     gguf_file: str  # file name inside the package folder
     summary: str  # one line for help texts and errors
+    pooling: str = "last"  # as a text encoder (--encoder NAME): the last token's hidden state
 
 
 NAMED_MODELS: dict[str, NamedModel] = {
@@ -63,6 +64,14 @@ NAMED_MODELS: dict[str, NamedModel] = {
 
 def is_named(name: str | None) -> bool:
     return name in NAMED_MODELS
+
+
+def pooling(encoder: str) -> str:
+    """How an encoder's hidden states become one vector: `last` (the last real token, for
+    the causal LMs named here) or `mean` (over the attention mask, sentence encoders).
+    The reward ensemble's writer and its reader in `training` both ask this."""
+    spec = NAMED_MODELS.get(encoder)
+    return spec.pooling if spec else "mean"
 
 
 def cache_root() -> Path:

@@ -1,7 +1,9 @@
 """Text encoder and the embedding cache in the store's `embeddings` table.
 
 `Encoder` wraps a Hugging Face `AutoModel` and mean-pools the last hidden state over
-the attention mask (the pooling `docs/ENSEMBLE_ARTIFACT.md` specifies). `embed_texts`
+the attention mask (the pooling `docs/ENSEMBLE_ARTIFACT.md` specifies); a named causal LM
+(`--encoder smollm2-135m-instruct`) gives its last real token's hidden state instead
+(`data.models.pooling`). `embed_texts`
 looks every text up by (encoder name, text hash) first and runs the model only on the
 texts it has never seen; the new vectors are written back in one transaction.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.ids import text_hash
+from data.models import pooling
 
 if TYPE_CHECKING:
     from data.store import PreferenceStore
@@ -90,6 +93,10 @@ class Encoder:
                 "that is in the Hugging Face cache (prefloop runs offline)"
             ) from None
         self.tokenizer.truncation_side = config.truncation_side
+        self.pooling = pooling(config.name)
+        if self.tokenizer.pad_token is None:  # causal LMs: pad with EOS (masked out anyway)
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"  # `pool` finds the last real token from the mask
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.forward_calls = 0  # how many batches went through the model
@@ -127,14 +134,25 @@ class Encoder:
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                pooled = pool(hidden, enc["attention_mask"], self.pooling)
                 if self.config.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[idx] = pooled.float().cpu().numpy()
                 self.forward_calls += 1
                 self.texts_encoded += len(idx)
         return out
+
+
+def pool(hidden, mask, how: str):
+    """[batch, dim] from [batch, tokens, dim]: the mean over real tokens, or (`last`) the
+    hidden state of the last real token (right padding), the summary a causal LM keeps."""
+    import torch
+
+    if how == "last":
+        last = mask.sum(1).clamp(min=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def cached_vectors(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import ConfigError
+from data.models import pooling
 
 FORMAT = "prefloop-ensemble/1"
 
@@ -65,6 +66,9 @@ class EnsembleReward:
             )
         tokenizer, model = self._encoder
         tokenizer.truncation_side = truncation_side
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"  # the last real token is found from the mask
         out = []
         for start in range(0, len(texts), self.batch_size):
             batch = tokenizer(
@@ -76,8 +80,12 @@ class EnsembleReward:
             )
             with torch.no_grad():
                 hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            mask = batch["attention_mask"]
+            if pooling(self.meta["encoder"]) == "last":  # a causal LM: its last real token
+                pooled = hidden[torch.arange(hidden.shape[0]), mask.sum(1).clamp(min=1) - 1]
+            else:
+                weights = mask.unsqueeze(-1).float()
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             if self.meta.get("normalize", True):
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out.append(pooled.numpy())

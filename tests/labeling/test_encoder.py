@@ -81,3 +81,18 @@ def test_joint_tail_keeps_the_end_of_a_long_text(store, encoder):
 def test_unknown_encoder_names_the_fix():
     with pytest.raises(ConfigError, match="local folder"):
         Encoder(EncoderConfig(name="/nonexistent/encoder-folder"))
+
+
+def test_last_token_pooling_takes_the_last_real_token_of_each_row() -> None:
+    import torch
+
+    from data.models import SMOLLM2, pooling
+    from labeling.encoder import pool
+
+    assert pooling(SMOLLM2) == "last" and pooling("all-MiniLM-L6-v2") == "mean"
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])  # the second row is right-padded
+    last = pool(hidden, mask, "last")
+    torch.testing.assert_close(last, torch.stack([hidden[0, 3], hidden[1, 1]]))
+    mean = pool(hidden, mask, "mean")
+    torch.testing.assert_close(mean[1], hidden[1, :2].mean(0))

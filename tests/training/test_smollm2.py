@@ -95,3 +95,19 @@ def test_convert_generate_train_and_judge_with_smollm2(smollm2, labelled_store, 
     with PreferenceStore(db) as store:
         verdict, p_a = store.query("SELECT verdict, p_a FROM judgements")[0]
     assert verdict in ("a", "b") and 0.0 <= p_a <= 1.0
+
+
+def test_smollm2_as_the_ensemble_encoder_pools_the_last_token(smollm2, store) -> None:
+    import numpy as np
+
+    from labeling.encoder import Encoder, EncoderConfig, embed_texts
+
+    config = EncoderConfig(name=SMOLLM2, max_length=64, batch_size=4, progress=False)
+    encoder = Encoder(config)
+    assert encoder.pooling == "last" and encoder.dim == 576
+    texts = ["Human: hi\n\nAssistant: Hello! How can I help?", "A short one.", "Bread needs yeast."]
+    batched, encoded = embed_texts(store, texts, config=config, encoder=encoder)
+    assert encoded == 3 and batched.shape == (3, 576)
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)  # padding does not leak in
+    assert np.linalg.norm(batched[1] - batched[2]) > 1e-3  # different texts, different vectors
