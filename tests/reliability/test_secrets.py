@@ -67,6 +67,8 @@ def test_api_key_appears_nowhere(tmp_path: Path, hh_path: Path) -> None:
         cli(
             "train",
             "sft",
+            "--policy",
+            "tiny",
             "--max-steps",
             "1",
             "--out",
