@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     # the unlabelled store with its embeddings is kept between runs (import and encoding
     # are the slow part and do not depend on the seed); every run works on copies
-    template = Path(args.out) / f"hybrid-template-{args.pairs or 'all'}.duckdb"
+    template = Path(args.cache_dir) / f"hybrid-template-{args.pairs or 'all'}.duckdb"
     template.parent.mkdir(parents=True, exist_ok=True)
     ids, truth_arr, loglen, xa, xb = build_template(template, args.pairs)
     truth = dict(zip(ids, truth_arr, strict=True))
@@ -366,7 +366,7 @@ def run_real_judge(args: argparse.Namespace) -> dict[str, Any]:
     from labeling.signals import position_rates
 
     work = Path(tempfile.mkdtemp(prefix="prefloop-hybrid-real-"))
-    template = Path(args.out) / f"hybrid-template-{args.real_judge_pairs}.duckdb"
+    template = Path(args.cache_dir) / f"hybrid-template-{args.real_judge_pairs}.duckdb"
     template.parent.mkdir(parents=True, exist_ok=True)
     ids, truth_arr, *_ = build_template(template, args.real_judge_pairs)
     truth = dict(zip(ids, truth_arr, strict=True))
@@ -534,6 +534,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-judge-pairs", type=int, default=120)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 30%% only, 600 pairs.")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
+    parser.add_argument(
+        "--cache-dir",
+        default=str(REPO / "bench" / "out"),
+        help="Where the unlabelled store with its embeddings is kept between runs.",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets, args.pairs = 2, "0.3", args.pairs or 600
