@@ -30,6 +30,8 @@ from data.shapes import (
 )
 from data.store import PreferenceStore
 
+LABEL_MODES = ("use", "as-reference")
+
 
 @dataclass(frozen=True)
 class ImportOptions:
@@ -39,6 +41,7 @@ class ImportOptions:
     skip_invalid: bool = False  # store valid rows, report the rest, instead of all-or-nothing
     report_path: str | None = None  # where rejected rows go with skip_invalid
     who: str = "import"  # recorded as the labeller of imported labels
+    labels: str = "use"  # use: labels train and outrank the judge; as-reference: measure only
     split: str | None = None  # split of a Hugging Face dataset (default: train, else the first)
     shape: ShapeConfig = field(default_factory=ShapeConfig)
     max_problems: int = 50  # how many problems an atomic failure lists
@@ -50,6 +53,7 @@ class ImportOptions:
 class ImportReport:
     imported_pairs: int = 0
     labels: int = 0
+    reference_labels: int = 0
     duplicates: int = 0
     duplicate_labels: int = 0
     invalid: int = 0
@@ -61,6 +65,7 @@ class ImportReport:
         return {
             "imported_pairs": self.imported_pairs,
             "labels": self.labels,
+            "reference_labels": self.reference_labels,
             "duplicates": self.duplicates,
             "duplicate_labels": self.duplicate_labels,
             "invalid": self.invalid,
@@ -116,10 +121,19 @@ def import_sources(
     if problems and not options.skip_invalid:
         raise ImportValidationError(problems)
     origin = ",".join(Path(s).name for s in sources)
-    result = ingest(store, records, origin=origin, who=options.who)
+    if options.labels not in LABEL_MODES:
+        raise ConfigError(f"--labels {options.labels!r} is not one of {', '.join(LABEL_MODES)}")
+    result = ingest(
+        store,
+        records,
+        origin=origin,
+        who=options.who,
+        as_reference=options.labels == "as-reference",
+    )
     report = ImportReport(
         imported_pairs=result.imported_pairs,
         labels=result.labels,
+        reference_labels=result.reference_labels,
         duplicates=result.duplicates,
         duplicate_labels=result.duplicate_labels,
         invalid=len(problems),

@@ -32,6 +32,7 @@ class IngestResult:
     duplicates: int = 0
     labels: int = 0
     duplicate_labels: int = 0
+    reference_labels: int = 0  # with as_reference: stored in reference_labels instead
     responses: int = 0
     pair_ids: list[str] = field(default_factory=list)
 
@@ -84,11 +85,14 @@ def ingest(
     who: str = "import",
     source: str = "import",
     cursor: duckdb.DuckDBPyConnection | None = None,
+    as_reference: bool = False,
 ) -> IngestResult:
     """Store records; pairs already present are counted as duplicates and left as they are.
 
     A label is skipped (counted in ``duplicate_labels``) when the pair already has an
     active label with the same source, who and verdict: re-importing never doubles.
+    With `as_reference`, labels go to `reference_labels` instead: kept only to measure
+    against, never trained on or routed around.
     """
     batch = _Batch()
     for record in records:
@@ -102,8 +106,12 @@ def ingest(
             batch.add_pair(record)
     if cursor is None:
         with store.transaction() as cur:
-            return _write(store, cur, batch, origin=origin, who=who, source=source)
-    return _write(store, cursor, batch, origin=origin, who=who, source=source)
+            return _write(
+                store, cur, batch, origin=origin, who=who, source=source, as_reference=as_reference
+            )
+    return _write(
+        store, cursor, batch, origin=origin, who=who, source=source, as_reference=as_reference
+    )
 
 
 def _write(
@@ -114,6 +122,7 @@ def _write(
     origin: str,
     who: str,
     source: str,
+    as_reference: bool = False,
 ) -> IngestResult:
     round = store.current_round()
     result = IngestResult()
@@ -182,23 +191,36 @@ def _write(
             }
         )
         cur.register("_new_labels", labels)
-        inserted = cur.execute(
-            """
-            INSERT INTO labels (pair_id, source, who, verdict, confidence, round, meta)
-            SELECT n.pair_id, ?, ?, n.verdict, n.confidence, ?, ?
-            FROM _new_labels n ANTI JOIN (
-                SELECT pair_id, verdict FROM labels
-                WHERE source = ? AND who = ? AND retracted_at IS NULL
-            ) old ON old.pair_id = n.pair_id AND old.verdict = n.verdict
-            RETURNING label_id
-            """,
-            [source, who, round, json.dumps({"origin": origin}), source, who],
-        ).fetchall()
-        result.labels = len(inserted)
-        result.duplicate_labels = len(batch.labels) - result.labels
-        if source == "human" and inserted:
-            refresh_human_queue(cur, list({k[0] for k in batch.labels}))
-            store.cache.clear()
+        if as_reference:
+            inserted = cur.execute(
+                """
+                INSERT INTO reference_labels (pair_id, who, verdict, confidence)
+                SELECT n.pair_id, ?, n.verdict, n.confidence FROM _new_labels n
+                ANTI JOIN reference_labels old
+                  ON old.pair_id = n.pair_id AND old.who = ? AND old.verdict = n.verdict
+                RETURNING pair_id
+                """,
+                [who, who],
+            ).fetchall()
+            result.reference_labels = len(inserted)
+        else:
+            inserted = cur.execute(
+                """
+                INSERT INTO labels (pair_id, source, who, verdict, confidence, round, meta)
+                SELECT n.pair_id, ?, ?, n.verdict, n.confidence, ?, ?
+                FROM _new_labels n ANTI JOIN (
+                    SELECT pair_id, verdict FROM labels
+                    WHERE source = ? AND who = ? AND retracted_at IS NULL
+                ) old ON old.pair_id = n.pair_id AND old.verdict = n.verdict
+                RETURNING label_id
+                """,
+                [source, who, round, json.dumps({"origin": origin}), source, who],
+            ).fetchall()
+            result.labels = len(inserted)
+            if source == "human" and inserted:
+                refresh_human_queue(cur, list({k[0] for k in batch.labels}))
+                store.cache.clear()
+        result.duplicate_labels = len(batch.labels) - len(inserted)
     for name in ("_new_prompts", "_new_responses", "_new_links", "_new_pairs", "_new_labels"):
         cur.unregister(name)
     return result

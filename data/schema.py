@@ -175,6 +175,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (annotator, pair_id)
     );
     """,
+    # 3: imported labels kept only to measure against (`import --labels as-reference`):
+    # never trained on, never routed around; used by calibration, reports and benchmarks
+    f"""
+    CREATE TABLE reference_labels (
+        pair_id VARCHAR NOT NULL,
+        who VARCHAR NOT NULL,            -- the file or --who of the import
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        confidence DOUBLE,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (pair_id, who, verdict)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ def store_stats(store: PreferenceStore) -> dict[str, Any]:
         "labels": len(labels),
         "labels_by_source": dict(Counter(label["source"] for label in labels)),
         "labelled_pairs": len(labelled),
+        "reference_labels": store.count("reference_labels"),
         "unlabelled_pairs": pairs - len(labelled),
         "queues": dict(
             store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")

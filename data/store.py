@@ -388,6 +388,7 @@ _COUNTABLE = {
     "prompt_responses",
     "pairs",
     "labels",
+    "reference_labels",
     "leases",
     "pair_flags",
     "embeddings",

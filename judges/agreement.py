@@ -33,12 +33,17 @@ def cohen_kappa(left: list[str], right: list[str]) -> float | None:
 
 
 def _reference(store: PreferenceStore, sources: tuple[str, ...]) -> dict[str, str]:
-    """Majority verdict per pair over active labels from `sources`; split votes are left out."""
+    """Majority verdict per pair over active labels from `sources` ("reference": the labels
+    imported with `--labels as-reference`); split votes are left out."""
     rows = store.query(
         "SELECT pair_id, verdict, count(*) FROM labels WHERE retracted_at IS NULL "
         "AND source IN (SELECT unnest(?::VARCHAR[])) GROUP BY pair_id, verdict",
         [list(sources)],
     )
+    if "reference" in sources:
+        rows += store.query(
+            "SELECT pair_id, verdict, count(*) FROM reference_labels GROUP BY pair_id, verdict"
+        )
     votes: dict[str, Counter[str]] = {}
     for pair_id, verdict, count in rows:
         votes.setdefault(pair_id, Counter())[verdict] = count

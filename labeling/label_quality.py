@@ -6,7 +6,8 @@ agreement that `prefloop stats` reports); pairs decided by an automatic label (j
 model) are right at the judges' accuracy on the random calibration slice: the pairs
 routed at random to humans that the judge had also labelled, the only sample nobody
 chose for its risk. The interval is the Wilson 95% interval of that accuracy, carried
-through the mix.
+through the mix. Where labels were imported with `--labels as-reference`, the export is
+also checked against them directly (`vs_reference`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def export_quality(store: PreferenceStore) -> dict[str, Any]:
         "estimated_right_share": None,
         "interval": None,
     }
+    reference = _reference_check(store, decided)
+    if reference:
+        out["vs_reference"] = reference
     if not decided:
         return out
     if automatic == 0:
@@ -66,6 +70,31 @@ def export_quality(store: PreferenceStore) -> dict[str, Any]:
     out["estimated_right_share"] = round(mix(right / checked), 4)
     out["interval"] = [round(mix(low), 4), round(mix(high), 4)]
     return out
+
+
+def _reference_check(
+    store: PreferenceStore, decided: dict[str, tuple[str, str, int]]
+) -> dict[str, Any] | None:
+    """The export checked against the labels imported with `--labels as-reference`."""
+    rows = store.query("SELECT pair_id, verdict FROM reference_labels")
+    if not rows:
+        return None
+    by_pair: dict[str, set[str]] = {}
+    for pid, verdict in rows:
+        by_pair.setdefault(pid, set()).add(verdict)
+    single = {pid: v.pop() for pid, v in by_pair.items() if len(v) == 1}
+    both = [pid for pid in single if pid in decided]
+    right = sum(decided[pid][0] == single[pid] for pid in both)
+    low, high = wilson(right, len(both)) if both else (None, None)
+    return {
+        "reference_pairs": len(single),
+        "exported_with_reference": len(both),
+        "right": right,
+        "accuracy": round(right / len(both), 4) if both else None,
+        "interval": [round(low, 4), round(high, 4)] if both else None,
+        # unlabelled pairs count as not right, as in bench/hybrid.py
+        "right_share_of_reference_pairs": round(right / len(single), 4),
+    }
 
 
 def human_budget_by_reason(store: PreferenceStore) -> list[tuple[str, int, int]]:

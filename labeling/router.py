@@ -289,7 +289,10 @@ def _why_nothing(store: PreferenceStore, kept: int) -> str:
         return "the store has no pairs: run `prefloop import` first"
     parts = []
     if imported:
-        parts.append(f"{imported:,} carry an import label (imports count as ground truth)")
+        parts.append(
+            f"{imported:,} carry an import label (imports count as ground truth; import with "
+            "`--labels as-reference` to keep the labels only to measure and route the pairs)"
+        )
     if human:
         parts.append(f"{human:,} have a human label")
     if kept:

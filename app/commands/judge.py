@@ -192,7 +192,8 @@ def _summary(r: dict[str, object]) -> str:
     "--reference",
     default="human",
     show_default=True,
-    help="Comma-separated label sources taken as ground truth (human, import).",
+    help="Comma-separated label sources taken as ground truth (human, import, and reference: "
+    "labels imported with --labels as-reference).",
 )
 @click.option("--judge", default=None, help="Only this judge (model name or panel:...).")
 @json_option

@@ -37,6 +37,16 @@ from data.stats import store_stats
 @click.option(
     "--who", default="import", show_default=True, help="Labeller recorded on imported labels."
 )
+@click.option(
+    "--labels",
+    "label_mode",
+    type=click.Choice(("use", "as-reference")),
+    default="use",
+    show_default=True,
+    help="use: imported labels train the models and keep their pairs away from humans and "
+    "the judge; as-reference: keep them only to measure against (calibration, reports, "
+    "benchmarks), so the pairs are routed and labelled like unlabelled ones.",
+)
 @click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train).")
 @click.option(
     "--max-text-chars",
@@ -60,6 +70,7 @@ def import_command(
     skip_invalid: bool,
     report_path: str | None,
     who: str,
+    label_mode: str,
     split: str | None,
     max_text_chars: int,
     max_pairs_per_prompt: int,
@@ -71,6 +82,7 @@ def import_command(
         skip_invalid=skip_invalid,
         report_path=report_path,
         who=who,
+        labels=label_mode,
         split=split,
         shape=ShapeConfig(max_text_chars=max_text_chars, max_pairs_per_prompt=max_pairs_per_prompt),
         progress=not as_json,
@@ -101,6 +113,11 @@ def _import_summary(result: dict[str, object]) -> str:
         f"imported {result['imported_pairs']} pairs, {result['labels']} labels "
         f"({result['duplicates']} duplicate rows skipped, {result['invalid']} invalid)"
     ]
+    if result.get("reference_labels"):
+        lines.append(
+            f"{result['reference_labels']} labels kept as reference only (never trained on; "
+            "the pairs are routed like unlabelled ones)"
+        )
     if result["report"]:
         lines.append(f"rejected rows listed in {result['report']}")
     return "\n".join(lines)

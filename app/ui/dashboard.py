@@ -172,6 +172,13 @@ def export_quality_markdown(store: PreferenceStore) -> str:
         + ", ".join(f"{k} {v}" for k, v in sorted(q["by_source"].items()))
         + ").",
     ]
+    ref = q.get("vs_reference")
+    if ref and ref["accuracy"] is not None:
+        lines.append(
+            f"Against the {ref['reference_pairs']} reference labels: {ref['accuracy']:.1%} of "
+            f"{ref['exported_with_reference']} exported labels agree; "
+            f"{ref['right_share_of_reference_pairs']:.1%} of the reference pairs are right."
+        )
     budget = human_budget_by_reason(store)
     if budget:
         lines += ["", "| human budget went to | pairs | labelled |", "|---|---|---|"]
