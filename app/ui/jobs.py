@@ -338,7 +338,9 @@ def _brief(result: dict[str, Any]) -> str:
 
 
 def rescore_and_route(store: PreferenceStore, human_budget: int) -> dict[str, Any]:
-    """Fit a new ensemble on the current labels, score every pair, route the unrouted ones."""
+    """Fit a new ensemble on the current labels, score every pair, and add `human_budget`
+    pairs to the human queue where the labels are most likely wrong (unstarted human
+    pairs are re-chosen with the new ensemble; see `labeling.router`)."""
     try:
         from labeling.router import RouterConfig, route_store
         from labeling.scoring import score_store
@@ -351,6 +353,7 @@ def rescore_and_route(store: PreferenceStore, human_budget: int) -> dict[str, An
         "scored_pairs": scored.scored_pairs,
         "to_human": routed.human,
         "to_judge": routed.judge,
+        "human_queue_open": routed.human_queue_total,
     }
 
 
