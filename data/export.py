@@ -81,13 +81,18 @@ def aggregate_verdicts(
     return decided
 
 
+def active_labels(store: PreferenceStore) -> list[dict[str, Any]]:
+    """Every active label as the rows `aggregate_verdicts` takes."""
+    return store.query_dicts(
+        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+    )
+
+
 def aggregated_pairs(
     store: PreferenceStore, policy: AggregationPolicy | None = None
 ) -> list[AggregatedPair]:
     policy = policy or AggregationPolicy()
-    labels = store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
-    )
+    labels = active_labels(store)
     decided = aggregate_verdicts(labels, policy)
     if not decided:
         return []

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from data.export import AggregationPolicy, aggregate_verdicts
-from labeling.signals import human_checked
+from data.export import AggregationPolicy, active_labels, aggregate_verdicts
+from labeling.signals import human_checked, latest_judge_labels
 
 if TYPE_CHECKING:
     from data.store import PreferenceStore
@@ -32,9 +32,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def export_quality(store: PreferenceStore) -> dict[str, Any]:
-    labels = store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
-    )
+    labels = active_labels(store)
     decided = aggregate_verdicts(labels, AggregationPolicy())
     by_source: dict[str, int] = {}
     for _, source, _ in decided.values():
@@ -140,12 +138,7 @@ def judge_error_by_signal(store: PreferenceStore) -> list[dict[str, Any]]:
     rates are conditional on that choice; the calibration-slice rate is unbiased.
     """
     signals, wrong, on_slice = human_checked(store)
-    who = dict(
-        store.query(
-            "SELECT pair_id, who FROM labels WHERE source = 'judge' AND retracted_at IS NULL "
-            "QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY created_at DESC, label_id DESC) = 1"
-        )
-    )
+    who = {pid: label[0] for pid, label in latest_judge_labels(store).items()}
     judges: dict[str, list[int]] = {}
     for i, pid in enumerate(signals.pair_ids):
         if pid in who:

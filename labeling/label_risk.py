@@ -30,14 +30,13 @@ they end up unlabelled or labelled by a coin.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from data.errors import ConfigError
-from labeling.signals import FEATURES, NO_LABEL_REASONS, PairSignals
+from labeling.signals import FEATURES, NO_LABEL_REASONS, PairSignals, logit
 
 # (weight, reference value) per signal, on the logit scale.
 PRIOR_WEIGHTS: dict[str, tuple[float, float]] = {
@@ -73,11 +72,6 @@ class RiskConfig:
         return self
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -87,7 +81,7 @@ def prior_risk(
 ) -> np.ndarray:
     """[N] risk under the documented prior rule (module docstring)."""
     x = signals.matrix()
-    z = np.full(len(signals), _logit(base_error))
+    z = np.full(len(signals), logit(base_error))
     for j, name in enumerate(FEATURES):
         weight, ref = config.weights.get(name, (0.0, 0.0))
         term = weight * (x[:, j] - ref)

@@ -79,6 +79,11 @@ class RouterConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     seed: int | None = None  # calibration slice, random strategy and tie-breaks
 
+    @property
+    def pool_factor(self) -> float:
+        """How many times the batch size the diversity step picks from."""
+        return self.risk_candidate_factor if self.strategy == "risk" else self.candidate_factor
+
     def check(self) -> RouterConfig:
         if self.human_budget < 0:
             raise ConfigError(f"--human-budget {self.human_budget} must be >= 0")
@@ -156,12 +161,11 @@ def plan_routes(
     rest = [i for i in keep if i not in calibration_set]
     n_active = min(left - n_cal, len(rest))
     sub_vectors = None if vectors is None or not config.diversity else vectors[rest]
-    factor = config.risk_candidate_factor if config.strategy == "risk" else config.candidate_factor
     picked = select_batch(
         np.asarray(scores)[rest],
         n_active,
         vectors=sub_vectors,
-        candidate_factor=factor,
+        candidate_factor=config.pool_factor,
     )
     active = [rest[i] for i in picked]
 
@@ -380,8 +384,7 @@ def _diff_vectors(
 
     spec = ensemble_config(store, version)
     ensemble = load_ensemble(store, version)
-    factor = config.risk_candidate_factor if config.strategy == "risk" else config.candidate_factor
-    top = np.argsort(-scores, kind="stable")[: int(math.ceil((factor + 1) * slots))]
+    top = np.argsort(-scores, kind="stable")[: int(math.ceil((config.pool_factor + 1) * slots))]
     wanted = [candidates[i] for i in top]
     views = {
         v.pair_id: v

@@ -78,15 +78,13 @@ def training_targets(
     at all (``none``). An ensemble that learns what humans think can then disagree with
     the judge where the judge is wrong.
     """
-    from data.export import AggregationPolicy, aggregate_verdicts
+    from data.export import AggregationPolicy, active_labels, aggregate_verdicts
 
     if judge_targets not in JUDGE_TARGETS:
         raise ConfigError(
             f"--judge-targets {judge_targets!r} is not one of {', '.join(JUDGE_TARGETS)}"
         )
-    labels = store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
-    )
+    labels = active_labels(store)
     decided = aggregate_verdicts(labels, AggregationPolicy(include_ties=False))
     trusted = {"human", "import"}
     accuracy = 1.0

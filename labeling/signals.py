@@ -77,8 +77,26 @@ class PairSignals:
         )
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1.0 - p))
+
+
+def latest_judge_labels(
+    store: PreferenceStore, pair_ids: list[str] | None = None
+) -> dict[str, tuple[str, str, float | None, dict]]:
+    """pair_id -> (who, verdict, confidence, meta) of its newest active judge label."""
+    where = "" if pair_ids is None else "AND pair_id IN (SELECT unnest(?::VARCHAR[]))"
+    rows = store.query(
+        f"SELECT pair_id, who, verdict, confidence, meta FROM labels WHERE source = 'judge' "
+        f"AND retracted_at IS NULL {where} "
+        "QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY created_at DESC, label_id DESC) = 1",
+        [] if pair_ids is None else [list(pair_ids)],
+    )
+    return {
+        pid: (who, verdict, confidence, json.loads(meta) if meta else {})
+        for pid, who, verdict, confidence, meta in rows
+    }
 
 
 def position_rates(store: PreferenceStore) -> dict[str, float]:
@@ -124,15 +142,7 @@ def read_signals(
         ids,
     )
     decided = aggregate_verdicts(labels, AggregationPolicy(AUTO_SOURCES, include_ties=True))
-    judge_meta = {
-        pid: (verdict, confidence, json.loads(meta) if meta else {})
-        for pid, verdict, confidence, meta in store.query(
-            f"SELECT pair_id, verdict, confidence, meta FROM labels WHERE {wanted} "
-            "AND source = 'judge' AND retracted_at IS NULL "
-            "QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY created_at DESC, label_id DESC) = 1",
-            ids,
-        )
-    }
+    judge_meta = latest_judge_labels(store, pair_ids)
     judged = dict(
         store.query(
             f"SELECT pair_id, bool_or(status = 'ok') FROM judgements WHERE {wanted} GROUP BY pair_id",
@@ -177,7 +187,7 @@ def read_signals(
         la, lb = lengths[pid]
         chosen, rejected = (la, lb) if verdict == "a" else (lb, la)
         out.length[i] = math.log((chosen + 1.0) / (rejected + 1.0))
-        meta_verdict, confidence, meta = judge_meta.get(pid, (None, None, {}))
+        _, meta_verdict, confidence, meta = judge_meta.get(pid, (None, None, None, {}))
         if meta_verdict != verdict:
             continue  # the automatic label is not this judge's (an import, say)
         if confidence is not None:
@@ -194,7 +204,7 @@ def read_signals(
                     continue
                 first = (orders[0] == "ab") == (vote == "a")
                 rate = min(max(rates.get(model, 0.5), 0.02), 0.98)
-                terms.append(_logit(rate) if first else -_logit(rate))
+                terms.append(logit(rate) if first else -logit(rate))
             if terms:
                 out.position[i] = float(np.mean(terms))
 
