@@ -30,6 +30,7 @@ they end up unlabelled or labelled by a coin.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,11 +116,7 @@ class JudgeErrorModel:
     base_error: float
 
     def design(self, signals: PairSignals) -> np.ndarray:
-        x = signals.matrix()
-        missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
-        x = np.where(np.isnan(x), self.mean[: x.shape[1]], x)
-        x = np.concatenate([x, missing[:, None]], axis=1)
-        return (x - self.mean) / self.scale
+        return (_imputed(signals, self.mean[: len(FEATURES)]) - self.mean) / self.scale
 
     def offset(self, signals: PairSignals) -> np.ndarray:
         risk = np.clip(
@@ -138,20 +135,24 @@ class JudgeErrorModel:
         }
 
 
+def _imputed(signals: PairSignals, feature_means: np.ndarray) -> np.ndarray:
+    """The signals with missing values set to `feature_means`, plus a margin-missing column."""
+    x = signals.matrix()
+    missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
+    return np.concatenate([np.where(np.isnan(x), feature_means, x), missing[:, None]], axis=1)
+
+
 def fit_judge_error(
     signals: PairSignals, wrong: np.ndarray, config: RiskConfig, base_error: float
 ) -> JudgeErrorModel:
     """Fit the judge-error model on pairs with both an automatic and a human verdict."""
     from scipy.optimize import minimize
 
-    x = signals.matrix()
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
-    mean = np.where(np.isnan(mean), 0.0, mean)
-    missing = np.isnan(x[:, FEATURES.index("margin")]).astype(np.float64)
-    x = np.where(np.isnan(x), mean, x)
-    x = np.concatenate([x, missing[:, None]], axis=1)
-    mean = np.append(mean, missing.mean())
+    with warnings.catch_warnings():  # an all-missing signal has no mean: impute 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        feature_means = np.nan_to_num(np.nanmean(signals.matrix(), axis=0), nan=0.0)
+    x = _imputed(signals, feature_means)
+    mean = x.mean(axis=0)  # the feature means again, and the share of missing margins
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
     model = JudgeErrorModel(np.zeros(x.shape[1]), 0.0, mean, scale, config, base_error)
