@@ -1,0 +1,31 @@
+"""The Dashboard tab (everyone): agreement, labels over time, calibration, uncertainty, efficiency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.ui import dashboard
+from app.ui.context import AppContext
+from app.ui.events import ui_errors
+
+
+def build(ctx: AppContext, blocks: gr.Blocks) -> None:
+    @ui_errors
+    def show_dashboard(request: gr.Request) -> tuple[Any, ...]:
+        ctx.user(request, "annotator")
+        return dashboard.dashboard(ctx.store)
+
+    with gr.Tab("Dashboard", id="dashboard"):
+        refresh = gr.Button("Refresh", elem_id="btn-dashboard")
+        agreement = gr.Markdown()
+        with gr.Row():
+            over_time = gr.Plot(label="Labels by source")
+            calibration = gr.Plot(label="Calibration accuracy per round")
+        with gr.Row():
+            histogram = gr.Plot(label="Uncertainty")
+            efficiency = gr.Plot(label="Label efficiency")
+
+    dashboard_outputs = [agreement, over_time, calibration, histogram, efficiency]
+    refresh.click(show_dashboard, None, dashboard_outputs, api_name="dashboard")

@@ -1,0 +1,82 @@
+"""The Judge tab (admins): launch an LLM-judge batch and watch its tokens, cost and failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.ui import jobs
+from app.ui.context import AppContext
+from app.ui.events import AdminParts, ui_errors
+from data.errors import PrefloopError
+
+
+def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
+    @ui_errors
+    def judge_start(
+        base_url: str,
+        model: str,
+        template: str,
+        concurrency: float,
+        limit: float,
+        swap: bool,
+        price_prompt: float | None,
+        price_completion: float | None,
+        request: gr.Request,
+    ) -> str:
+        ctx.user(request, "admin")
+        if ctx.judge_task is not None and ctx.judge_task.running:
+            raise PrefloopError("a judge batch is already running; wait for it to finish")
+        ctx.judge_task = jobs.start_judge_batch(
+            ctx.store,
+            base_url=base_url,
+            model=model,
+            template=template,
+            concurrency=int(concurrency),
+            limit=int(limit) if limit else None,
+            swap=bool(swap),
+            price_per_million=(float(price_prompt or 0), float(price_completion or 0)),
+        )
+        return jobs.judge_status_markdown(ctx.store, ctx.judge_task)
+
+    @ui_errors
+    def judge_status(request: gr.Request) -> tuple[str, list[list[Any]]]:
+        ctx.user(request, "admin")
+        return jobs.judge_status_markdown(ctx.store, ctx.judge_task), jobs.judge_failures(ctx.store)
+
+    with gr.Tab("Judge", id="judge", visible=False) as judge_tab:
+        with gr.Row():
+            base_url = gr.Textbox(
+                label="Endpoint (OpenAI-compatible base URL)", placeholder="$OPENAI_BASE_URL"
+            )
+            model = gr.Textbox(label="Model")
+        template = gr.Textbox(label="Template / rubric (empty: the default)", lines=4)
+        with gr.Row():
+            concurrency = gr.Slider(1, 64, value=8, step=1, label="Concurrency")
+            limit = gr.Number(value=0, precision=0, label="Limit (0: whole judge queue)")
+            swap = gr.Checkbox(value=True, label="Judge both orders (swap)")
+        with gr.Row():
+            price_prompt = gr.Number(
+                value=0, minimum=0, label="USD per 1M prompt tokens (for the cost shown)"
+            )
+            price_completion = gr.Number(value=0, minimum=0, label="USD per 1M completion tokens")
+        judge_button = gr.Button("Launch judge batch", variant="primary", elem_id="btn-judge")
+        judge_md = gr.Markdown()
+        failures = gr.Dataframe(
+            headers=["pair", "model", "order", "error", "raw text"],
+            label="Failures",
+            interactive=False,
+        )
+        judge_timer = gr.Timer(2.0, active=False)
+
+    judge_button.click(
+        judge_start,
+        [base_url, model, template, concurrency, limit, swap, price_prompt, price_completion],
+        judge_md,
+        api_name="judge_start",
+    )
+    judge_timer.tick(
+        judge_status, None, [judge_md, failures], api_name="judge_status", show_progress="hidden"
+    )
+    return AdminParts(judge_tab, [judge_timer])
