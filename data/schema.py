@@ -187,6 +187,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pair_id, who, verdict)
     );
     """,
+    # 4: an admin's correction of a label (the Review tab): the old label is retracted and
+    # a new human label by the admin replaces it; this row says who, why and when
+    """
+    CREATE TABLE label_corrections (
+        old_label_id BIGINT PRIMARY KEY, -- a label is retracted, so corrected, at most once
+        new_label_id BIGINT NOT NULL UNIQUE,
+        pair_id VARCHAR NOT NULL,
+        admin VARCHAR NOT NULL,
+        reason VARCHAR,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -284,19 +284,30 @@ class PreferenceStore:
             self.cache.clear()  # the cached head of the queue holds open pairs only
         return int(row[0][0])
 
-    def retract_label(self, label_id: int, *, who: str | None = None) -> bool:
-        """Undo a label (kept for audit with `retracted_at`); False if there was none to undo."""
-        with self.transaction() as cur:
-            sql = "UPDATE labels SET retracted_at = current_timestamp WHERE label_id = ? AND retracted_at IS NULL"
-            params: list[Any] = [label_id]
-            if who is not None:
-                sql += " AND who = ?"
-                params.append(who)
-            undone = cur.execute(sql + " RETURNING pair_id, source", params).fetchall()
-            if undone and undone[0][1] == "human":
-                refresh_human_queue(cur, [undone[0][0]])
-                self.cache.clear()
-            return bool(undone)
+    def retract_label(
+        self,
+        label_id: int,
+        *,
+        who: str | None = None,
+        cursor: duckdb.DuckDBPyConnection | None = None,
+    ) -> bool:
+        """Undo a label (kept for audit with `retracted_at`); False if there was none to undo.
+
+        Pass `cursor` to write inside a transaction the caller already holds.
+        """
+        if cursor is None:
+            with self.transaction() as cur:
+                return self.retract_label(label_id, who=who, cursor=cur)
+        sql = "UPDATE labels SET retracted_at = current_timestamp WHERE label_id = ? AND retracted_at IS NULL"
+        params: list[Any] = [label_id]
+        if who is not None:
+            sql += " AND who = ?"
+            params.append(who)
+        undone = cursor.execute(sql + " RETURNING pair_id, source", params).fetchall()
+        if undone and undone[0][1] == "human":
+            refresh_human_queue(cursor, [undone[0][0]])
+            self.cache.clear()
+        return bool(undone)
 
     def labels(self, where: str = "", params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Active (not retracted) labels; `where` is extra SQL conditions starting with AND."""
@@ -388,6 +399,7 @@ _COUNTABLE = {
     "prompt_responses",
     "pairs",
     "labels",
+    "label_corrections",
     "reference_labels",
     "leases",
     "pair_flags",

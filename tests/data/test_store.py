@@ -110,8 +110,10 @@ def test_an_older_store_is_migrated_on_open(store_path: Path) -> None:
     with PreferenceStore(store_path) as store, store.transaction() as cur:
         cur.execute("DROP TABLE skips").fetchall()  # what a version-1 file looks like
         cur.execute("DROP TABLE reference_labels").fetchall()
+        cur.execute("DROP TABLE label_corrections").fetchall()
         cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'").fetchall()
     with PreferenceStore(store_path) as again:
-        assert again.schema_version() == SCHEMA_VERSION == 3
+        assert again.schema_version() == SCHEMA_VERSION == 4
         assert again.count("pairs") == 0 and again.query("SELECT count(*) FROM skips") == [(0,)]
         assert again.query("SELECT count(*) FROM reference_labels") == [(0,)]
+        assert again.count("label_corrections") == 0
