@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui import tab_annotate, tab_dashboard, tab_data, tab_judge, tab_train
+from app.ui import tab_annotate, tab_dashboard, tab_data, tab_judge, tab_review, tab_train
 from app.ui.context import AppContext
 from app.ui.events import ui_errors
 
@@ -47,7 +47,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         tab_annotate.build(ctx, blocks)
         admin = [tab_judge.build(ctx, blocks), tab_train.build(ctx, blocks)]
         tab_dashboard.build(ctx, blocks)
-        admin.append(tab_data.build(ctx, blocks))
+        admin += [tab_data.build(ctx, blocks), tab_review.build(ctx, blocks)]
         admin_tabs = [part.tab for part in admin]
         admin_timers = [timer for part in admin for timer in part.timers]
 
