@@ -18,6 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from data.errors import JudgeError
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore
 from judges.client import Completion
@@ -77,20 +78,68 @@ class BatchReport:
         return out
 
 
-def make_backend(config: JudgeConfig) -> Backend:
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """A batch report (`BatchReport.as_dict()`) in words, for people: the CLI without
+    --json and the Judge tab. Ids, hashes and flags (batch_id, template_hash, units) stay
+    in the JSON."""
+    if not result.get("units"):
+        return [
+            "nothing to judge: every pair in the judge queue already has a judgement "
+            "from this model and template"
+        ]
+    first = (
+        f"judged {result['judged']} pairs: {result['labels']} labels, "
+        f"{result['failed']} failed judgements"
+    )
+    extras = [
+        (result.get("inconsistent", 0), "inconsistent across the two orders (flagged for humans)"),
+        (result.get("debiased", 0), "labelled from P(A) averaged over both orders"),
+        (result.get("panel_split", 0), "panel splits (flagged for humans)"),
+        (
+            result.get("ensemble_disagreements", 0),
+            "confidently contradicted by the reward ensemble (flagged for humans)",
+        ),
+        (result.get("retracted", 0), "earlier labels of this judge contradicted and retracted"),
+    ]
+    first += "".join(f", {n} {what}" for n, what in extras if n)
+    cached = f" ({result['cache_hits']} answered from the cache)" if result["cache_hits"] else ""
+    cost = f", ${result['cost_usd']:.6f}" if result.get("cost_usd") else ""
+    lines = [
+        first,
+        f"{result['calls']} calls{cached}, {result['prompt_tokens']} prompt + "
+        f"{result['completion_tokens']} completion tokens{cost}, {result.get('seconds', 0):g} s",
+    ]
+    if not result.get("logprobs", True):
+        lines.append(
+            "the endpoint gave no logprobs: verdicts were parsed from text, confidences left empty"
+        )
+    return lines
+
+
+def make_backend(config: JudgeConfig, api_key: str | None = None) -> Backend:
+    """The backend `config.backend` names; `api_key` (else $OPENAI_API_KEY) goes to the
+    OpenAI client only, for this batch, and is kept nowhere else."""
     if config.backend == "hf":
         from judges.hf_backend import HFBackend
 
         return HFBackend(config)
     from judges.client import OpenAIBackend
 
-    return OpenAIBackend(config)
+    return OpenAIBackend(config, api_key=api_key)
 
 
 def run_batch(
-    store: PreferenceStore, config: JudgeConfig, backend: Backend | None = None
+    store: PreferenceStore,
+    config: JudgeConfig,
+    backend: Backend | None = None,
+    *,
+    api_key: str | None = None,
 ) -> BatchReport:
-    """Judge the selected pairs and store calls, judgements, labels and flags."""
+    """Judge the selected pairs and store calls, judgements, labels and flags.
+
+    Raises `JudgeError` for what would fail every pair the same way (an endpoint that
+    cannot be reached, a rejected key, an unknown model); the judgements finished before
+    it are committed first, so running the batch again does only the rest."""
     started = time.perf_counter()
     template = load_template(config.template_path)
     store.set_meta(f"judge_template:{template.hash}", template.text)
@@ -110,7 +159,7 @@ def run_batch(
     if not units:
         report.seconds = time.perf_counter() - started
         return report
-    backend = backend or make_backend(config)
+    backend = backend or make_backend(config, api_key=api_key)
     writer = Writer(
         store,
         endpoint=backend.endpoint,
@@ -158,7 +207,10 @@ async def _judge_all(
             return await judge_unit(unit, messages[unit], backend, cache)
 
     loop = asyncio.get_running_loop()
-    bar = tqdm(total=len(units), unit="judgement", disable=not config.progress, leave=False)
+    # disable=None: a bar only on a terminal, so a captured stderr holds just the error line
+    bar = tqdm(
+        total=len(units), unit="judgement", disable=None if config.progress else True, leave=False
+    )
     buffer: list[Outcome] = []
     pending: asyncio.Future[None] | None = None
     last_flush = time.monotonic()
@@ -168,7 +220,13 @@ async def _judge_all(
         tasks = [asyncio.ensure_future(one(u)) for u in units]
         try:
             for next_done in asyncio.as_completed(tasks):
-                outcome = await next_done
+                try:
+                    outcome = await next_done
+                except JudgeError:  # the same for every pair: keep what finished, then stop
+                    if pending is not None:
+                        await pending
+                    await loop.run_in_executor(pool, writer.commit, buffer)
+                    raise
                 _account(report, outcome, config)
                 buffer.append(outcome)
                 bar.update(1)

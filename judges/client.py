@@ -7,17 +7,28 @@ not retried). A 200 whose body is cut short is not retried by the SDK, so this m
 retries it with the same budget. A 400 that names `logprobs` switches logprobs off for
 the rest of the batch and re-sends the request once without them.
 
-The key comes from `$OPENAI_API_KEY` straight into the SDK; it is never returned,
-logged or put in a `Completion`.
+An endpoint that cannot be reached (connection refused, a host that does not resolve, a
+connect timeout) stops the batch with one `JudgeError` that says how to start a server,
+instead of one failed judgement per pair: the first request goes out alone, so a closed
+port costs exactly `1 + max_retries` connection attempts (the SDK's own retries, about
+3.5 s with the defaults), and a server that goes away mid-batch stops it at the first
+request whose retries all fail to connect. Dropped connections, timeouts, 429 and 5xx
+from a server that does answer keep the retry-then-fail-the-pair behaviour above.
+
+The key is the caller's `api_key` (the Judge tab's password field, for one batch) or
+`$OPENAI_API_KEY`, straight into the SDK; it is never returned, logged or put in a
+`Completion`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import random
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +36,15 @@ from data.errors import JudgeError
 from judges.config import JudgeConfig
 
 log = logging.getLogger("prefloop.judges")
+
+# one line, so the CLI prints it as its one error line and the Judge tab as its one message
+START_A_SERVER = (
+    "start an OpenAI-compatible server and point --base-url at it, e.g. "
+    "`vllm serve MODEL --port 8000` (http://127.0.0.1:8000/v1), "
+    "`llama-server -m MODEL.gguf --port 8080` (http://127.0.0.1:8080/v1) or "
+    "`ollama serve` (http://127.0.0.1:11434/v1); without a server, judge in-process with "
+    "--backend hf --model PATH (README: Judging without internet)"
+)
 
 
 @dataclass
@@ -49,7 +69,7 @@ def _mentions_logprobs(exc: Exception) -> bool:
 class OpenAIBackend:
     """Chat completions against any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama)."""
 
-    def __init__(self, config: JudgeConfig):
+    def __init__(self, config: JudgeConfig, api_key: str | None = None):
         from openai import AsyncOpenAI
 
         self.config = config
@@ -57,13 +77,17 @@ class OpenAIBackend:
         self.logprobs_enabled = config.logprobs
         self.logprobs_disabled_reason: str | None = None
         # local servers accept any key; "EMPTY" is the vLLM convention
-        api_key = os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._client = AsyncOpenAI(
             base_url=self.endpoint,
-            api_key=api_key,
+            api_key=key,
             max_retries=config.max_retries,
             timeout=config.timeout,
         )
+        # first contact: one request alone until the endpoint has been reached once
+        self._first_contact = asyncio.Lock()
+        self._reached = False
+        self._unreachable: JudgeError | None = None  # set once: every later call re-raises it
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters of the next request; part of every cache key."""
@@ -79,6 +103,21 @@ class OpenAIBackend:
         await self._client.close()
 
     async def complete(self, model: str, messages: list[dict[str, str]]) -> Completion:
+        """One reply; raises `JudgeError` for what is the same for every pair (unreachable
+        endpoint, bad key, unknown model), so the batch stops instead of failing each pair."""
+        if not self._reached:
+            async with self._first_contact:
+                if self._unreachable is not None:
+                    raise self._unreachable
+                if not self._reached:
+                    completion = await self._complete(model, messages)
+                    self._reached = True
+                    return completion
+        if self._unreachable is not None:
+            raise self._unreachable
+        return await self._complete(model, messages)
+
+    async def _complete(self, model: str, messages: list[dict[str, str]]) -> Completion:
         import openai
 
         attempts = 0
@@ -107,21 +146,24 @@ class OpenAIBackend:
                 return Completion(error=f"400 bad request: {_short(exc)}", params=params)
             except openai.AuthenticationError as exc:
                 raise JudgeError(
-                    f"{self.endpoint} rejected the API key (401: {_short(exc)}); "
-                    "set $OPENAI_API_KEY to a valid key for this endpoint"
+                    f"{self.endpoint} rejected the API key (401: {_short(exc)}); set "
+                    "$OPENAI_API_KEY (or the Judge tab's API key) to a valid key for this endpoint"
                 ) from None
             except openai.NotFoundError as exc:  # the same for every pair: stop the batch
                 raise JudgeError(
                     f"{self.endpoint}/chat/completions answered 404 for model {model!r} "
                     f"({_short(exc)}); check --model and that --base-url ends in /v1"
                 ) from None
-            except openai.APITimeoutError:
-                return Completion(
-                    error=f"timed out after {self.config.max_retries} retries "
-                    f"({self.config.timeout:g} s each)",
-                    params=params,
-                )
-            except openai.APIConnectionError as exc:
+            except openai.APIConnectionError as exc:  # APITimeoutError is one too
+                if _could_not_connect(exc):  # nobody there: the same for every pair
+                    self._unreachable = self._unreachable_error(exc)
+                    raise self._unreachable from None
+                if isinstance(exc, openai.APITimeoutError):
+                    return Completion(
+                        error=f"timed out after {self.config.max_retries} retries "
+                        f"({self.config.timeout:g} s each)",
+                        params=params,
+                    )
                 return Completion(
                     error=f"connection failed after {self.config.max_retries} retries: "
                     f"{_short(exc.__cause__ or exc)}",
@@ -144,6 +186,59 @@ class OpenAIBackend:
                     error=f"unreadable response body after {attempts} retries: {_short(exc)}",
                     params=params,
                 )
+
+    def _unreachable_error(self, exc: Exception) -> JudgeError:
+        tries = 1 + self.config.max_retries
+        reason = _connect_reason(exc, self.config.timeout)
+        if self._reached:
+            return JudgeError(
+                f"{self.endpoint} stopped accepting connections ({reason}; {tries} attempts) "
+                "during the batch; the judgements finished so far are stored: restart the "
+                "server and run the same command again to judge the rest"
+            )
+        return JudgeError(
+            f"cannot reach {self.endpoint} ({reason}; {tries} attempts); nothing was judged: "
+            + START_A_SERVER
+        )
+
+
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    """What the SDK's HTTP layer raises when no connection could be made (httpx2 or httpx)."""
+    found: list[type[BaseException]] = [ConnectionRefusedError, socket.gaierror]
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found += [module.ConnectError, module.ConnectTimeout]
+    return tuple(found)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc.__cause__
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
+def _could_not_connect(exc: BaseException) -> bool:
+    """True when the request never reached a server: refused, unresolvable, connect timeout.
+    A dropped connection or a read timeout means a server is there, and is not this."""
+    errors = _connect_errors()
+    return any(isinstance(cause, errors) for cause in _causes(exc))
+
+
+def _connect_reason(exc: BaseException, timeout: float) -> str:
+    causes = _causes(exc)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "host name not resolved"
+    if any(type(c).__name__ == "ConnectTimeout" for c in causes):
+        return f"no answer to connect within {timeout:g} s"
+    return _short(causes[0] if causes else exc)
 
 
 def _short(exc: BaseException) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
@@ -159,29 +161,16 @@ def judge_command(
     emit(result, as_json, _summary)
 
 
-def _summary(r: dict[str, object]) -> str:
-    if not r["units"]:
-        return (
-            "nothing to judge: no pair in the judge queue lacks a judgement from this model and "
-            "template (route pairs to the judge queue, or pass --all-unlabelled or --retry-failed)"
+def _summary(result: dict[str, Any]) -> str:
+    from judges.batch import summary_lines
+
+    lines = summary_lines(result)
+    if not result["units"]:
+        lines[0] += (
+            " (route pairs to the judge queue with `prefloop route`, or pass --all-unlabelled "
+            "or --retry-failed)"
         )
-    cost = f", ${r['cost_usd']}" if r["cost_usd"] else ""
-    lines = [
-        f"judged {r['judged']} pairs: {r['labels']} labels, {r['failed']} failed judgements, "
-        f"{r['inconsistent']} inconsistent (flagged for humans), {r['debiased']} debiased from "
-        f"both orders, {r['panel_split']} panel splits (flagged for humans)",
-        f"{r['calls']} calls, {r['cache_hits']} cache hits, {r['prompt_tokens']} prompt + "
-        f"{r['completion_tokens']} completion tokens{cost}",
-    ]
-    if r["retracted"]:
-        lines.append(
-            f"{r['retracted']} earlier labels of this judge were contradicted and retracted"
-        )
-    if not r["logprobs"]:
-        lines.append(
-            "the endpoint gave no logprobs: verdicts were parsed from text, confidences left empty"
-        )
-    if r["failed"]:
+    elif result["failed"]:
         lines.append("re-run the failures with --retry-failed")
     return "\n".join(lines)
 
