@@ -42,8 +42,8 @@ FROM _clicks c LEFT JOIN pairs p ON p.pair_id = c.pair_id
 WHERE list_contains($idx, c.idx)
 """
 _INSERT_SQL = """
-INSERT INTO labels (pair_id, source, who, verdict, rationale, swapped, round)
-SELECT c.pair_id, 'human', c.who, c.verdict, c.rationale, c.swapped,
+INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped, round)
+SELECT c.pair_id, 'human', c.who, c.verdict, c.confidence, c.rationale, c.swapped,
        coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0)
 FROM _clicks c WHERE c.idx IN (SELECT unnest($ok))
 RETURNING label_id, pair_id, who
@@ -61,6 +61,7 @@ class Click:
     rationale: str | None = None
     lease_seconds: float = 600.0
     avoid: Collection[str] = ()  # e.g. pairs this annotator skipped
+    confidence: float | None = None  # strength of preference (`data.project`), if asked
 
     @property
     def verdict(self) -> str:
@@ -110,6 +111,8 @@ def _write(
             results[i] = StoreError(
                 f"verdict {click.verdict_shown!r} is not one of {', '.join(VERDICTS)}"
             )
+        elif click.confidence is not None and not 0.0 <= click.confidence <= 1.0:
+            results[i] = StoreError(f"confidence {click.confidence} must be between 0 and 1")
     table = pa.table(
         {
             "idx": pa.array(range(len(clicks)), type=pa.int32()),
@@ -117,6 +120,7 @@ def _write(
             "who": [c.annotator for c in clicks],
             "verdict": [c.verdict for c in clicks],
             "rationale": pa.array([c.rationale for c in clicks], type=pa.string()),
+            "confidence": pa.array([c.confidence for c in clicks], type=pa.float64()),
             "swapped": pa.array([c.swapped for c in clicks], type=pa.bool_()),
         }
     )

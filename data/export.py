@@ -9,6 +9,10 @@ Aggregation policy (`AggregationPolicy`, all configurable):
 3. Within that source, the majority verdict wins; a split vote gives no label.
 4. Ties and both_bad are left out of the TRL formats (they cannot express them);
    the `pairs` format keeps them with `include_ties=True`.
+5. Strength of preference (a human label's confidence, `data.project`) becomes TRL's
+   reward-model `margin` column: `margin_of(confidence)`, averaged over the human labels
+   that decided the pair (a label without a strength counts 0). The column is written
+   only when at least one exported pair has one; pairs decided by other sources get 0.
 
 The train/test split is by prompt: a prompt's hash decides its side, so no
 prompt is in both, and the split is stable as data grows.
@@ -17,6 +21,7 @@ prompt is in both, and the split is stable as data grows.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +54,15 @@ class AggregatedPair:
     verdict: str  # relative to stored A/B
     source: str
     votes: int
+    margin: float | None = None  # reward margin from human strength of preference, if any
+
+
+def margin_of(confidence: float | None) -> float:
+    """The Bradley-Terry reward gap at which the chosen response wins with `confidence`:
+    log(c / (1 - c)); 0 for no confidence or c <= 0.5 (a plain preference)."""
+    if confidence is None or confidence <= 0.5:
+        return 0.0
+    return round(math.log(min(confidence, 0.999) / (1.0 - min(confidence, 0.999))), 4)
 
 
 def aggregate_verdicts(
@@ -96,6 +110,7 @@ def aggregated_pairs(
     decided = aggregate_verdicts(labels, policy)
     if not decided:
         return []
+    margins = _human_margins(labels, decided, policy)
     views = {
         v.pair_id: v
         for v in store.pairs(
@@ -115,16 +130,47 @@ def aggregated_pairs(
                 verdict,
                 source,
                 votes,
+                margins.get(pair_id),
             )
         )
     return out
+
+
+def _human_margins(
+    labels: list[dict[str, Any]],
+    decided: dict[str, tuple[str, str, int]],
+    policy: AggregationPolicy,
+) -> dict[str, float]:
+    """pair_id -> margin, for pairs a human majority decided where some label has a strength."""
+    confidences: dict[str, list[float | None]] = {}
+    floor = policy.min_confidence
+    for label in labels:
+        verdict, source, _ = decided.get(label["pair_id"], (None, None, 0))
+        confidence = label["confidence"]
+        if floor is not None and confidence is not None and confidence < floor:
+            continue  # aggregate_verdicts left it out too
+        if source == "human" == label["source"] and label["verdict"] == verdict:
+            confidences.setdefault(label["pair_id"], []).append(label["confidence"])
+    return {
+        pair_id: round(sum(margin_of(c) for c in found) / len(found), 4)
+        for pair_id, found in confidences.items()
+        if any(c is not None for c in found)
+    }
 
 
 def is_test_prompt(prompt_id: str, test_fraction: float) -> bool:
     return int(text_hash("split\0" + prompt_id)[:8], 16) / 0xFFFFFFFF < test_fraction
 
 
-def to_row(pair: AggregatedPair, fmt: str) -> dict[str, Any]:
+def to_row(pair: AggregatedPair, fmt: str, *, with_margin: bool = False) -> dict[str, Any]:
+    """One exported row; `with_margin` adds TRL's `margin` column (0.0 where none is known)."""
+    row = _row(pair, fmt)
+    if with_margin:
+        row["margin"] = pair.margin or 0.0
+    return row
+
+
+def _row(pair: AggregatedPair, fmt: str) -> dict[str, Any]:
     if fmt == "pairs":
         return {
             "prompt": pair.messages,
@@ -189,9 +235,10 @@ def export_pairs(
         store, AggregationPolicy(policy.source_rank, policy.min_confidence, True)
     )
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    with_margin = any(pair.margin for pair in pairs)
     for pair in pairs:
         side = "test" if is_test_prompt(pair.prompt_id, test_fraction) else "train"
-        splits[side].append(to_row(pair, fmt))
+        splits[side].append(to_row(pair, fmt, with_margin=with_margin))
     files = _write(Path(out), splits, test_fraction > 0)
     return ExportReport(
         len(splits["train"]), len(splits["test"]), files, len(all_decided) - len(pairs)

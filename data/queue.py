@@ -329,6 +329,7 @@ def submit_human_label(
     verdict_shown: str,
     swapped: bool,
     rationale: str | None = None,
+    confidence: float | None = None,
 ) -> int:
     """Store an annotator's verdict on the pair as it was shown; returns the label id.
 
@@ -336,7 +337,9 @@ def submit_human_label(
     swapped it is turned back into the stored orientation here, in one place.
     """
     with store.transaction() as cur:
-        return _submit(store, cur, pair_id, annotator, verdict_shown, swapped, rationale)
+        return _submit(
+            store, cur, pair_id, annotator, verdict_shown, swapped, rationale, confidence
+        )
 
 
 def label_and_claim_next(
@@ -372,6 +375,7 @@ def _submit(
     verdict_shown: str,
     swapped: bool,
     rationale: str | None,
+    confidence: float | None = None,
 ) -> int:
     verdict = swap_verdict(verdict_shown) if swapped else verdict_shown
     lease_holder, already = cur.execute(
@@ -392,6 +396,7 @@ def _submit(
         source="human",
         who=annotator,
         verdict=verdict,
+        confidence=confidence,
         rationale=rationale,
         swapped=swapped,
         cursor=cur,
