@@ -189,15 +189,16 @@ class OpenAIBackend:
 
     def _unreachable_error(self, exc: Exception) -> JudgeError:
         tries = 1 + self.config.max_retries
+        tries_text = f"{tries} attempt" + ("s" if tries > 1 else "")
         reason = _connect_reason(exc, self.config.timeout)
         if self._reached:
             return JudgeError(
-                f"{self.endpoint} stopped accepting connections ({reason}; {tries} attempts) "
+                f"{self.endpoint} stopped accepting connections ({reason}; {tries_text}) "
                 "during the batch; the judgements finished so far are stored: restart the "
                 "server and run the same command again to judge the rest"
             )
         return JudgeError(
-            f"cannot reach {self.endpoint} ({reason}; {tries} attempts); nothing was judged: "
+            f"cannot reach {self.endpoint} ({reason}; {tries_text}); nothing was judged: "
             + START_A_SERVER
         )
 

@@ -227,5 +227,12 @@ def test_human_summary(store_path: Path, fake_openai: FakeOpenAIServer) -> None:
     args = ["judge", "--db", str(store_path), "--base-url", fake_openai.url, "--model", "m"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0 and "judged 2 pairs: 2 labels" in first.stdout
+    assert "2 calls, " in first.stdout and " prompt + 2 completion tokens" in first.stdout
+    # ids, hashes and counters of the batch's bookkeeping stay in --json
+    for internal in ("batch_id", "template_hash", "units", "logprobs", "_", "{", "True"):
+        assert internal not in first.stdout, first.stdout
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "nothing to judge" in again.stdout
+    assert "--all-unlabelled" in again.stdout
+    as_json = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert {"batch_id", "template_hash", "units", "logprobs", "seconds"} <= set(as_json)
