@@ -21,7 +21,11 @@ _LABEL_ID = re.compile(r"^\s*#?(\d+)\b")
 
 
 def review_filter(
-    source: str | None, who: str | None, verdict: str | None, round: float | None, disagree: bool
+    source: str | None,
+    who: str | None,
+    verdict: str | None,
+    round: str | float | None,
+    disagree: bool,
 ) -> ReviewFilter:
     """The tab's inputs ("any" or empty: no condition) as a `ReviewFilter`."""
     if source not in (None, "", ANY) and source not in SOURCES:
@@ -30,9 +34,22 @@ def review_filter(
         source=None if source in (None, "", ANY) else source,
         who=(who or "").strip() or None,
         verdict=None if verdict in (None, "", ANY) else verdict,
-        round=None if round is None or round == "" else int(round),
+        round=_round(round),
         disagree=bool(disagree),
     )
+
+
+def _round(value: str | float | None) -> int | None:
+    text = str(value if value is not None else "").strip()
+    if text in ("", ANY):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise ConfigError(f"round {text!r} is not a whole number; leave it empty for any round")
+    return int(number)
 
 
 def table_rows(page: ReviewPage) -> list[list[str]]:

@@ -41,7 +41,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:  # noqa: PLR0915 - 
         source: str,
         who: str,
         verdict: str,
-        round: float | None,
+        round: str | None,
         disagree: bool,
         request: gr.Request,
     ) -> tuple[str, list[list[str]]]:
@@ -89,7 +89,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:  # noqa: PLR0915 - 
             source = gr.Dropdown([review.ANY, *SOURCES], value=review.ANY, label="Source")
             who = gr.Textbox(label="Annotator / judge / file (who)", placeholder="any")
             verdict = gr.Dropdown([review.ANY, *VERDICTS], value=review.ANY, label="Verdict")
-            round_ = gr.Number(value=None, precision=0, minimum=0, label="Round (empty: any)")
+            round_ = gr.Textbox(label="Round", placeholder="any", elem_id="review-round")
             disagree = gr.Checkbox(label="Human and judge disagree")
             search_button = gr.Button("Search", variant="primary", elem_id="btn-review-search")
         count_md = gr.Markdown(elem_id="review-count")
@@ -98,6 +98,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:  # noqa: PLR0915 - 
             interactive=False,
             wrap=True,
             max_height=400,
+            column_widths=["22%", "43%", "35%"],
             elem_id="review-table",
             label="Labelled pairs (at most 200)",
         )

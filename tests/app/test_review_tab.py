@@ -13,7 +13,7 @@ from data.review import LabelEntry
 from tests.app.conftest import Served, serve_store, stop
 
 REVIEW_ENDPOINTS = {
-    "/review_search": ("any", "", "any", None, False),
+    "/review_search": ("any", "", "any", "", False),
     "/review_open": ("x",),
     "/review_correct": ("x", "1", "a", "no"),
 }
@@ -51,7 +51,7 @@ def test_admin_filters_opens_and_corrects(reviewed: Served) -> None:
     count, table = client.predict("any", "", "any", None, True, api_name="/review_search")
     assert [row[0] for row in table["data"]] == [p[0]]
     assert table["data"][0][2] == "judge:gpt=a, human:ann1=b"
-    _, table = client.predict("human", "ann2", "b", 1, False, api_name="/review_search")
+    _, table = client.predict("human", "ann2", "b", "1", False, api_name="/review_search")
     assert [row[0] for row in table["data"]] == [p[1]]
     count, _ = client.predict("model", "", "any", None, False, api_name="/review_search")
     assert "No labelled pair" in count
@@ -148,9 +148,15 @@ def test_label_lines_mark_retractions_with_who_and_why() -> None:
 
 
 def test_inputs_become_a_filter_and_a_label_id() -> None:
-    wanted = review_view.review_filter("any", "  ", "any", None, False)
+    wanted = review_view.review_filter("any", "  ", "any", "", False)
     assert (wanted.source, wanted.who, wanted.verdict, wanted.round) == (None, None, None, None)
-    wanted = review_view.review_filter("judge", " gpt ", "tie", 3.0, True)
+    assert review_view.review_filter("any", "", "any", " ", False).round is None
+    assert review_view.review_filter("any", "", "any", 2.0, False).round == 2  # from a script
+    with pytest.raises(ConfigError, match="whole number"):
+        review_view.review_filter("any", "", "any", "1.5", False)
+    with pytest.raises(ConfigError, match="whole number"):
+        review_view.review_filter("any", "", "any", "two", False)
+    wanted = review_view.review_filter("judge", " gpt ", "tie", "3", True)
     assert (wanted.source, wanted.who, wanted.verdict, wanted.round, wanted.disagree) == (
         "judge",
         "gpt",
@@ -159,7 +165,7 @@ def test_inputs_become_a_filter_and_a_label_id() -> None:
         True,
     )
     with pytest.raises(ConfigError, match="any, human"):
-        review_view.review_filter("robot", "", "any", None, False)
+        review_view.review_filter("robot", "", "any", "", False)
     assert review_view.parse_label_id("12") == 12
     assert review_view.parse_label_id("#12 judge gpt: A better") == 12
     assert review_view.parse_label_id(12) == 12
