@@ -93,9 +93,12 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
         if task.error:
             lines.append(f"**Error**: {task.error}")
         if task.result:
-            shown = ", ".join(
-                f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
-            )
+            if task.name == "judge":  # in words, as the CLI prints it; the ids stay out
+                shown = " · ".join(_judge_glue().summary(task.result))
+            else:
+                shown = ", ".join(
+                    f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
+                )
             lines.append(f"**Result**: {shown}")
     try:
         from data.stats import human_judge_agreement
@@ -134,28 +137,32 @@ def start_judge_batch(
     limit: int | None,
     swap: bool,
     price_per_million: tuple[float, float] = (0.0, 0.0),
+    backend: str = "openai",
+    api_key: str | None = None,
 ) -> Background:
+    """Check the options here (a bad one is an error in the tab at once), then judge on a
+    background thread. `api_key` is handed to this batch's client and kept nowhere."""
     if not model.strip():
         raise ConfigError(
-            "choose a judge model name (e.g. gpt-4o-mini, or the model your server serves)"
+            "choose a judge model name (e.g. gpt-4o-mini, or the model your server serves; "
+            "with in-process hf, a model folder or smollm2-135m-instruct)"
         )
     if any(p < 0 for p in price_per_million):
         raise ConfigError("prices per 1M tokens cannot be negative; use 0 for a free endpoint")
-    run = _judge_entry_point()
-    tokens_before = _tokens_by_model(store)
-    task = run_in_background(
-        "judge",
-        lambda: run(
-            store,
-            base_url=base_url.strip() or None,
-            model=model.strip(),
-            template=(template or "").strip() or None,
-            concurrency=int(concurrency),
-            limit=limit,
-            swap=swap,
-            price_per_million=price_per_million,
-        ),
+    glue = _judge_glue()
+    config = glue.judge_config(
+        backend=backend,
+        base_url=base_url.strip() or None,
+        model=model.strip(),
+        template=(template or "").strip() or None,
+        concurrency=int(concurrency),
+        limit=limit,
+        swap=swap,
+        price_per_million=price_per_million,
     )
+    key = (api_key or "").strip() or None
+    tokens_before = _tokens_by_model(store)
+    task = run_in_background("judge", lambda: glue.run_batch(store, config, api_key=key))
     task.price_per_million = price_per_million
     task.tokens_before = tokens_before
     return task
@@ -180,12 +187,12 @@ def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, flo
     return prompt, completion, Price(*task.price_per_million).cost(prompt, completion)
 
 
-def _judge_entry_point() -> Any:
+def _judge_glue() -> Any:
     try:
         from app.ui import judge_glue
     except ImportError as exc:
         raise MissingPiece(f"the judge engine is not available here ({exc})") from None
-    return judge_glue.run_batch
+    return judge_glue
 
 
 # -- train --------------------------------------------------------------------------

