@@ -1,7 +1,8 @@
 """What a judge batch does: one frozen config, built from CLI flags and passed in explicitly.
 
-The API key is deliberately not a field: it is read from `$OPENAI_API_KEY` by the client
-at the last moment, so no config dump, log line or store row can carry it.
+The API key is deliberately not a field: the client reads `$OPENAI_API_KEY` at the last
+moment, or takes the key handed to `run_batch(..., api_key=)` (the Judge tab's password
+field), so no config dump, log line or store row can carry it.
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ class JudgeConfig:
     )
     max_retries: int = field(
         default=3,
-        metadata={"help": "Retries per request on 429, 5xx, timeouts, dropped connections."},
+        metadata={
+            "help": "Retries per request on 429, 5xx, timeouts, dropped connections; an endpoint "
+            "that cannot be reached stops the batch after 1 + max_retries attempts."
+        },
     )
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of the judge."})
     max_tokens: int = field(

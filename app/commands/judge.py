@@ -80,7 +80,8 @@ from judges.config import BACKENDS, JudgeConfig
     type=int,
     default=JudgeConfig.max_retries,
     show_default=True,
-    help="Retries per request on 429 (honouring Retry-After), 5xx, timeouts, dropped connections.",
+    help="Retries per request on 429 (honouring Retry-After), 5xx, timeouts, dropped connections. "
+    "An endpoint that refuses connections or does not resolve stops the batch after 1 + N attempts.",
 )
 @click.option(
     "--max-tokens",
