@@ -12,6 +12,7 @@ import click
 
 from app.cli_common import db_option, open_store
 from data.errors import ConfigError
+from data.project import help_of
 
 
 def _serve(store_path: str, config: object, *, banner: str = "") -> None:
@@ -52,10 +53,10 @@ def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
             ),
             click.option(
                 "--lease-seconds",
-                default=600.0,
-                show_default=True,
+                default=None,
                 type=float,
-                help="How long a pair stays with one annotator before it returns to the queue.",
+                help=f"{help_of('lease_seconds')} Default: the project's setting "
+                "(`prefloop project set --lease-seconds`, 600 unless set).",
             ),
             click.option(
                 "--train-max-steps",
@@ -78,7 +79,7 @@ def serve_command(
     port: int,
     auth: str | None,
     insecure: bool,
-    lease_seconds: float,
+    lease_seconds: float | None,
     train_max_steps: int | None,
 ) -> None:
     """Serve the labelling app (Annotate, Judge, Train, Dashboard, Data) for a store."""
@@ -134,7 +135,7 @@ def demo_command(
     port: int,
     auth: str | None,
     insecure: bool,
-    lease_seconds: float,
+    lease_seconds: float | None,
     train_max_steps: int | None,
 ) -> None:
     """Build a store from prefloop's demo data, score and route it, and serve it (offline, CPU).

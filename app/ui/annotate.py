@@ -6,6 +6,8 @@
 * A/B order is swapped for half the (annotator, pair) combinations, decided by a keyed
   hash (a salt kept in the store), so a reload shows the same order and the verdict can
   be turned back into the stored orientation by `submit_human_label(..., swapped=)`.
+* A strength of preference ("much" / "slightly", when the project asks for one) is stored
+  as the label's confidence (`data.project.STRENGTH_CONFIDENCE`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import hashlib
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from data.click_batch import Click, GroupCommitter, human_progress
 from data.errors import StoreError
+from data.project import check_lease_seconds, strength_confidence
 from data.queue import claim_next, lease, submit_human_label
 from data.store import PairView, PreferenceStore
 
@@ -64,6 +67,10 @@ class Annotator:
         self._lock = threading.Lock()
         # Clicks from concurrent annotators share one transaction and one commit.
         self._clicks = GroupCommitter(store)
+
+    def set_lease_seconds(self, seconds: float) -> None:
+        """Change the lease for claims from now on (leases already given keep theirs)."""
+        self.config = replace(self.config, lease_seconds=check_lease_seconds(seconds))
 
     # -- what the annotator sees -----------------------------------------------------
 
@@ -112,7 +119,14 @@ class Annotator:
 
     # -- actions ----------------------------------------------------------------------
 
-    def label(self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None) -> int:
+    def label(
+        self,
+        annotator: str,
+        pair_id: str,
+        verdict_shown: str,
+        rationale: str | None,
+        strength: str | None = None,
+    ) -> int:
         """Store a verdict given on the pair as shown; returns the label id."""
         self._check_label(pair_id, verdict_shown)
         return submit_human_label(
@@ -122,17 +136,26 @@ class Annotator:
             verdict_shown=verdict_shown,
             swapped=self.swapped(annotator, pair_id),
             rationale=(rationale or "").strip() or None,
+            confidence=self._confidence(verdict_shown, strength),
         )
 
     def click(
-        self, annotator: str, pair_id: str, verdict_shown: str, rationale: str | None
+        self,
+        annotator: str,
+        pair_id: str,
+        verdict_shown: str,
+        rationale: str | None,
+        strength: str | None = None,
     ) -> tuple[Shown | None, Progress]:
         """A label click, and the progress line to show with the next pair.
 
-        Concurrent clicks are written together (`data.click_batch`); this returns once
-        the batch holding this click has committed, so a returned pair means a stored label.
+        `strength` is "much" or "slightly" (A/B verdicts only) when the project asks
+        how much better. Concurrent clicks are written together (`data.click_batch`);
+        this returns once the batch holding this click has committed, so a returned pair
+        means a stored label.
         """
         self._check_verdict(pair_id, verdict_shown)
+        confidence = self._confidence(verdict_shown, strength)
         skipped = self._skips(annotator)
         done = self._clicks.submit(
             Click(
@@ -143,6 +166,7 @@ class Annotator:
                 rationale=(rationale or "").strip() or None,
                 lease_seconds=self.config.lease_seconds,
                 avoid=tuple(skipped),
+                confidence=confidence,
             )
         )
         progress = Progress(done.mine_today, done.queue_left)
@@ -157,6 +181,14 @@ class Annotator:
             raise StoreError(f"verdict {verdict_shown!r} is not one of {', '.join(SHOWN_VERDICTS)}")
         if not pair_id:
             raise StoreError("no pair is shown; ask for the next pair first")
+
+    @staticmethod
+    def _confidence(verdict_shown: str, strength: str | None) -> float | None:
+        if strength is not None and verdict_shown not in ("a", "b"):
+            raise StoreError(
+                f"a strength ({strength}) goes with A or B better, not with {verdict_shown}"
+            )
+        return strength_confidence(strength)
 
     def _check_label(self, pair_id: str, verdict_shown: str) -> None:
         self._check_verdict(pair_id, verdict_shown)

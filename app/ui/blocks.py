@@ -13,31 +13,51 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui import tab_annotate, tab_dashboard, tab_data, tab_judge, tab_review, tab_train
+from app.ui import (
+    tab_annotate,
+    tab_dashboard,
+    tab_data,
+    tab_judge,
+    tab_project,
+    tab_review,
+    tab_train,
+)
 from app.ui.context import AppContext
 from app.ui.events import ui_errors
 
-# Keys 1/2/3/4/s/u click the buttons with these element ids (not while typing).
+# Keys 1/2/3/4/s/u click the buttons with these element ids (not while typing). Shift+1 and
+# Shift+2 click "A/B much better" where the project asks for a strength (by key position,
+# event.code, so any keyboard layout works); elsewhere they are ignored. A disabled button
+# (nothing to label) ignores its key too.
 KEYBOARD_JS = """
 <script>
 document.addEventListener('keydown', (event) => {
   const target = event.target;
   if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
   if (target && (target.tagName === 'TEXTAREA' || target.tagName === 'INPUT' || target.isContentEditable)) return;
+  const shown = (id) => { const b = document.getElementById(id); return b && b.offsetParent !== null ? b : null; };
+  const much = {'Digit1': 'btn-a-much', 'Digit2': 'btn-b-much'};
   const ids = {'1': 'btn-a', '2': 'btn-b', '3': 'btn-tie', '4': 'btn-both-bad', 's': 'btn-skip', 'u': 'btn-undo'};
-  const id = ids[event.key.toLowerCase()];
-  if (!id) return;
-  const button = document.getElementById(id);
-  if (!button || button.offsetParent === null || button.disabled) return;
+  let button = event.shiftKey && much[event.code] ? shown(much[event.code]) : null;
+  if (!button && ids[event.key.toLowerCase()]) button = shown(ids[event.key.toLowerCase()]);
+  if (!button || button.disabled) return;
   event.preventDefault();
   button.click();
 });
 </script>
 """
 
+# Gradio's Source Sans Pro SemiBold file (weight 600: buttons, headings) holds only a few
+# glyphs (A, B, some Cyrillic): at that weight "A better" mixed two fonts. Weight 600 takes
+# the complete Bold file instead. Responses stay top-aligned whatever their lengths.
 CSS = """
+@font-face { font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
+  src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
 .response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px; min-height: 120px; }
+#responses { align-items: flex-start; }
+#responses > .response-column { justify-content: flex-start; align-self: flex-start; }
 #prompt button[aria-label="Clear"], #prompt button[title="Clear"] { display: none; }
+#verdicts button:disabled, #actions button:disabled { opacity: 0.45; cursor: not-allowed; }
 """
 
 
@@ -48,6 +68,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         admin = [tab_judge.build(ctx, blocks), tab_train.build(ctx, blocks)]
         tab_dashboard.build(ctx, blocks)
         admin += [tab_data.build(ctx, blocks), tab_review.build(ctx, blocks)]
+        admin.append(tab_project.build(ctx, blocks))
         admin_tabs = [part.tab for part in admin]
         admin_timers = [timer for part in admin for timer in part.timers]
 

@@ -10,20 +10,10 @@ from typing import Any
 from app.ui.annotate import AnnotateConfig, Annotator
 from app.ui.auth import Access
 from app.ui.jobs import Background
+from data.project import DEFAULT_GUIDELINES, ProjectSettings, read_project, write_project
 from data.store import PreferenceStore
 
-DEFAULT_GUIDELINES = """\
-**Which response is better for the user?** Judge helpfulness first, then honesty and harmlessness.
-
-- **A better / B better** (keys **1** / **2**): one response is clearly more useful, correct or safe.
-- **Tie** (**3**): both are about equally good.
-- **Both bad** (**4**): neither is acceptable (wrong, harmful, off-topic, empty).
-- **Skip** (**s**): you cannot judge this one; it goes back to the queue for someone else.
-- **Undo** (**u**): take back your last label and see that pair again.
-
-Ignore length and style unless they change how useful the answer is. Code: would it run and do
-what was asked? You never see other people's labels or the model's scores: judge on your own.
-"""
+__all__ = ["DEFAULT_GUIDELINES", "AppContext"]
 
 
 @dataclass
@@ -31,7 +21,7 @@ class AppContext:
     store: PreferenceStore
     access: Access
     annotator: Annotator
-    guidelines: str = DEFAULT_GUIDELINES
+    project: ProjectSettings = field(default_factory=ProjectSettings)  # as stored (meta)
     judge_task: Background | None = None
     rescore_task: Background | None = None
     jobs: Any = None  # training.jobs.JobManager, made on first use
@@ -46,8 +36,24 @@ class AppContext:
     def create(
         cls, store: PreferenceStore, access: Access, config: AnnotateConfig | None = None
     ) -> AppContext:
-        guidelines = store.get_meta("guidelines") or DEFAULT_GUIDELINES
-        return cls(store, access, Annotator(store, config), guidelines)
+        """The context for one store; without `config` the lease is the project's setting."""
+        project = read_project(store)
+        config = config or AnnotateConfig(lease_seconds=project.lease_seconds)
+        return cls(store, access, Annotator(store, config), project)
+
+    @property
+    def guidelines(self) -> str:
+        """The Markdown guidelines annotators see now."""
+        return self.project.shown_guidelines
+
+    def save_project(self, settings: ProjectSettings) -> ProjectSettings:
+        """Store new project settings and apply them to the running app (the lease at once;
+        guidelines and strength buttons on each annotator's next page load)."""
+        saved = write_project(self.store, settings)
+        if saved.lease_seconds != self.project.lease_seconds:
+            self.annotator.set_lease_seconds(saved.lease_seconds)
+        self.project = saved
+        return saved
 
     def user(self, request: Any, role: str = "annotator") -> str:
         """The caller's name if their role allows `role` (raises AccessDenied otherwise)."""

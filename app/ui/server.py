@@ -25,7 +25,7 @@ class ServeConfig:
     insecure: bool = (
         False  # allow a non-loopback host without --auth (anyone on the network is admin)
     )
-    lease_seconds: float = 600.0  # how long a pair stays with one annotator
+    lease_seconds: float | None = None  # how long a pair stays with one annotator (None: project's)
     rescore_budget: int = 50  # pairs the re-score after a training run sends to humans
     max_threads: int = 64  # Gradio worker threads (concurrent requests)
     train_max_steps: int | None = None  # cap on optimizer steps of runs started from the Train tab
@@ -55,7 +55,8 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
 
     check_host(config)
     access = Access(load_users(config.auth) if config.auth else None)
-    ctx = AppContext.create(store, access, AnnotateConfig(lease_seconds=config.lease_seconds))
+    lease = None if config.lease_seconds is None else AnnotateConfig(config.lease_seconds)
+    ctx = AppContext.create(store, access, lease)
     ctx.rescore_budget = config.rescore_budget
     if config.train_max_steps is not None:
         ctx.train_overrides = {
