@@ -115,6 +115,12 @@ def check_guidelines(text: str) -> str:
     return text
 
 
+def custom_guidelines(text: str) -> str | None:
+    """What to store for guidelines edited from the shown ones: None for the default text."""
+    defaults = {DEFAULT_GUIDELINES.strip(), (DEFAULT_GUIDELINES + STRENGTH_GUIDELINES).strip()}
+    return None if text.strip() in defaults else text
+
+
 def check_overlap(overlap: int, name: str = "overlap") -> int:
     if isinstance(overlap, bool) or not isinstance(overlap, int):
         raise ConfigError(f"{name} {overlap!r} must be a whole number of annotators")
