@@ -10,6 +10,7 @@ import click
 from app.cli_common import run_cli
 from app.commands import judge as judge_commands
 from app.commands import labeling as labeling_commands
+from app.commands import project as project_commands
 from app.commands import serve as serve_commands
 from app.commands import store as store_commands
 from app.commands import train as train_commands
@@ -24,6 +25,8 @@ def cli() -> None:
 for command in store_commands.COMMANDS:
     cli.add_command(command)
 for command in labeling_commands.COMMANDS:
+    cli.add_command(command)
+for command in project_commands.COMMANDS:
     cli.add_command(command)
 for command in judge_commands.COMMANDS:
     cli.add_command(command)

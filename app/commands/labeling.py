@@ -169,6 +169,13 @@ def _score_summary(r: dict[str, Any]) -> str:
     help="Judge error rate assumed before human labels measure it.",
 )
 @click.option(
+    "--overlap",
+    type=int,
+    default=None,
+    help="Human labels wanted per pair sent to humans, from different annotators. "
+    "Default: the project's setting (`prefloop project set --overlap`, 1 unless set).",
+)
+@click.option(
     "--seed", type=int, default=None, help="Seed for the calibration slice and random picks."
 )
 @json_option
@@ -182,6 +189,7 @@ def route_command(
     reroute: bool,
     risk_model: str,
     prior_judge_error: float,
+    overlap: int | None,
     seed: int | None,
     as_json: bool,
 ) -> None:
@@ -192,21 +200,26 @@ def route_command(
     automatic label are promoted first. Every candidate humans do not get goes to the
     judge queue. Each call adds --human-budget pairs to the human queue.
     """
+    from data.project import check_overlap, read_project
     from labeling.router import RouterConfig, route_store
 
-    config = RouterConfig(
-        human_budget=human_budget,
-        strategy=strategy,
-        calibration_fraction=calibration_fraction,
-        diversity=diversity,
-        promote=promote,
-        reroute=reroute,
-        risk=RiskConfig(model=risk_model, prior_error=prior_judge_error),
-        seed=seed,
-    )
+    if overlap is not None:
+        check_overlap(overlap, "--overlap")
     with open_store(db) as store:
+        needed = overlap if overlap is not None else read_project(store).overlap
+        config = RouterConfig(
+            human_budget=human_budget,
+            strategy=strategy,
+            calibration_fraction=calibration_fraction,
+            diversity=diversity,
+            promote=promote,
+            reroute=reroute,
+            needed_labels=needed,
+            risk=RiskConfig(model=risk_model, prior_error=prior_judge_error),
+            seed=seed,
+        )
         report = route_store(store, config)
-    emit(report.as_dict(), as_json, _route_summary)
+    emit({**report.as_dict(), "overlap": needed}, as_json, _route_summary)
 
 
 def _route_summary(r: dict[str, Any]) -> str:
@@ -216,6 +229,8 @@ def _route_summary(r: dict[str, Any]) -> str:
         f"calibration, {r['active']} by {r['strategy']}, {version}); {r['human_queue_total']} "
         f"open in the human queue; judge queue: {r['judge']} pairs"
     ]
+    if r.get("overlap", 1) > 1:
+        lines.append(f"overlap: each pair chosen wants {r['overlap']} human labels")
     if r["by_reason"]:
         lines.append(
             "by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(r["by_reason"].items()))
