@@ -15,13 +15,7 @@ import gradio as gr
 from app.ui.context import AppContext
 from app.ui.events import AdminParts, ui_errors
 from app.ui.render import safe_markdown
-from data.project import (
-    MAX_OVERLAP,
-    MIN_LEASE_SECONDS,
-    ProjectSettings,
-    custom_guidelines,
-    help_of,
-)
+from data.project import ProjectSettings, custom_guidelines, help_of
 
 
 def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
@@ -97,16 +91,13 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
                 ctx.project.overlap,
                 label="Overlap (annotators per pair)",
                 info=help_of("overlap"),
-                precision=0,
-                minimum=1,
-                maximum=MAX_OVERLAP,
+                precision=0,  # no minimum/maximum: the error names the setting and its range
                 elem_id="project-overlap",
             )
             lease = gr.Number(
                 ctx.project.lease_seconds,
                 label="Lease (seconds)",
                 info=help_of("lease_seconds"),
-                minimum=MIN_LEASE_SECONDS,
                 elem_id="project-lease",
             )
             strength = gr.Checkbox(

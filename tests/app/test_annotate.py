@@ -144,3 +144,64 @@ def test_skips_survive_a_restart_of_the_app(tmp_path: Path) -> None:
     assert last.pair_id == first.pair_id  # only the skipped one is left: offered again
     assert store.query("SELECT count(*) FROM skips WHERE annotator = 'ann'") == [(0,)]
     store.close()
+
+
+def test_strength_is_stored_as_confidence(tmp_path: Path) -> None:
+    import pytest
+
+    from data.errors import PrefloopError
+
+    store, annotator = open_annotator(tmp_path, n=4)
+    first = annotator.next("ann")
+    second, _ = annotator.click("ann", first.pair_id, "a", None, "much")
+    third, _ = annotator.click("ann", second.pair_id, "b", "close call", "slightly")
+    with pytest.raises(PrefloopError, match="goes with A or B better"):
+        annotator.click("ann", third.pair_id, "tie", None, "much")
+    with pytest.raises(PrefloopError, match="not one of much, slightly"):
+        annotator.click("ann", third.pair_id, "a", None, "hugely")
+    fourth, _ = annotator.click("ann", third.pair_id, "tie", None)
+    annotator.label("ann", fourth.pair_id, "b", None, "much")  # the one-label path too
+    rows = {x["pair_id"]: x for x in store.labels("AND who = 'ann'")}
+    shown = (first, second, third, fourth)
+    assert [rows[x.pair_id]["confidence"] for x in shown] == [0.9, 0.7, None, 0.9]
+    # the verdict still follows the shown order; the strength does not depend on it
+    assert rows[first.pair_id]["verdict"] == ("b" if first.swapped else "a")
+    store.close()
+
+
+def test_the_lease_can_change_while_serving(tmp_path: Path) -> None:
+    import pytest
+
+    from data.errors import ConfigError
+
+    store, annotator = open_annotator(tmp_path, n=2)
+    annotator.set_lease_seconds(30)
+    shown = annotator.next("ann")
+    left = store.scalar(
+        "SELECT epoch(expires_at - now()::TIMESTAMP) FROM leases WHERE pair_id = ?",
+        [shown.pair_id],
+    )
+    assert 20 < left <= 30
+    with pytest.raises(ConfigError, match="lease seconds 1 must be between 10"):
+        annotator.set_lease_seconds(1)
+    assert annotator.config.lease_seconds == 30
+    store.close()
+
+
+def test_an_empty_queue_through_the_api(tmp_path: Path) -> None:
+    """next_pair on an empty queue says so; the buttons' states are not in the API tuple."""
+    from tests.app.conftest import serve_store, stop
+
+    served = serve_store(tmp_path, n=1)
+    try:
+        one, two = served.client("ann1"), served.client("ann2")
+        held = one.predict(api_name="/next_pair")
+        assert held[3] == served.pair_ids[0]
+        empty = two.predict(api_name="/next_pair")  # the only pair is leased to ann1
+        assert len(empty) == 7 and empty[3] == "" and "Nothing to label" in empty[1]
+        assert "queue left: **1**" in empty[4]
+        after = one.predict(held[3], "", api_name="/label_a")
+        assert after[3] == "" and "Nothing to label" in after[1] and after[5] == "Saved: A better."
+        assert "Nothing to undo" in two.predict(api_name="/undo")[5]
+    finally:
+        stop(served)
