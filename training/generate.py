@@ -13,7 +13,7 @@ from pathlib import Path
 
 from data.models import resolve_model
 from training.generation_io import GENERATIONS, PROMPTS
-from training.models import load_tokenizer
+from training.models import load_tokenizer, loading_policy
 from training.run_context import RunContext
 from training.stage_config import config_from_dict, help_field
 
@@ -45,7 +45,8 @@ def load_policy(path: str):
             resolve_model(base_file.read_text(encoding="utf-8").strip()), dtype=torch.float32
         )
         return PeftModel.from_pretrained(base, path).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=torch.float32)
+    with loading_policy(path):
+        return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=torch.float32)
 
 
 def run(ctx: RunContext) -> None:

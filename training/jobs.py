@@ -22,6 +22,7 @@ Blocking use (the CLI): `run()` = submit + wait.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -48,6 +49,8 @@ from training.planning import (  # noqa: F401 - these names are part of this API
     plan_training,
 )
 from training.snapshot import ingest_ref_logprobs
+
+log = logging.getLogger(__name__)
 
 STAGES = ("sft", "rm", "dpo", "ppo", "grpo", "rloo")
 KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
@@ -264,8 +267,8 @@ class JobManager:
         while not self._stop.wait(interval):
             try:
                 self.tick()
-            except Exception as exc:  # keep watching; the app shows the run's own status
-                print(f"prefloop-jobs: {exc}", file=sys.stderr)
+            except Exception:  # keep watching; the app shows the run's own status
+                log.exception("prefloop-jobs: checking the runs failed")
 
     def _running_id(self) -> str | None:
         return self.store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")

@@ -4,12 +4,14 @@ warm starts, and the parameter-change checks the tests rely on.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from data.errors import TrainingError
-from data.models import converted_folder, is_named, resolve_model
+from data.models import NAMED_MODELS, converted_folder, is_named, resolve_model
 from training.run_context import RunContext
 from training.stage_config import StageConfig
 
@@ -109,10 +111,25 @@ def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:
     tokenizer.save_pretrained(out)
 
 
+@contextlib.contextmanager
+def loading_policy(policy: str) -> Iterator[None]:
+    """A policy that cannot be loaded fails with one message that says what a name means."""
+    try:
+        yield
+    except OSError as exc:
+        raise TrainingError(
+            f"could not load --policy {policy!r}: {str(exc).rstrip('.')}. A name that is not a local folder, "
+            f"'tiny' or {', '.join(NAMED_MODELS)} is taken as a Hugging Face hub id (gpt2, "
+            "HuggingFaceTB/SmolLM2-135M-Instruct) and needs the network or the hub cache; "
+            "offline, pass a local folder or smollm2-135m-instruct"
+        ) from None
+
+
 def load_tokenizer(policy: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy))
+    with loading_policy(policy):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.truncation_side = "left"
@@ -138,7 +155,8 @@ def load_causal_lm(policy: str, warm_start: str | None, cfg: StageConfig, traina
 
     # a frozen LoRA base can live in bf16; trained full weights stay fp32 (bf16 autocast)
     dtype = torch.bfloat16 if use_bf16(cfg) and cfg.use_lora else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(policy), dtype=dtype)
+    with loading_policy(policy):
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(policy), dtype=dtype)
     if warm_start:
         from peft import PeftModel
 

@@ -67,14 +67,6 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
     if policy in (None, "latest"):
         policy = latest_artifact(store, ("sft",)) if request.stage != "sft" else None
         policy = policy or DEFAULT_POLICY
-    elif (
-        policy != TINY and not is_named(policy) and not Path(policy).exists() and "/" not in policy
-    ):
-        raise ConfigError(
-            f"--policy {policy!r} is neither a local folder, a Hugging Face id (owner/name) "
-            f"nor one of {', '.join([TINY, *NAMED_MODELS])}; pass one, or leave it out for "
-            f"the default ({DEFAULT_POLICY})"
-        )
     if is_named(policy):
         source_file(NAMED_MODELS[policy])  # a missing package fails here, with the pip command
     parent = None

@@ -25,25 +25,30 @@ def _overrides(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _run_blocking(db: str, out: str | None, request: TrainRequest, as_json: bool) -> dict[str, Any]:
+def _run_blocking(
+    db: str, out: str | None, request: TrainRequest, as_json: bool, detach: bool = False
+) -> dict[str, Any]:
     with open_store(db) as store:
         manager = JobManager(store, out)
         run_id = manager.submit(request)
-        seen = {"step": -1}
-
-        def progress(status: dict[str, Any]) -> None:
-            step = (status.get("progress") or {}).get("step")
-            if not as_json and step is not None and step != seen["step"]:
-                seen["step"] = step
-                total = (status.get("progress") or {}).get("max_steps") or "?"
-                click.echo(f"{run_id}: {status['status']} step {step}/{total}", err=True)
-
+        if detach:
+            state = manager.status(run_id)["status"]
+            manager.close()
+            return _detached(run_id, state)
+        if not as_json:
+            click.echo(
+                f"{run_id}: running in a background process; waiting for it to end "
+                "(Ctrl-C cancels the run; --detach returns at once)",
+                err=True,
+            )
+        bar = _ProgressBar(run_id, enabled=not as_json)
         try:
-            final = manager.wait(run_id, on_progress=progress)
+            final = manager.wait(run_id, on_progress=bar.update)
         except KeyboardInterrupt:
             manager.cancel(run_id)
             raise click.exceptions.Abort() from None
         finally:
+            bar.close()
             manager.close()
     result = {
         k: final.get(k)
@@ -59,7 +64,52 @@ def _run_blocking(db: str, out: str | None, request: TrainRequest, as_json: bool
     return result
 
 
+def _detached(run_id: str, state: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "status": state,
+        "detached": True,
+        "note": f"the run goes on in the background; `prefloop runs` shows it and picks up "
+        f"its result when it ends; `prefloop runs --cancel {run_id}` stops it",
+    }
+
+
+class _ProgressBar:
+    """One tqdm bar for a run: steps out of max_steps with an ETA, the run's state as text."""
+
+    def __init__(self, run_id: str, *, enabled: bool):
+        self.run_id = run_id
+        self.enabled = enabled
+        self.bar: Any = None
+        self.last: tuple[Any, ...] = ()
+
+    def update(self, status: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        progress = status.get("progress") or {}
+        step, total = progress.get("step"), progress.get("max_steps")
+        message = str(progress.get("message") or status["status"])
+        if (step, total, message) == self.last:
+            return
+        self.last = (step, total, message)
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=self.run_id, unit="step", total=total, leave=True)
+        if total and self.bar.total != total:
+            self.bar.total = total
+        if step is not None and step > self.bar.n:
+            self.bar.update(step - self.bar.n)
+        self.bar.set_postfix_str(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _summary(result: dict[str, Any]) -> str:
+    if result.get("detached"):
+        return f"{result['run_id']} {result['status']}\n{result['note']}"
     metrics = result.get("metrics") or {}
     keys = (
         "steps",
@@ -119,6 +169,11 @@ def _summary(result: dict[str, Any]) -> str:
     metavar="KEY=VALUE",
     help="Stage setting, e.g. --set beta=0.2 --set lora_r=8 (see training/<stage>.py).",
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Return at once with the run id instead of waiting; `prefloop runs` follows it.",
+)
 @json_option
 def train_command(
     stage: str,
@@ -130,9 +185,11 @@ def train_command(
     num_processes: int,
     reward: str | None,
     settings: tuple[str, ...],
+    detach: bool,
     as_json: bool,
 ) -> None:
-    """Train STAGE (sft, rm, dpo, ppo, grpo, rloo) in a background process and wait for it."""
+    """Train STAGE (sft, rm, dpo, ppo, grpo, rloo) in a background process and wait for it
+    (or, with --detach, return at once with the run id)."""
     request = TrainRequest(
         stage,
         policy=policy,
@@ -142,17 +199,24 @@ def train_command(
         reward=reward,
         overrides=_overrides(settings),
     )
-    emit(_run_blocking(db, out, request, as_json), as_json, _summary)
+    emit(_run_blocking(db, out, request, as_json, detach), as_json, _summary)
 
 
 @click.command("runs")
 @db_option
 @click.option("--limit", type=int, default=20, show_default=True, help="Most recent runs to list.")
+@click.option(
+    "--cancel", "cancel_id", default=None, metavar="RUN_ID", help="Stop this queued or running run."
+)
 @json_option
-def runs_command(db: str, limit: int, as_json: bool) -> None:
-    """List training and generation runs, newest first."""
+def runs_command(db: str, limit: int, cancel_id: str | None, as_json: bool) -> None:
+    """List training and generation runs, newest first (and pick up runs that ended)."""
     with open_store(db) as store:
         manager = JobManager(store)
+        if cancel_id is not None:
+            manager.status(cancel_id)  # an unknown id fails with the fix
+            if not manager.cancel(cancel_id) and not as_json:
+                click.echo(f"{cancel_id} had already ended", err=True)
         rows = manager.runs(limit)
         manager.close()
     if as_json:
@@ -197,6 +261,11 @@ def runs_command(db: str, limit: int, as_json: bool) -> None:
 @click.option(
     "--out", default=None, help="Folder for run folders. Default: runs/ next to the store."
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Return at once with the run id instead of waiting; `prefloop runs` follows it.",
+)
 @json_option
 def generate_command(
     db: str,
@@ -206,6 +275,7 @@ def generate_command(
     max_new_tokens: int,
     temperature: float,
     out: str | None,
+    detach: bool,
     as_json: bool,
 ) -> None:
     """Sample responses from a policy for the store's prompts and store them as new pairs."""
@@ -217,7 +287,7 @@ def generate_command(
         prompts=prompts,
         overrides={"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature},
     )
-    emit(_run_blocking(db, out, request, as_json), as_json, _summary)
+    emit(_run_blocking(db, out, request, as_json, detach), as_json, _summary)
 
 
 COMMANDS: list[click.Command] = [train_command, runs_command, generate_command]

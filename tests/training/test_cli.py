@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,61 @@ def test_generate_from_the_latest_policy_forms_new_pairs(labelled_store, tmp_pat
         assert (
             meta["policy"] == json.loads(trained.output.strip().splitlines()[-1])["artifact_path"]
         )
+
+
+def test_train_detach_returns_the_run_id_and_runs_picks_up_its_result(labelled_store) -> None:
+    db = labelled_store.path
+    labelled_store.close()
+    started = time.monotonic()
+    proc = subprocess.run(  # a process of its own: the run outlives it, as from a shell
+        [sys.executable, "-m", "app", "train", "sft", "--db", db, "--max-steps", "1", *SETTINGS]
+        + ["--detach", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    detached = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert detached["detached"] is True and detached["status"] in ("queued", "running")
+    run_id = detached["run_id"]
+    assert time.monotonic() - started < 60  # it did not wait for the run
+    deadline = time.monotonic() + 300
+    status = detached["status"]
+    while status not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(1)  # the run is another process: `prefloop runs` adopts and ingests it
+        listed = CliRunner().invoke(cli, ["runs", "--db", db, "--json"])
+        assert listed.exit_code == 0, listed.output
+        status = {r["run_id"]: r["status"] for r in json.loads(listed.output)["runs"]}[run_id]
+    assert status == "succeeded"
+
+
+def test_train_waits_out_loud_with_one_progress_bar(labelled_store) -> None:
+    db = labelled_store.path
+    labelled_store.close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "train", "sft", "--db", db, "--max-steps", "2", *SETTINGS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting for it to end" in proc.stderr and "--detach" in proc.stderr
+    assert "2/2" in proc.stderr  # tqdm's steps out of max_steps
+    assert "running step" not in proc.stderr  # no line per step
+
+
+def test_a_bare_hub_id_is_accepted_and_fails_offline_with_what_the_name_means(
+    labelled_store,
+) -> None:
+    db = labelled_store.path
+    labelled_store.close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "train", "dpo", "--db", db, "--policy", "gpt2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 1
+    assert "could not load --policy 'gpt2'" in proc.stderr
+    assert "Hugging Face hub id" in proc.stderr and "smollm2-135m-instruct" in proc.stderr
