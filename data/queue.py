@@ -403,3 +403,51 @@ def _submit(
     )
     cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
     return label_id
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """The queues in the words every surface uses (`route`, `stats`, the app's tabs).
+
+    `human` counts every pair routed to humans, labelled or not; `human_open` the ones
+    that still want a human label (what annotators can be given). `judge` counts the
+    pairs routed to the judge; `judge_unlabelled` the ones no judge has labelled yet.
+    """
+
+    unrouted: int
+    human: int
+    human_open: int
+    judge: int
+    judge_unlabelled: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "unrouted": self.unrouted,
+            "human": self.human,
+            "human_open": self.human_open,
+            "judge": self.judge,
+            "judge_unlabelled": self.judge_unlabelled,
+        }
+
+    def sentence(self) -> str:
+        return (
+            f"human queue {self.human:,} pairs ({self.human_open:,} still want a human label) · "
+            f"judge queue {self.judge:,} pairs ({self.judge_unlabelled:,} without a judge label) · "
+            f"unrouted {self.unrouted:,}"
+        )
+
+
+def queue_counts(store: PreferenceStore) -> QueueCounts:
+    row = store.query(
+        """
+        SELECT count(*) FILTER (WHERE queue = 'unrouted'),
+               count(*) FILTER (WHERE queue = 'human'),
+               (SELECT count(*) FROM human_queue WHERE human_labels < needed_labels),
+               count(*) FILTER (WHERE queue = 'judge'),
+               count(*) FILTER (WHERE queue = 'judge' AND NOT EXISTS (
+                   SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id AND l.source = 'judge'
+                     AND l.retracted_at IS NULL))
+        FROM pairs p
+        """
+    )[0]
+    return QueueCounts(*(int(v or 0) for v in row))

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from data.export import AggregationPolicy, aggregate_verdicts
+from data.queue import queue_counts
 from data.store import PreferenceStore
 
 VERDICT_CODES = {"a": 0, "b": 1, "tie": 2, "both_bad": 3}
@@ -32,9 +33,7 @@ def store_stats(store: PreferenceStore) -> dict[str, Any]:
         "labelled_pairs": len(labelled),
         "reference_labels": store.count("reference_labels"),
         "unlabelled_pairs": pairs - len(labelled),
-        "queues": dict(
-            store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")
-        ),
+        "queues": queue_counts(store).as_dict(),
         "human_human": human_human_agreement(labels),
         "human_judge": human_judge_agreement(labels),
         "judge_position_consistency": position_consistency(store),

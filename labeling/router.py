@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.errors import ConfigError
-from data.queue import Assignment, assign
+from data.queue import Assignment, assign, queue_counts
 from labeling.acquisition import STRATEGIES, acquisition_scores, select_batch
 from labeling.label_risk import RiskConfig, RiskEstimate, estimate_risk
 from labeling.scoring import ensemble_config, latest_version, load_ensemble, stored_scores
@@ -365,9 +365,7 @@ def _summarise(
                 report.expected_wrong_left += float(estimate.risk[i])
     report.by_reason = dict(reasons)
     report.expected_wrong_left = round(report.expected_wrong_left, 2)
-    report.human_queue_total = int(
-        store.scalar("SELECT count(*) FROM human_queue WHERE human_labels < needed_labels") or 0
-    )
+    report.human_queue_total = queue_counts(store).human_open
 
 
 def _diff_vectors(

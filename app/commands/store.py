@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
 from data.errors import ImportValidationError
 from data.export import EXPORT_FORMATS, AggregationPolicy, export_pairs
 from data.importer import ImportOptions, import_sources
+from data.queue import QueueCounts
 from data.shapes import FORMATS, ShapeConfig
 from data.stats import store_stats
 
@@ -174,7 +177,35 @@ def export_command(
 def stats_command(db: str, as_json: bool) -> None:
     """Counts of pairs and labels, and human-human / human-judge agreement."""
     with open_store(db, read_only=True) as store:
-        emit(store_stats(store), as_json)
+        emit(store_stats(store), as_json, _stats_summary)
+
+
+def _stats_summary(s: dict[str, Any]) -> str:
+    def measure(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    q = QueueCounts(**s["queues"])
+    by_source = ", ".join(f"{k} {v:,}" for k, v in sorted(s["labels_by_source"].items()))
+    hh, hj = s["human_human"], s["human_judge"]
+    lines = [
+        f"{s['pairs']:,} pairs over {s['prompts']:,} prompts; {s['labelled_pairs']:,} labelled, "
+        f"{s['unlabelled_pairs']:,} not",
+        f"labels: {s['labels']:,} ({by_source or 'none'})"
+        + (
+            f"; {s['reference_labels']:,} reference labels (measure only)"
+            if s["reference_labels"]
+            else ""
+        ),
+        f"queues: {q.sentence()}",
+        f"human-human: Krippendorff's alpha {measure(hh['krippendorff_alpha'])} on "
+        f"{hh['pairs_with_overlap']:,} overlapping pairs",
+        f"human-judge: accuracy {measure(hj['accuracy'])}, Cohen's kappa "
+        f"{measure(hj['cohen_kappa'])} on {hj['pairs']:,} pairs",
+        f"judge position consistency: {measure(s['judge_position_consistency']['rate'])} on "
+        f"{s['judge_position_consistency']['pairs']:,} pairs",
+        "runs: " + (", ".join(f"{k} {v}" for k, v in s["runs"].items()) or "none"),
+    ]
+    return "\n".join(lines)
 
 
 COMMANDS: list[click.Command] = [import_command, export_command, stats_command]

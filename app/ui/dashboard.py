@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from data.queue import queue_counts
 from data.store import PreferenceStore
 
 
@@ -44,7 +45,10 @@ def labels_over_time(store: PreferenceStore):  # noqa: ANN201
     )
     fig, ax = new_figure("Labels by source over time (cumulative)")
     if not rows:
-        empty_note(ax, "no labels yet")
+        empty_note(
+            ax,
+            "no labels yet: label pairs in Annotate,\nrun the judge, or import a labelled file",
+        )
         return fig
     by_source: dict[str, list[tuple[Any, int]]] = {}
     for source, t, n in rows:
@@ -87,7 +91,35 @@ def calibration_accuracy(store: PreferenceStore) -> list[dict[str, Any]]:
     )
 
 
-def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: ANN201
+def calibration_needs(store: PreferenceStore) -> str:
+    """What would put a first point on the calibration plots, in the store's numbers."""
+    routed, labelled = store.query(
+        """
+        SELECT count(*), count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id AND l.source = 'human'
+                     AND l.retracted_at IS NULL AND l.verdict IN ('a', 'b')))
+        FROM pairs p WHERE lower(coalesce(p.route_reason, '')) LIKE '%calib%'
+        """
+    )[0]
+    if not routed:
+        return (
+            "no calibration pairs yet: route pairs to humans\n(`prefloop route`) to set some aside"
+        )
+    if not labelled:
+        return f"label {routed:,} calibration pairs in Annotate\n(none labelled A or B yet)"
+    if not store.scalar("SELECT count(*) FROM ensembles"):
+        return (
+            f"{labelled:,} calibration pairs labelled:\nscore them (`prefloop score` or a retrain)"
+        )
+    return (
+        f"{labelled:,} calibration pairs labelled after the last\nscoring: re-score "
+        "(`prefloop score` or a retrain)"
+    )
+
+
+def calibration_plot(  # noqa: ANN201
+    rows: list[dict[str, Any]], *, efficiency: bool, needs: str = ""
+):
     title = (
         "Label efficiency (calibration slice)"
         if efficiency
@@ -95,7 +127,7 @@ def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: 
     )
     fig, ax = new_figure(title)
     if not rows:
-        empty_note(ax, "no scored calibration pairs with human labels yet")
+        empty_note(ax, needs or "no scored calibration pairs with human labels yet")
         return fig
     xs = [r["human_labels"] if efficiency else r["version"] for r in rows]
     ax.plot(xs, [r["accuracy"] for r in rows], marker="o")
@@ -104,6 +136,8 @@ def calibration_plot(rows: list[dict[str, Any]], *, efficiency: bool):  # noqa: 
             f"n={r['n']}", (x, r["accuracy"]), fontsize=7, textcoords="offset points", xytext=(0, 5)
         )
     ax.set_ylim(0, 1.05)
+    if len(rows) == 1:
+        ax.set_title(f"{title}: one version so far, a point per re-score", fontsize=10)
     ax.set_xlabel("human labels" if efficiency else "ensemble version (round)")
     ax.set_ylabel("accuracy")
     return fig
@@ -113,7 +147,7 @@ def uncertainty_histogram(store: PreferenceStore):  # noqa: ANN201
     rows = store.query("SELECT p_std FROM scores WHERE version = (SELECT max(version) FROM scores)")
     fig, ax = new_figure("Ensemble uncertainty (std of P(A>B)), latest version")
     if not rows:
-        empty_note(ax, "no scores yet: run `prefloop score`")
+        empty_note(ax, "no scores yet: run `prefloop score`,\nor retrain (a run re-scores)")
         return fig
     ax.hist([r[0] for r in rows], bins=30, color="#4c72b0")
     ax.set_xlabel("std across members")
@@ -131,7 +165,7 @@ def agreement_markdown(store: PreferenceStore) -> str:
     )
     hh = human_human_agreement(labels)
     hj = human_judge_agreement(labels)
-    counts = store.query("SELECT queue, count(*) FROM pairs GROUP BY queue ORDER BY queue")
+    counts = queue_counts(store)
     return "\n".join(
         [
             "| measure | value | pairs |",
@@ -141,7 +175,7 @@ def agreement_markdown(store: PreferenceStore) -> str:
             f"| human-judge accuracy | {_fmt(hj.get('accuracy'))} | {hj.get('pairs', 0)} |",
             f"| human-judge Cohen's kappa | {_fmt(hj.get('cohen_kappa'))} | {hj.get('pairs', 0)} |",
             "",
-            "Queues: " + ", ".join(f"{q} {n}" for q, n in counts),
+            f"Queues: {counts.sentence()}",
             "",
             export_quality_markdown(store),
         ]
@@ -193,10 +227,11 @@ def _fmt(value: Any) -> str:
 def dashboard(store: PreferenceStore) -> tuple[Any, ...]:
     """Everything the Dashboard tab shows, in its output order."""
     rows = calibration_accuracy(store)
+    needs = "" if rows else calibration_needs(store)
     return (
         agreement_markdown(store),
         labels_over_time(store),
-        calibration_plot(rows, efficiency=False),
+        calibration_plot(rows, efficiency=False, needs=needs),
         uncertainty_histogram(store),
-        calibration_plot(rows, efficiency=True),
+        calibration_plot(rows, efficiency=True, needs=needs),
     )

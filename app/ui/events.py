@@ -6,6 +6,7 @@ This module imports Gradio at the top: only `prefloop serve`/`demo` import it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import gradio as gr
 
 from data.errors import PrefloopError
+
+log = logging.getLogger("prefloop.app")
 
 # Annotate events skip Gradio's queue (one HTTP round trip instead of join + event stream);
 # they are short, and the store serialises writes itself. They also skip Gradio's pre- and
@@ -36,14 +39,19 @@ def postprocessed(components: list[Any], values: tuple[Any, ...]) -> tuple[Any, 
 
 
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """PrefloopError (and AccessDenied) -> gr.Error with the same message."""
+    """PrefloopError (and AccessDenied) -> gr.Error with the same message.
+
+    A user error is logged as one line, not a traceback: Gradio prints the traceback of
+    any exception unless it is a `gr.Error` with `print_exception=False`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PrefloopError as exc:
-            raise gr.Error(str(exc)) from None
+            log.warning("%s: %s", fn.__name__, exc)
+            raise gr.Error(str(exc), print_exception=False) from None
 
     return wrapper
 

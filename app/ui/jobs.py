@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import ConfigError, PrefloopError
+from data.queue import queue_counts
 from data.store import PreferenceStore
 
 TRAIN_KINDS = ("dpo", "rm+ppo", "rm+grpo", "rm+rloo", "rm")  # stages joined by "+"
@@ -69,12 +70,13 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
         "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
         "FROM judge_calls"
     )[0]
-    queue = store.scalar("SELECT count(*) FROM pairs WHERE queue = 'judge'")
+    queues = queue_counts(store)
     judged = store.scalar(
         "SELECT count(DISTINCT pair_id) FROM labels WHERE source = 'judge' AND retracted_at IS NULL"
     )
     lines = [
-        f"**Judge queue**: {queue} pairs · **judge labels**: {judged}",
+        f"**Judge queue**: {queues.judge:,} pairs ({queues.judge_unlabelled:,} without a judge "
+        f"label) · **pairs with a judge label**: {judged:,}",
         f"**Judgements**: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed",
         f"**Calls cached**: {tokens[0]} · **tokens**: {tokens[1]} prompt + {tokens[2]} completion",
     ]

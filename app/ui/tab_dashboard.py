@@ -17,7 +17,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:
         ctx.user(request, "annotator")
         return dashboard.dashboard(ctx.store)
 
-    with gr.Tab("Dashboard", id="dashboard"):
+    with gr.Tab("Dashboard", id="dashboard") as tab:
         refresh = gr.Button("Refresh", elem_id="btn-dashboard")
         agreement = gr.Markdown()
         with gr.Row():
@@ -29,3 +29,5 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:
 
     dashboard_outputs = [agreement, over_time, calibration, histogram, efficiency]
     refresh.click(show_dashboard, None, dashboard_outputs, api_name="dashboard")
+    # opening the tab draws it: nobody should have to press Refresh to see anything
+    tab.select(show_dashboard, None, dashboard_outputs, api_name="dashboard_open")
