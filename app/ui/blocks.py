@@ -48,11 +48,16 @@ document.addEventListener('keydown', (event) => {
 """
 
 # Gradio's Source Sans Pro SemiBold file (weight 600: buttons, headings) holds only a few
-# glyphs (A, B, some Cyrillic): at that weight "A better" mixed two fonts. Weight 600 takes
-# the complete Bold file instead. Responses stay top-aligned whatever their lengths.
+# glyphs (A, B, some Cyrillic), so "A better" mixed two fonts. The app's font is the same
+# Source Sans Pro under its own family name, where weight 600 takes the complete Bold file;
+# `:root:root` outranks the theme's `:root`, whatever order the stylesheets load in.
+# Responses stay top-aligned whatever their lengths.
 CSS = """
-@font-face { font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
+@font-face { font-family: 'prefloop sans'; font-weight: 100 500; font-style: normal;
+  src: url('static/fonts/SourceSansPro/SourceSansPro-Regular.woff2') format('woff2'); }
+@font-face { font-family: 'prefloop sans'; font-weight: 600 900; font-style: normal;
   src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
+:root:root { --font: 'prefloop sans', 'Source Sans Pro', ui-sans-serif, system-ui, sans-serif; }
 .response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px; min-height: 120px; }
 #responses { align-items: flex-start; }
 #responses > .response-column { justify-content: flex-start; align-self: flex-start; }

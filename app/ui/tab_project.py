@@ -3,7 +3,7 @@
 The settings live in the store (`data.project`), so `prefloop guidelines set` and
 `prefloop project set` change the same values (while the app is stopped: one writer).
 Saving here applies the lease to new claims at once; annotators see new guidelines and
-the strength buttons on their next page load; overlap applies to the next routing.
+the strength buttons on their next page load; overlap applies to the next `prefloop route`.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
         ctx.save_project(settings)
         return values(
             f"Saved by {user}. The lease applies to new claims now; annotators see the "
-            "guidelines and strength buttons when they reload; the overlap applies to the "
-            "next routing (`prefloop route`, or the re-score after a retrain)."
+            "guidelines and strength buttons when they reload; the overlap applies to pairs "
+            "that `prefloop route` sends to humans from now on."
         )
 
     with gr.Tab("Project", id="project", visible=False) as project_tab:

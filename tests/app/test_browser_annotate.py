@@ -155,17 +155,23 @@ def test_strength_keys_layout_and_one_font(browser: Any, tmp_path: Path) -> None
         b_box = page.locator("#response-b").bounding_box()
         assert abs(a_box["y"] - b_box["y"]) <= 1 and abs(a_box["height"] - b_box["height"]) > 100
         three_turns = page.locator("#prompt").bounding_box()["height"]
-        save(page, "annotate-strength")
-        # "better" and "A" at the buttons' weight come from one font (no fallback glyphs)
+        # At the buttons' weight, the app's font has every letter of "A better" (Gradio's
+        # SemiBold file has only A and B: "better" then fell back to another font)
         widths = page.evaluate(
             """async () => {
-                await document.fonts.load("600 16px 'Source Sans Pro'", 'A better');
+                const style = getComputedStyle(document.getElementById('btn-a'));
+                const first = style.fontFamily.split(',')[0];
+                await document.fonts.load(`${style.fontWeight} 16px ${first}`, 'A better');
+                await document.fonts.ready;
                 const c = document.createElement('canvas').getContext('2d');
-                const w = (font) => { c.font = font; return c.measureText('better').width; };
-                return [w("600 16px 'Source Sans Pro', monospace"), w('600 16px monospace')];
+                const w = (font, text) => { c.font = font; return c.measureText(text).width; };
+                const font = `${style.fontWeight} 16px ${first}, monospace`;
+                const mono = `${style.fontWeight} 16px monospace`;
+                return [style.fontWeight, ...['A', 'B', 'better'].map((t) => w(font, t) - w(mono, t))];
             }"""
         )
-        assert widths[0] != widths[1], widths
+        assert widths[0] == "600" and all(d != 0 for d in widths[1:]), widths
+        save(page, "annotate-strength")
 
         page.keyboard.press("Shift+Digit1")  # A much better
         expect(page.locator("#progress")).to_contain_text("today: 1 ", timeout=15_000)
