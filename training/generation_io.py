@@ -67,13 +67,19 @@ def _prompts_from_file(path: Path) -> list[list[dict[str, str]]]:
     return out
 
 
-def export_prompts(store: PreferenceStore, which: str, path: Path) -> int:
+def export_prompts(
+    store: PreferenceStore, which: str, path: Path, max_prompts: int | None = None
+) -> int:
+    """Write the prompts to generate for; `max_prompts` keeps the first ones by prompt id
+    (a content hash, so a fixed pseudo-random sample)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     prompts = select_prompts(store, which)
     if not prompts:
         raise ConfigError(f"--prompts {which}: no prompts to generate for")
+    if max_prompts is not None:
+        prompts = prompts[:max_prompts]
     pq.write_table(
         pa.table(
             {

@@ -77,6 +77,7 @@ class TrainRequest:
         default_factory=dict
     )  # fields of the stage's config dataclass
     prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
+    max_prompts: int | None = None  # generate only: at most this many of those prompts
 
     def __post_init__(self) -> None:
         if self.stage not in KINDS:
@@ -90,6 +91,8 @@ class TrainRequest:
             )
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ConfigError("--max-prompts must be at least 1")
 
 
 class JobManager:

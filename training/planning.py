@@ -38,7 +38,7 @@ def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
             )
     if is_named(policy):
         source_file(NAMED_MODELS[policy])  # a missing package fails here, with the pip command
-    count = export_prompts(store, request.prompts, run_dir / PROMPTS)
+    count = export_prompts(store, request.prompts, run_dir / PROMPTS, request.max_prompts)
     return {"stage": "generate", "policy": policy, "prompt_count": count}
 
 

@@ -250,6 +250,12 @@ def runs_command(db: str, limit: int, cancel_id: str | None, as_json: bool) -> N
     help="all, unlabelled (prompts with no labelled pair), or a .txt/.jsonl file of prompts.",
 )
 @click.option(
+    "--max-prompts",
+    type=int,
+    default=None,
+    help="Generate for at most this many of the prompts (a fixed sample, by prompt id).",
+)
+@click.option(
     "--n", "n", type=int, default=2, show_default=True, help="Responses sampled per prompt."
 )
 @click.option(
@@ -271,6 +277,7 @@ def generate_command(
     db: str,
     policy: str,
     prompts: str,
+    max_prompts: int | None,
     n: int,
     max_new_tokens: int,
     temperature: float,
@@ -285,6 +292,7 @@ def generate_command(
         "generate",
         policy=policy,
         prompts=prompts,
+        max_prompts=max_prompts,
         overrides={"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature},
     )
     emit(_run_blocking(db, out, request, as_json, detach), as_json, _summary)

@@ -9,7 +9,7 @@ from typing import Any
 
 from app.ui.annotate import AnnotateConfig, Annotator
 from app.ui.auth import Access
-from app.ui.jobs import Background
+from app.ui.background import Background
 from data.project import DEFAULT_GUIDELINES, ProjectSettings, read_project, write_project
 from data.store import PreferenceStore
 
@@ -25,7 +25,7 @@ class AppContext:
     judge_task: Background | None = None
     rescore_task: Background | None = None
     jobs: Any = None  # training.jobs.JobManager, made on first use
-    watcher: Any = None  # app.ui.jobs.RunWatcher
+    watcher: Any = None  # app.ui.train_jobs.RunWatcher
     rescore_budget: int = 50  # human-queue pairs added by the re-score after a run
     train_overrides: dict[str, dict[str, Any]] = field(
         default_factory=dict
@@ -62,7 +62,7 @@ class AppContext:
 
     def job_manager(self) -> Any:
         """The store's training JobManager (raises MissingPiece without training.jobs)."""
-        from app.ui.jobs import training_jobs
+        from app.ui.train_jobs import training_jobs
 
         with _LOCK:
             if self.jobs is None:
@@ -72,7 +72,8 @@ class AppContext:
 
     def start_background(self) -> None:
         """Adopt runs left by a previous server and re-score when runs end."""
-        from app.ui.jobs import MissingPiece, RunWatcher
+        from app.ui.background import MissingPiece
+        from app.ui.train_jobs import RunWatcher
 
         with contextlib.suppress(MissingPiece):  # no training.jobs here: the Train tab says so
             self.job_manager()

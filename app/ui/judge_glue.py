@@ -16,7 +16,7 @@ from data.store import PreferenceStore
 
 
 def _judges() -> Any:
-    from app.ui.jobs import MissingPiece
+    from app.ui.background import MissingPiece
 
     try:
         import judges.batch

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui import jobs
+from app.ui import judge_jobs
 from app.ui.context import AppContext
 from app.ui.events import AdminParts, ui_errors
 from data.errors import PrefloopError
@@ -45,7 +45,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
         ctx.user(request, "admin")
         if ctx.judge_task is not None and ctx.judge_task.running:
             raise PrefloopError("a judge batch is already running; wait for it to finish")
-        ctx.judge_task = jobs.start_judge_batch(
+        ctx.judge_task = judge_jobs.start_judge_batch(
             ctx.store,
             base_url=base_url,
             model=model,
@@ -57,12 +57,14 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
             backend=backend or "openai",
             api_key=api_key,
         )
-        return jobs.judge_status_markdown(ctx.store, ctx.judge_task)
+        return judge_jobs.judge_status_markdown(ctx.store, ctx.judge_task)
 
     @ui_errors
     def judge_status(request: gr.Request) -> tuple[str, list[list[Any]]]:
         ctx.user(request, "admin")
-        return jobs.judge_status_markdown(ctx.store, ctx.judge_task), jobs.judge_failures(ctx.store)
+        return judge_jobs.judge_status_markdown(
+            ctx.store, ctx.judge_task
+        ), judge_jobs.judge_failures(ctx.store)
 
     with gr.Tab("Judge", id="judge", visible=False) as judge_tab:
         gr.Markdown(THREE_WAYS)

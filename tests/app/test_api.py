@@ -13,6 +13,7 @@ ADMIN_ENDPOINTS = {
     "/judge_start": ("http://127.0.0.1:9/v1", "m", "", 1, 0, False, 0, 0),
     "/judge_status": (),
     "/train_start": ("dpo",),
+    "/generate_start": ("latest", "all", 1, 2, 4),
     "/train_cancel": ("",),
     "/train_status": (),
     "/import_file": (None, "auto", False),
@@ -34,6 +35,7 @@ def test_every_action_has_an_api_name(served: Served) -> None:
         "/skip",
         "/undo",
         "/dashboard",
+        "/dashboard_open",
         *ADMIN_ENDPOINTS,
     }
 
@@ -108,7 +110,7 @@ def test_admin_endpoints_work_for_admin(served: Served, tmp_path: Path) -> None:
     assert client.predict(api_name="/whoami")[0] == {"user": "boss", "role": "admin"}
     status_md, failures = client.predict(api_name="/judge_status")
     assert "Judge queue" in status_md
-    train_md, _plot, history = client.predict(api_name="/train_status")
+    train_md, _plot, _metrics, history = client.predict(api_name="/train_status")
     assert "No runs yet" in train_md or "Latest run" in train_md
     assert "No run is queued" in client.predict("", api_name="/train_cancel")
     agreement, *plots = client.predict(api_name="/dashboard")

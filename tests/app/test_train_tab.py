@@ -37,12 +37,15 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
         deadline = time.monotonic() + 300
         md = ""
         while time.monotonic() < deadline:
-            md, _plot, history = admin.predict(api_name="/train_status")
+            md, _plot, metrics, history = admin.predict(api_name="/train_status")
             if "**succeeded**" in md or "**failed**" in md:
                 break
             time.sleep(1)
         assert "**succeeded**" in md, md
-        assert history["data"][0][1] == "dpo"
+        assert history["headers"][:3] == ["run", "kind", "status"]
+        assert history["data"][0][1] == "dpo" and history["data"][0][4] == "2"  # steps
+        shown = dict(metrics["data"])  # a table of metrics, not a JSON blob
+        assert shown["steps"] == "2" and 0.0 <= float(shown["heldout accuracy"]) <= 1.0
         # the run watcher re-scores the ensemble and routes the queue, without a restart
         while time.monotonic() < deadline and store.scalar("SELECT count(*) FROM ensembles") == 0:
             time.sleep(1)
@@ -51,6 +54,7 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
             md = admin.predict(api_name="/train_status")[0]
             time.sleep(1)
         assert "Re-score after the run**: done" in md, md
+        assert "human queue" in md and "Why:" in md  # the line explains itself
     finally:
         blocks.close()
         ctx.close()
@@ -85,7 +89,7 @@ def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
             "rm": "cancelled",
             "ppo": "cancelled",
         }
-        md, _plot, history = admin.predict(api_name="/train_status")
+        md, _plot, _metrics, history = admin.predict(api_name="/train_status")
         assert "cancelled" in md and len(history["data"]) == 2
         # the critic-free pipelines queue the same way
         assert "Submitted" in admin.predict("rm+rloo", api_name="/train_start")
@@ -100,7 +104,7 @@ def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
 
 
 def test_progress_line_shows_elapsed_time_and_the_runs_own_pace() -> None:
-    from app.ui.jobs import progress_line
+    from app.ui.train_jobs import progress_line
 
     live = {"step": 5, "max_steps": 16, "message": "training", "started": 1000.0}
     live["first_step_at"] = 1100.0  # 4 steps in the 40 s since step 1: 10 s a step
@@ -109,3 +113,64 @@ def test_progress_line_shows_elapsed_time_and_the_runs_own_pace() -> None:
     assert progress_line(live, running=False, now=1140.0) == "step 5 / 16 training"
     early = progress_line({**live, "step": 0, "first_step_at": None}, running=True, now=1030.0)
     assert early == "step 0 / 16 training · 30s elapsed"
+
+
+def test_generate_from_the_tab_forms_new_pairs_that_get_scored(tmp_path: Path) -> None:
+    pytest.importorskip("training.jobs")
+    pytest.importorskip("labeling.scoring")
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from app.demo_data import build_demo_store
+    from app.ui.server import ServeConfig, launch, make_app
+    from data.store import PreferenceStore
+    from tests.app.conftest import PASSWORDS
+    from tests.fakes.tiny_lm import build_tiny_lm
+
+    policy = build_tiny_lm(tmp_path / "tiny-lm")
+    store = PreferenceStore(tmp_path / "demo.duckdb")
+    build_demo_store(store, score=False)
+    pairs_before = store.count("pairs")
+    config = ServeConfig(port=free_port(), auth=str(make_users(tmp_path / "users.json")))
+    ctx, blocks = make_app(store, config)
+    ctx.runs_root = str(tmp_path / "runs")
+    launch(ctx, blocks, config, block=False)
+    try:
+        url = f"http://127.0.0.1:{config.port}/"
+        annotator = Client(url, auth=("ann1", PASSWORDS["ann1"]), verbose=False)
+        with pytest.raises(AppError):
+            annotator.predict("latest", "all", 3, 2, 4, api_name="/generate_start")
+        admin = Client(url, auth=("boss", PASSWORDS["boss"]), verbose=False)
+        with pytest.raises(AppError, match="minimum value 2"):
+            admin.predict(str(policy), "all", 3, 1, 4, api_name="/generate_start")
+        assert "Submitted generation" in admin.predict(
+            str(policy), "all", 3, 2, 4, api_name="/generate_start"
+        )
+        deadline = time.monotonic() + 300
+        md = ""
+        while time.monotonic() < deadline:
+            md, _plot, metrics, _history = admin.predict(api_name="/train_status")
+            if "**succeeded**" in md or "**failed**" in md:
+                break
+            time.sleep(1)
+        assert "**succeeded**" in md, md
+        assert dict(metrics["data"])["generated"] == "6"  # 3 prompts x 2 responses
+        assert store.count("pairs") > pairs_before
+        # the re-score after the run scores the new pairs too
+        while time.monotonic() < deadline and not store.scalar("SELECT count(*) FROM ensembles"):
+            time.sleep(1)
+        new = store.scalar(
+            "SELECT count(*) FROM pairs p WHERE origin = 'generate' AND NOT EXISTS "
+            "(SELECT 1 FROM scores s WHERE s.pair_id = p.pair_id)"
+        )
+        while time.monotonic() < deadline and new:
+            time.sleep(1)
+            new = store.scalar(
+                "SELECT count(*) FROM pairs p WHERE origin = 'generate' AND NOT EXISTS "
+                "(SELECT 1 FROM scores s WHERE s.pair_id = p.pair_id)"
+            )
+        assert new == 0
+    finally:
+        blocks.close()
+        ctx.close()
+        store.close()

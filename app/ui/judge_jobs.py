@@ -1,0 +1,144 @@
+"""The Judge tab's work: start a judge batch in the background, and what the tab shows."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.ui.background import Background, MissingPiece, run_in_background
+from data.errors import ConfigError
+from data.queue import queue_counts
+from data.store import PreferenceStore
+
+
+def judge_status_markdown(store: PreferenceStore, task: Background | None) -> str:
+    counts = dict(store.query("SELECT status, count(*) FROM judgements GROUP BY status"))
+    tokens = store.query(
+        "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+        "FROM judge_calls"
+    )[0]
+    queues = queue_counts(store)
+    judged = store.scalar(
+        "SELECT count(DISTINCT pair_id) FROM labels WHERE source = 'judge' AND retracted_at IS NULL"
+    )
+    lines = [
+        f"**Judge queue**: {queues.judge:,} pairs ({queues.judge_unlabelled:,} without a judge "
+        f"label) · **pairs with a judge label**: {judged:,}",
+        f"**Judgements**: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed",
+        f"**Calls cached**: {tokens[0]} · **tokens**: {tokens[1]} prompt + {tokens[2]} completion",
+    ]
+    if task is not None:
+        state = "running" if task.running else ("failed" if task.error else "finished")
+        lines.append(
+            f"**Batch**: {state} (started {time.strftime('%H:%M:%S', time.localtime(task.started))})"
+        )
+        if task.name == "judge":
+            prompt, completion, cost = _batch_cost(store, task)
+            price_prompt, price_completion = task.price_per_million
+            lines.append(
+                f"**This batch**: {prompt} prompt + {completion} completion tokens · "
+                f"**cost** ${cost:.4f} (at ${price_prompt:g} / ${price_completion:g} per 1M tokens)"
+            )
+        if task.error:
+            lines.append(f"**Error**: {task.error}")
+        if task.result:
+            if task.name == "judge":  # in words, as the CLI prints it; the ids stay out
+                shown = " · ".join(_judge_glue().summary(task.result))
+            else:
+                shown = ", ".join(
+                    f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
+                )
+            lines.append(f"**Result**: {shown}")
+    try:
+        from data.stats import human_judge_agreement
+
+        labels = store.query_dicts(
+            "SELECT pair_id, source, who, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+        )
+        agreement = human_judge_agreement(labels)
+        if agreement.get("pairs"):
+            kappa = agreement.get("cohen_kappa")
+            lines.append(
+                f"**Judge vs human**: accuracy {agreement['accuracy']:.3f} on {agreement['pairs']} pairs"
+                + (f", Cohen's kappa {kappa:.3f}" if kappa is not None else "")
+            )
+    except ImportError:
+        pass
+    return "  \n".join(lines)
+
+
+def judge_failures(store: PreferenceStore, limit: int = 50) -> list[list[Any]]:
+    rows = store.query(
+        "SELECT pair_id, model, order_shown, coalesce(error, ''), left(coalesce(raw_text, ''), 200) "
+        "FROM judgements WHERE status = 'failed' ORDER BY created_at DESC LIMIT ?",
+        [limit],
+    )
+    return [list(r) for r in rows]
+
+
+def start_judge_batch(
+    store: PreferenceStore,
+    *,
+    base_url: str,
+    model: str,
+    template: str | None,
+    concurrency: int,
+    limit: int | None,
+    swap: bool,
+    price_per_million: tuple[float, float] = (0.0, 0.0),
+    backend: str = "openai",
+    api_key: str | None = None,
+) -> Background:
+    """Check the options here (a bad one is an error in the tab at once), then judge on a
+    background thread. `api_key` is handed to this batch's client and kept nowhere."""
+    if not model.strip():
+        raise ConfigError(
+            "choose a judge model name (e.g. gpt-4o-mini, or the model your server serves; "
+            "with in-process hf, a model folder or smollm2-135m-instruct)"
+        )
+    if any(p < 0 for p in price_per_million):
+        raise ConfigError("prices per 1M tokens cannot be negative; use 0 for a free endpoint")
+    glue = _judge_glue()
+    config = glue.judge_config(
+        backend=backend,
+        base_url=base_url.strip() or None,
+        model=model.strip(),
+        template=(template or "").strip() or None,
+        concurrency=int(concurrency),
+        limit=limit,
+        swap=swap,
+        price_per_million=price_per_million,
+    )
+    key = (api_key or "").strip() or None
+    tokens_before = _tokens_by_model(store)
+    task = run_in_background("judge", lambda: glue.run_batch(store, config, api_key=key))
+    task.price_per_million = price_per_million
+    task.tokens_before = tokens_before
+    return task
+
+
+def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
+    rows = store.query(
+        "SELECT model, coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+        "FROM judge_calls GROUP BY model"
+    )
+    return {model: (int(p), int(c)) for model, p, c in rows}
+
+
+def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, float]:
+    """Tokens this batch has used so far (calls answered from the cache cost nothing)."""
+    from judges.config import Price  # a judge task exists only when judges/ is installed
+
+    prompt = completion = 0
+    for model, (p, c) in _tokens_by_model(store).items():
+        p0, c0 = task.tokens_before.get(model, (0, 0))
+        prompt, completion = prompt + p - p0, completion + c - c0
+    return prompt, completion, Price(*task.price_per_million).cost(prompt, completion)
+
+
+def _judge_glue() -> Any:
+    try:
+        from app.ui import judge_glue
+    except ImportError as exc:
+        raise MissingPiece(f"the judge engine is not available here ({exc})") from None
+    return judge_glue
