@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from app.cli_common import run_cli
+from app.commands import evaluate as evaluate_commands
 from app.commands import judge as judge_commands
 from app.commands import labeling as labeling_commands
 from app.commands import project as project_commands
@@ -27,6 +28,8 @@ for command in store_commands.COMMANDS:
 for command in labeling_commands.COMMANDS:
     cli.add_command(command)
 for command in project_commands.COMMANDS:
+    cli.add_command(command)
+for command in evaluate_commands.COMMANDS:
     cli.add_command(command)
 for command in judge_commands.COMMANDS:
     cli.add_command(command)

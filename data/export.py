@@ -98,7 +98,8 @@ def aggregate_verdicts(
 def active_labels(store: PreferenceStore) -> list[dict[str, Any]]:
     """Every active label as the rows `aggregate_verdicts` takes."""
     return store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL "
+        "ORDER BY label_id"
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from data.reference import majority, reference_verdicts
 from data.store import PreferenceStore
 
 
@@ -40,19 +41,13 @@ def _reference(store: PreferenceStore, sources: tuple[str, ...]) -> dict[str, st
         "AND source IN (SELECT unnest(?::VARCHAR[])) GROUP BY pair_id, verdict",
         [list(sources)],
     )
-    if "reference" in sources:
-        rows += store.query(
-            "SELECT pair_id, verdict, count(*) FROM reference_labels GROUP BY pair_id, verdict"
-        )
     votes: dict[str, Counter[str]] = {}
     for pair_id, verdict, count in rows:
         votes.setdefault(pair_id, Counter())[verdict] = count
-    reference = {}
-    for pair_id, counter in votes.items():
-        ranked = counter.most_common(2)
-        if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
-            reference[pair_id] = ranked[0][0]
-    return reference
+    if "reference" in sources:
+        for pair_id, verdict in reference_verdicts(store).items():
+            votes.setdefault(pair_id, Counter())[verdict] += 1
+    return majority(votes)
 
 
 def _lengths(store: PreferenceStore) -> dict[str, tuple[int, int]]:

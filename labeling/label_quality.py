@@ -16,10 +16,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from data.export import AggregationPolicy, active_labels, aggregate_verdicts
+from data.reference import reference_verdicts
 from labeling.signals import human_checked, latest_judge_labels
 
 if TYPE_CHECKING:
-    from data.store import PreferenceStore
+    from data.reference import reference_verdicts
+from data.store import PreferenceStore
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -74,13 +76,9 @@ def _reference_check(
     store: PreferenceStore, decided: dict[str, tuple[str, str, int]]
 ) -> dict[str, Any] | None:
     """The export checked against the labels imported with `--labels as-reference`."""
-    rows = store.query("SELECT pair_id, verdict FROM reference_labels")
-    if not rows:
+    single = reference_verdicts(store)
+    if not single:
         return None
-    by_pair: dict[str, set[str]] = {}
-    for pid, verdict in rows:
-        by_pair.setdefault(pid, set()).add(verdict)
-    single = {pid: v.pop() for pid, v in by_pair.items() if len(v) == 1}
     both = [pid for pid in single if pid in decided]
     right = sum(decided[pid][0] == single[pid] for pid in both)
     low, high = wilson(right, len(both)) if both else (None, None)

@@ -72,5 +72,31 @@ def test_reference_labels_measure_but_never_train_or_block_routing(tmp_path: Pat
         report = agreement_report(store, reference_sources=("reference",))
         judge = next(j for j in report["judges"] if j["who"] == "judge-m")
         assert judge["vs_reference"]["pairs"] == 8  # the judge-labelled ones
+        from labeling.scoring import ScoreConfig, score_store
+
+        length_only = ScoreConfig(features=("length",), min_labels=2)
+        score_store(store, length_only)  # fitted on the human and judge labels, never the reference
     stats = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(db), "--json"]).stdout)
     assert stats["reference_labels"] == 12
+
+    # reference labels count in evaluation: every source, judge, the ensemble and the export
+    evaluated = CliRunner().invoke(cli, ["eval", "--db", str(db), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    e = json.loads(evaluated.stdout)
+    assert e["reference_pairs"] == 12
+    by_source = e["labels_by_source"]
+    assert by_source["human"]["pairs"] == 4 and by_source["judge"]["pairs"] == 8
+    assert by_source["human"]["right"] + by_source["judge"]["right"] == 9
+    assert [j["who"] for j in e["judges"]] == ["judge-m"]
+    assert e["judges"][0]["vs_reference"]["pairs"] == 8
+    assert e["export"]["right"] == 9
+    ensemble = e["ensemble"]
+    assert ensemble["pairs"] == 12 and ensemble["fitted_pairs"]["pairs"] == 12
+    assert 0 <= ensemble["right"] <= 12 and ensemble["interval"][0] <= ensemble["accuracy"]
+    human = CliRunner().invoke(cli, ["eval", "--db", str(db)]).stdout
+    assert "12 pairs carry a reference label" in human and "judge judge-m" in human
+
+    plain = str(tmp_path / "plain.duckdb")
+    assert CliRunner().invoke(cli, ["import", str(data), "--db", plain]).exit_code == 0
+    empty = CliRunner().invoke(cli, ["eval", "--db", plain])
+    assert empty.exit_code == 0 and "--labels as-reference" in empty.stdout
