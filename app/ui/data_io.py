@@ -14,9 +14,16 @@ PROBLEM_COLUMNS = ["source", "line", "field", "message"]
 
 
 def import_upload(
-    store: PreferenceStore, path: str | None, fmt: str, skip_invalid: bool, who: str
+    store: PreferenceStore,
+    path: str | None,
+    fmt: str,
+    skip_invalid: bool,
+    who: str,
+    labels: str = "use",
 ) -> tuple[str, list[list[Any]]]:
-    """(summary markdown, problem rows) for one uploaded file; nothing stored on an atomic failure."""
+    """(summary markdown, problem rows) for one uploaded file; nothing stored on an atomic
+    failure. Rejected rows (with skip_invalid) go to the report next to the store, as from
+    `prefloop import`."""
     from data.importer import ImportOptions, import_sources
 
     if not path:
@@ -27,12 +34,7 @@ def import_upload(
             f"{file.name} is {file.stat().st_size // 2**20} MiB, over the "
             f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit; import it with `prefloop import` instead"
         )
-    options = ImportOptions(
-        format=fmt,
-        skip_invalid=skip_invalid,
-        who=who,
-        report_path=str(Path(tempfile.mkdtemp(prefix="prefloop-import-")) / "rejected.jsonl"),
-    )
+    options = ImportOptions(format=fmt, skip_invalid=skip_invalid, who=who, labels=labels)
     try:
         report = import_sources(store, [str(file)], options)
     except ImportValidationError as exc:
@@ -43,11 +45,18 @@ def import_upload(
             rows,
         )
     rows = [_problem_row(p.as_dict(), file.name) for p in report.problems[:200]]
-    return (
+    summary = (
         f"Imported **{report.imported_pairs}** pairs and **{report.labels}** labels "
-        f"({report.duplicates} duplicates skipped, {report.invalid} invalid rows).",
-        rows,
+        f"({report.duplicates} duplicates skipped, {report.invalid} invalid rows)."
     )
+    if report.reference_labels:
+        summary += (
+            f" **{report.reference_labels}** labels kept as reference only: never trained on, "
+            "the pairs are routed like unlabelled ones."
+        )
+    if report.report_path:
+        summary += f" Rejected rows are listed in `{report.report_path}`."
+    return summary, rows
 
 
 def _problem_row(problem: dict[str, Any], shown_name: str) -> list[Any]:

@@ -14,10 +14,16 @@ from app.ui.events import AdminParts, ui_errors
 def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
     @ui_errors
     def import_file(
-        path: str | None, fmt: str, skip_invalid: bool, request: gr.Request
+        path: str | None,
+        fmt: str,
+        skip_invalid: bool,
+        labels: str,
+        request: gr.Request,
     ) -> tuple[Any, ...]:
         user = ctx.user(request, "admin")
-        return data_io.import_upload(ctx.store, path, fmt, bool(skip_invalid), who=f"upload:{user}")
+        return data_io.import_upload(
+            ctx.store, path, fmt, bool(skip_invalid), who=f"upload:{user}", labels=labels
+        )
 
     @ui_errors
     def export(fmt: str, test_fraction: float, request: gr.Request) -> tuple[Any, ...]:
@@ -34,6 +40,13 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
                     ["auto", "trl", "hh", "pairs", "responses"], value="auto", label="Format"
                 )
                 skip_invalid = gr.Checkbox(label="Skip invalid rows (import the valid ones)")
+                labels = gr.Radio(
+                    ["use", "as-reference"],
+                    value="use",
+                    label="Labels in the file",
+                    info="use: they train and outrank the judge; as-reference: kept only to "
+                    "measure against (never trained on; the pairs are routed)",
+                )
                 import_button = gr.Button("Import", variant="primary", elem_id="btn-import")
         import_md = gr.Markdown()
         problems = gr.Dataframe(
@@ -51,7 +64,10 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
         download = gr.File(label="Download", file_count="multiple")
 
     import_button.click(
-        import_file, [upload, fmt, skip_invalid], [import_md, problems], api_name="import_file"
+        import_file,
+        [upload, fmt, skip_invalid, labels],
+        [import_md, problems],
+        api_name="import_file",
     )
     export_button.click(
         export, [export_fmt, test_fraction], [export_md, download], api_name="export"

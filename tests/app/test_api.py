@@ -131,6 +131,19 @@ def test_admin_endpoints_work_for_admin(served: Served, tmp_path: Path) -> None:
     assert problems["data"][0][0] == "bad.jsonl" and "identical" in problems["data"][0][3]
     summary, _ = client.predict(handle_file(str(bad)), "auto", True, api_name="/import_file")
     assert "Imported **1** pairs" in summary and served.store.count("pairs") == before + 1
+    report = Path(served.store.path).with_suffix(".rejected.jsonl")  # next to the store
+    assert f"`{report}`" in summary and "identical" in report.read_text()
+    reference = tmp_path / "reference.jsonl"
+    reference.write_text(
+        json.dumps({"prompt": "r", "response_a": "one", "response_b": "two", "label": "b"}) + "\n"
+    )
+    labels_before = served.store.count("labels")
+    summary, _ = client.predict(
+        handle_file(str(reference)), "auto", False, "as-reference", api_name="/import_file"
+    )
+    assert "kept as reference only" in summary
+    assert served.store.count("labels") == labels_before
+    assert served.store.count("reference_labels") == 1
 
     summary, files = client.predict("trl", 0.0, api_name="/export")
     assert "Exported" in summary
