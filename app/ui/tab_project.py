@@ -39,7 +39,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
     @ui_errors
     def project_load(request: gr.Request) -> tuple[Any, ...]:
         ctx.user(request, "admin")
-        return values("")
+        return values("The settings as stored.")
 
     @ui_errors
     def project_preview(text: str, request: gr.Request) -> str:

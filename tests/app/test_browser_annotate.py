@@ -200,6 +200,7 @@ def test_project_tab_sets_guidelines_annotators_see(browser: Any, tmp_path: Path
     try:
         context, page, dialogs = login(browser, served, "boss")
         page.get_by_role("tab", name="Project").click()
+        expect(page.locator("#project-status")).to_contain_text("as stored", timeout=15_000)
         box = page.locator("#project-guidelines textarea")
         expect(box).to_have_value(re.compile("Which response is better"), timeout=15_000)
         box.fill('# Pilot rules\n\nPrefer **short** answers. <img src=x onerror="window.__xss=9">')
