@@ -68,7 +68,10 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:  # noqa: PLR0915 - one de
     def plain_view(
         user: str, shown: Shown | None, status: str, progress: Progress
     ) -> tuple[Any, ...]:
-        progress_md = f"**{user}** · labelled by me today: **{progress.mine_today}** · queue left: **{progress.queue_left}**"
+        progress_md = (  # the human queue in the words of `stats`, `route` and the Dashboard
+            f"**{user}** · labelled by me today: **{progress.mine_today}** · human queue: "
+            f"**{progress.queue_left}** pairs still want a label"
+        )
         if shown is None:
             return ([], EMPTY_QUEUE, "", "", progress_md, status, "")
         return (

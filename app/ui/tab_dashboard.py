@@ -21,11 +21,11 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:
         refresh = gr.Button("Refresh", elem_id="btn-dashboard")
         agreement = gr.Markdown()
         with gr.Row():
-            over_time = gr.Plot(label="Labels by source")
-            calibration = gr.Plot(label="Calibration accuracy per round")
+            over_time = gr.Plot(label="Labels by source", elem_classes="dashboard-plot")
+            calibration = gr.Plot(label="Calibration accuracy per round", elem_classes="dashboard-plot")
         with gr.Row():
-            histogram = gr.Plot(label="Uncertainty")
-            efficiency = gr.Plot(label="Label efficiency")
+            histogram = gr.Plot(label="Uncertainty", elem_classes="dashboard-plot")
+            efficiency = gr.Plot(label="Label efficiency", elem_classes="dashboard-plot")
 
     dashboard_outputs = [agreement, over_time, calibration, histogram, efficiency]
     refresh.click(show_dashboard, None, dashboard_outputs, api_name="dashboard")

@@ -292,8 +292,11 @@ def rescore_and_route(store: PreferenceStore, human_budget: int) -> dict[str, An
         from labeling.scoring import score_store
     except ImportError as exc:
         raise MissingPiece(f"labeling is not available here ({exc}); cannot re-score") from None
+    from data.project import read_project
+
     scored = score_store(store)
-    routed = route_store(store, RouterConfig(human_budget=human_budget))
+    overlap = read_project(store).overlap  # as `prefloop route` does without --overlap
+    routed = route_store(store, RouterConfig(human_budget=human_budget, needed_labels=overlap))
     return {
         "ensemble_version": scored.version,
         "scored_pairs": scored.scored_pairs,

@@ -199,7 +199,7 @@ def test_an_empty_queue_through_the_api(tmp_path: Path) -> None:
         assert held[3] == served.pair_ids[0]
         empty = two.predict(api_name="/next_pair")  # the only pair is leased to ann1
         assert len(empty) == 7 and empty[3] == "" and "Nothing to label" in empty[1]
-        assert "queue left: **1**" in empty[4]
+        assert "human queue: **1** pairs still want a label" in empty[4]
         after = one.predict(held[3], "", api_name="/label_a")
         assert after[3] == "" and "Nothing to label" in after[1] and after[5] == "Saved: A better."
         assert "Nothing to undo" in two.predict(api_name="/undo")[5]

@@ -83,7 +83,7 @@ def wait_for_pair(page: Any, mine_today: int | None = None) -> str:
     """Wait until the page shows a pair (and, if given, my label count); return the prompt text."""
     from playwright.sync_api import expect
 
-    expect(page.locator("#progress")).to_contain_text("queue left", timeout=15_000)
+    expect(page.locator("#progress")).to_contain_text("still want a label", timeout=15_000)
     if mine_today is not None:
         expect(page.locator("#progress")).to_contain_text(f"today: {mine_today} ", timeout=15_000)
     expect(page.locator("#prompt")).to_contain_text(re.compile("question", re.I), timeout=15_000)
@@ -212,10 +212,11 @@ def test_admin_tabs_render_and_screenshots(browser: Any, served_xss: Served) -> 
         ("Data", None),
     ]:
         page.get_by_role("tab", name=tab).click()
-        if tab == "Dashboard":
-            page.locator("#btn-dashboard").click()
+        if tab == "Dashboard":  # drawn on opening the tab: no Refresh pressed
             expect(page.get_by_text("Krippendorff")).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(1500)  # plots draw after the table
+            expect(page.locator(".dashboard-plot img")).to_have_count(4, timeout=30_000)
+            for plot in page.locator(".dashboard-plot img").all():
+                expect(plot).to_be_visible()
         elif ready:
             expect(page.get_by_text(ready).first).to_be_visible(timeout=15_000)
         save(page, tab.lower())
@@ -255,15 +256,14 @@ def test_demo_starts_within_a_minute_and_screenshots(browser: Any, tmp_path: Pat
         assert ready < 60, f"demo took {ready:.0f}s to serve"
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"http://127.0.0.1:{port}/")
-        expect(page.locator("#progress")).to_contain_text("queue left", timeout=30_000)
+        expect(page.locator("#progress")).to_contain_text("still want a label", timeout=30_000)
         page.wait_for_timeout(500)
         save(page, "demo-annotate")
         for tab in ("Judge", "Train", "Dashboard", "Data"):
             page.get_by_role("tab", name=tab).click()
-            if tab == "Dashboard":
-                page.locator("#btn-dashboard").click()
+            if tab == "Dashboard":  # drawn on opening the tab
                 expect(page.get_by_text("Krippendorff")).to_be_visible(timeout=30_000)
-                page.wait_for_timeout(1500)
+                expect(page.locator(".dashboard-plot img")).to_have_count(4, timeout=30_000)
             page.wait_for_timeout(800)
             save(page, f"demo-{tab.lower()}")
         page.close()

@@ -76,7 +76,7 @@ def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]
     page.get_by_label("username").fill(user)
     page.get_by_label("password").fill(PASSWORDS[user])
     page.get_by_role("button", name="Login").click()
-    expect(page.locator("#progress")).to_contain_text("queue left", timeout=30_000)
+    expect(page.locator("#progress")).to_contain_text("still want a label", timeout=30_000)
     return context, page, dialogs
 
 
