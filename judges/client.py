@@ -15,9 +15,11 @@ port costs exactly `1 + max_retries` connection attempts (the SDK's own retries,
 request whose retries all fail to connect. Dropped connections, timeouts, 429 and 5xx
 from a server that does answer keep the retry-then-fail-the-pair behaviour above.
 
-The key is the caller's `api_key` (the Judge tab's password field, for one batch) or
-`$OPENAI_API_KEY`, straight into the SDK; it is never returned, logged or put in a
-`Completion`.
+The key is the caller's `api_key` (the Judge tab's password field, for one batch), else
+the variable `config.api_key_env` names (`$OPENAI_API_KEY` unless `--api-key-env NAME`),
+straight into the SDK. It goes to whichever endpoint `--base-url` names. It is never
+returned or logged, and an endpoint that echoes it gets it scrubbed (`judges.secrets`)
+from every reply, error and exception before anything stores or shows them.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.errors import JudgeError
-from judges.config import JudgeConfig
+from data.errors import ConfigError, JudgeError
+from judges.config import DEFAULT_API_KEY_ENV, JudgeConfig
+from judges.secrets import scrub, scrub_completion, scrub_exception, secret_forms
 
 log = logging.getLogger("prefloop.judges")
 
@@ -76,8 +79,8 @@ class OpenAIBackend:
         self.endpoint = config.resolved_base_url
         self.logprobs_enabled = config.logprobs
         self.logprobs_disabled_reason: str | None = None
-        # local servers accept any key; "EMPTY" is the vLLM convention
-        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        key = api_key or _key_from_env(config.api_key_env)
+        self._secrets = secret_forms(key)
         self._client = AsyncOpenAI(
             base_url=self.endpoint,
             api_key=key,
@@ -104,7 +107,16 @@ class OpenAIBackend:
 
     async def complete(self, model: str, messages: list[dict[str, str]]) -> Completion:
         """One reply; raises `JudgeError` for what is the same for every pair (unreachable
-        endpoint, bad key, unknown model), so the batch stops instead of failing each pair."""
+        endpoint, bad key, unknown model), so the batch stops instead of failing each pair.
+        The key is scrubbed from the reply, its error and any exception."""
+        try:
+            completion = await self._complete_in_turn(model, messages)
+        except Exception as exc:
+            scrub_exception(exc, self._secrets)
+            raise
+        return scrub_completion(completion, self._secrets)
+
+    async def _complete_in_turn(self, model: str, messages: list[dict[str, str]]) -> Completion:
         if not self._reached:
             async with self._first_contact:
                 if self._unreachable is not None:
@@ -137,7 +149,7 @@ class OpenAIBackend:
                 if params.get("logprobs") and _mentions_logprobs(exc):
                     if self.logprobs_enabled:
                         self.logprobs_enabled = False
-                        self.logprobs_disabled_reason = str(exc)[:200]
+                        self.logprobs_disabled_reason = scrub(str(exc), self._secrets)[:200]
                         log.warning(
                             "endpoint refused logprobs (%s); continuing without them",
                             self.logprobs_disabled_reason,
@@ -147,7 +159,8 @@ class OpenAIBackend:
             except openai.AuthenticationError as exc:
                 raise JudgeError(
                     f"{self.endpoint} rejected the API key (401: {_short(exc)}); set "
-                    "$OPENAI_API_KEY (or the Judge tab's API key) to a valid key for this endpoint"
+                    f"${self.config.api_key_env} (or the Judge tab's API key) to a valid key "
+                    "for this endpoint"
                 ) from None
             except openai.NotFoundError as exc:  # the same for every pair: stop the batch
                 raise JudgeError(
@@ -201,6 +214,20 @@ class OpenAIBackend:
             f"cannot reach {self.endpoint} ({reason}; {tries_text}); nothing was judged: "
             + START_A_SERVER
         )
+
+
+def _key_from_env(name: str) -> str:
+    """The key in $`name`; without it "EMPTY" (local servers accept any key; vLLM's convention)
+    for the default variable, an error for one named with --api-key-env."""
+    key = os.environ.get(name)
+    if key:
+        return key
+    if name != DEFAULT_API_KEY_ENV:
+        raise ConfigError(
+            f"--api-key-env {name}: ${name} is not set; export {name}=KEY (the key of this "
+            "endpoint) or leave --api-key-env out to use $OPENAI_API_KEY"
+        )
+    return "EMPTY"
 
 
 def _connect_errors() -> tuple[type[BaseException], ...]:

@@ -1,14 +1,16 @@
 """What a judge batch does: one frozen config, built from CLI flags and passed in explicitly.
 
-The API key is deliberately not a field: the client reads `$OPENAI_API_KEY` at the last
-moment, or takes the key handed to `run_batch(..., api_key=)` (the Judge tab's password
-field), so no config dump, log line or store row can carry it.
+The API key is deliberately not a field: the client reads the variable `api_key_env` names
+(`$OPENAI_API_KEY` by default) at the last moment, or takes the key handed to
+`run_batch(..., api_key=)` (the Judge tab's password field), so no config dump, log line or
+store row can carry it. Only the variable's name is configured.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 from data.errors import ConfigError
 
 BACKENDS = ("openai", "hf")
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,13 @@ class JudgeConfig:
     )
     base_url: str | None = field(
         default=None, metadata={"help": "OpenAI-compatible endpoint; default $OPENAI_BASE_URL."}
+    )
+    api_key_env: str = field(
+        default=DEFAULT_API_KEY_ENV,
+        metadata={
+            "help": "Environment variable holding this endpoint's API key (the key is sent to "
+            "--base-url, whichever server that is). A named variable that is unset is an error."
+        },
     )
     backend: str = field(
         default="openai",
@@ -113,6 +124,11 @@ class JudgeConfig:
         if len(set(self.models)) != len(self.models):
             raise ConfigError(
                 f"--model given twice: {', '.join(self.models)}; name each model once"
+            )
+        if not _ENV_NAME.fullmatch(self.api_key_env):
+            raise ConfigError(
+                f"--api-key-env {self.api_key_env!r} is not a variable name; give the name "
+                "(e.g. VLLM_API_KEY), not the key itself"
             )
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not one of {', '.join(BACKENDS)}")

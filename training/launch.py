@@ -2,7 +2,7 @@
 
 `training.jobs` decides what runs when; this module only knows how a trainer process is
 started (`python -m training STAGE --run-dir DIR`, or through `accelerate launch` for
-several processes), how to tell whether a process this owner did not start still lives,
+several processes) and with which environment (an allow-list: no API keys), how to tell whether a process this owner did not start still lives,
 and how to stop a whole process group (SIGTERM, then SIGKILL after a grace period).
 """
 
@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from training import runfiles
@@ -41,16 +42,63 @@ def trainer_command(python: str, stage: str, run_dir: Path, num_processes: int) 
     ]
 
 
-def spawn_trainer(cmd: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
-    """Start `cmd` in its own session (so cancel can stop the whole group), logging to the run."""
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+# What a trainer needs from the caller's environment, and nothing else: API keys for judge
+# endpoints (OPENAI_API_KEY, a per-endpoint --api-key-env variable) and other secrets stay
+# behind. HF_TOKEN (and its old name) is kept: the hub needs it for gated policies.
+ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG", "LANGUAGE",
+        "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH",
+        "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+        "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+        "CUBLAS_WORKSPACE_CONFIG",
+        "COVERAGE_PROCESS_START",
+        # Windows
+        "SYSTEMROOT", "COMSPEC", "PATHEXT", "USERPROFILE", "APPDATA", "LOCALAPPDATA",
     }
+)  # fmt: skip
+ENV_PREFIXES = (
+    "LC_", "PYTHON", "PREFLOOP_", "CUDA_", "NVIDIA_", "NCCL_", "CUDNN_", "ROCM_", "HIP_",
+    "HF_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "TRITON_", "ACCELERATE_",
+    "DEEPSPEED_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "COV_CORE_",
+)  # fmt: skip
+# never passed on, whatever the prefix (an HF_API_KEY, a PREFLOOP_SECRET): a name with one of
+# these words (split at "_") says it holds a secret
+SECRET_WORDS = frozenset(
+    {"KEY", "APIKEY", "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "CREDENTIALS"}
+)
+KEPT_TOKENS = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
+
+
+def passes_to_trainer(name: str) -> bool:
+    """Whether the variable `name` of the caller's environment goes to a trainer process."""
+    if name in KEPT_TOKENS:
+        return True
+    if SECRET_WORDS.intersection(name.upper().split("_")):
+        return False
+    return name in ENV_NAMES or name.startswith(ENV_PREFIXES)
+
+
+def trainer_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a trainer process: the allow-list above, plus prefloop's settings."""
+    source = os.environ if environ is None else environ
+    env = {name: value for name, value in source.items() if passes_to_trainer(name)}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE=source.get("HF_HUB_OFFLINE", "1"),
+    )
     repo_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
+    return env
+
+
+def spawn_trainer(cmd: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session (so cancel can stop the whole group), logging to the run,
+    with `trainer_env()`: no judge API key or other secret reaches the trainer."""
     with (run_dir / runfiles.LOG).open("ab") as log:
         return subprocess.Popen(
             cmd,
@@ -58,7 +106,7 @@ def spawn_trainer(cmd: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=env,
+            env=trainer_env(),
             cwd=run_dir,
         )
 

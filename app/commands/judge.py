@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
-from judges.config import BACKENDS, JudgeConfig
+from judges.config import BACKENDS, DEFAULT_API_KEY_ENV, JudgeConfig
+
+
+def _help(name: str) -> str:
+    """The help text of a `JudgeConfig` field, written once there."""
+    return {f.name: f for f in dataclasses.fields(JudgeConfig)}[name].metadata["help"]
 
 
 @click.command("judge")
@@ -16,7 +22,15 @@ from judges.config import BACKENDS, JudgeConfig
     "--base-url",
     default=None,
     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL). "
-    "The key is read from $OPENAI_API_KEY and never stored.",
+    "The key is read from $OPENAI_API_KEY (or --api-key-env), sent to this endpoint, and "
+    "never stored.",
+)
+@click.option(
+    "--api-key-env",
+    default=DEFAULT_API_KEY_ENV,
+    show_default=True,
+    metavar="NAME",
+    help=_help("api_key_env"),
 )
 @click.option(
     "--model",
@@ -106,6 +120,7 @@ from judges.config import BACKENDS, JudgeConfig
 def judge_command(
     db: str,
     base_url: str | None,
+    api_key_env: str,
     models: tuple[str, ...],
     backend: str,
     concurrency: int,
@@ -129,6 +144,7 @@ def judge_command(
     config = JudgeConfig(
         models=models,
         base_url=base_url,
+        api_key_env=api_key_env,
         backend=backend,
         concurrency=concurrency,
         swap=swap,
