@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from data.errors import ConfigError, ImportValidationError, RowProblem
 from data.ingest import ingest
-from data.readers import DEFAULT_MAX_SOURCE_BYTES, read_source
+from data.readers import DEFAULT_MAX_SOURCE_BYTES, ReadLimits, read_source
 from data.shapes import (
     FORMATS,
     Record,
@@ -43,7 +43,8 @@ class ImportOptions:
     who: str = "import"  # recorded as the labeller of imported labels
     labels: str = "use"  # use: labels train and outrank the judge; as-reference: measure only
     split: str | None = None  # split of a Hugging Face dataset (default: train, else the first)
-    shape: ShapeConfig = field(default_factory=ShapeConfig)
+    shape: ShapeConfig = field(default_factory=ShapeConfig)  # caps on texts, turns, responses
+    read: ReadLimits = field(default_factory=ReadLimits)  # caps on raw lines and JSON nesting
     max_problems: int = 50  # how many problems an atomic failure lists
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # refuse larger files (after decompression)
     progress: bool = False
@@ -87,7 +88,12 @@ def parse_sources(
     for source in sources:
         fmt = None if options.format == "auto" else options.format
         for raw in tqdm(
-            read_source(source, split=options.split, max_bytes=options.max_source_bytes),
+            read_source(
+                source,
+                split=options.split,
+                max_bytes=options.max_source_bytes,
+                limits=options.read,
+            ),
             desc=Path(source).name,
             unit=" rows",
             disable=not options.progress,
@@ -142,7 +148,8 @@ def import_sources(
     )
     if problems:
         path = Path(options.report_path or f"{Path(store.path).with_suffix('')}.rejected.jsonl")
-        with path.open("w", encoding="utf-8") as handle:
+        # backslashreplace: a file name with undecodable bytes cannot stop the report
+        with path.open("w", encoding="utf-8", errors="backslashreplace") as handle:
             for problem in problems:
                 handle.write(json.dumps(problem.as_dict(), ensure_ascii=False) + "\n")
         report.report_path = str(path)

@@ -15,14 +15,24 @@ Shapes (auto-detected from the first readable row, or forced with `--format`):
   per response). Pair policy: every response is stored; pairs are all
   combinations, or, past ``max_pairs_per_prompt``, that many chosen by a hash of
   the texts (deterministic, spread over all responses). With ``scores`` the
-  higher-scored response is labelled the winner (equal scores: tie).
+  higher-scored response is labelled the winner (equal scores: tie); a score must be a
+  finite number (NaN and infinities are refused, never read as a tie).
+
+Every shape obeys the same caps (`ShapeConfig`): characters per text, characters across
+a prompt's turns, turns per message list, responses per row. A prompt needs a user turn
+(a system message alone is refused). Two responses are the same response when they
+differ only in invisible characters: they are compared after NFC normalisation with
+Unicode format characters (category Cf: zero-width spaces and joiners, the byte-order
+mark, soft hyphens, direction marks) removed. The texts are stored as given.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +48,13 @@ _HH_ASSISTANT = "\n\nAssistant:"
 
 @dataclass(frozen=True)
 class ShapeConfig:
-    """Limits applied to every imported row."""
+    """Limits applied to every imported row; each refusal names the field and the cap."""
 
-    max_text_chars: int = 200_000
-    max_pairs_per_prompt: int = 10
+    max_text_chars: int = 200_000  # one prompt turn, message or response
+    max_pairs_per_prompt: int = 10  # pairs formed from one row's list of responses
+    max_prompt_chars: int = 400_000  # all of a prompt's turns together
+    max_turns: int = 256  # messages in one prompt or message list
+    max_responses: int = 256  # responses in one `responses` row
 
 
 @dataclass
@@ -140,9 +153,13 @@ def _checked_text(field: str, value: str, config: ShapeConfig, *, response: bool
     return value
 
 
-def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
+def _messages(value: Any, field: str, config: ShapeConfig, *, max_chars: int = 0) -> Messages:
+    """Checked messages; `max_chars` caps their total (default: a prompt's cap)."""
     if not isinstance(value, list) or not value:
         raise RowError(field, "must be a non-empty list of {role, content} messages")
+    _check_turns(len(value), field, config)
+    max_chars = max_chars or config.max_prompt_chars
+    total = 0
     messages: Messages = []
     for index, message in enumerate(value):
         where = f"{field}[{index}]"
@@ -155,6 +172,9 @@ def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
             raise RowError(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"must be a string, got {type(content).__name__}")
+        total += len(content)
+        if total > max_chars:
+            raise RowError(field, _too_many_chars(f"{total}+", max_chars))
         # assistant turns may be empty, like any response (HH dialogues have some)
         messages.append(
             {
@@ -167,23 +187,67 @@ def _messages(value: Any, field: str, config: ShapeConfig) -> Messages:
     return messages
 
 
+def _check_turns(count: int, field: str, config: ShapeConfig) -> None:
+    if count > config.max_turns:
+        raise RowError(
+            field,
+            f"has {count} messages, over the {config.max_turns}-turn limit "
+            "(raise max_turns to allow it)",
+        )
+
+
+def _too_many_chars(count: str, limit: int) -> str:
+    return (
+        f"holds {count} characters across its turns, over the {limit} limit "
+        "(raise max_prompt_chars to allow it)"
+    )
+
+
+def _checked_prompt(messages: Messages, field: str, config: ShapeConfig) -> Messages:
+    """A prompt within the caps that asks something: at least one user turn."""
+    _check_turns(len(messages), field, config)
+    total = sum(len(m["content"]) for m in messages)
+    if total > config.max_prompt_chars:
+        raise RowError(field, _too_many_chars(str(total), config.max_prompt_chars))
+    if not any(m["role"] == "user" for m in messages):
+        roles = ", ".join(dict.fromkeys(m["role"] for m in messages))
+        raise RowError(
+            field, f"has no user message (only {roles}); a prompt needs at least one user turn"
+        )
+    return messages
+
+
 def _prompt(row: dict[str, Any], config: ShapeConfig) -> Messages:
     value = row.get("prompt")
     if isinstance(value, list):
-        return _messages(value, "prompt", config)
+        return _checked_prompt(_messages(value, "prompt", config), "prompt", config)
     text = _text(row, "prompt", config)
     if text.startswith("\n\nHuman:"):
         turns = _hh_turns(
             text.removesuffix("\n\nAssistant:").removesuffix("\n\nAssistant: "), "prompt"
         )
-        return turns
+        return _checked_prompt(turns, "prompt", config)
     return [{"role": "user", "content": text}]
+
+
+def identity(text: str) -> str:
+    """What two responses are compared by: NFC, without format (Cf) characters."""
+    text = unicodedata.normalize("NFC", text)
+    if text.isascii():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def _distinct(r1: str, r2: str, fields: tuple[str, str]) -> None:
     if r1 == r2:
         raise RowError(
             fields[1], f"is identical to {fields[0]}: a pair needs two different responses"
+        )
+    if identity(r1) == identity(r2):
+        raise RowError(
+            fields[1],
+            f"is identical to {fields[0]} but for invisible characters (zero-width, byte-order "
+            "mark, soft hyphen or Unicode normalisation): a pair needs two different responses",
         )
 
 
@@ -194,9 +258,11 @@ def _verdict(row: dict[str, Any]) -> tuple[str | None, float | None]:
     if not isinstance(label, str) or label.strip().lower() not in VERDICTS:
         raise RowError("label", f"must be one of {', '.join(VERDICTS)}, got {label!r}")
     confidence = row.get("confidence")
-    if confidence in (None, ""):
+    if confidence is None or confidence == "":
         return label.strip().lower(), None
     try:
+        if isinstance(confidence, bool):
+            raise TypeError
         value = float(confidence)
     except (TypeError, ValueError):
         raise RowError(
@@ -213,12 +279,15 @@ def _verdict(row: dict[str, Any]) -> tuple[str | None, float | None]:
 def _parse_trl(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
     chosen, rejected = row.get("chosen"), row.get("rejected")
     if isinstance(chosen, list) or isinstance(rejected, list):
-        c_msgs = _messages(chosen, "chosen", config)
-        r_msgs = _messages(rejected, "rejected", config)
+        # a conversation holds the prompt and the response
+        room = config.max_prompt_chars + config.max_text_chars
+        c_msgs = _messages(chosen, "chosen", config, max_chars=room)
+        r_msgs = _messages(rejected, "rejected", config, max_chars=room)
         if "prompt" in row and row["prompt"] is not None:
             prompt = _prompt(row, config)
         else:
             prompt, c_msgs, r_msgs = _split_shared_prefix(c_msgs, r_msgs)
+            prompt = _checked_prompt(prompt, "prompt", config)
         c_text = _final_assistant(c_msgs, "chosen")
         r_text = _final_assistant(r_msgs, "rejected")
     else:
@@ -271,6 +340,7 @@ def _parse_hh(row: dict[str, Any], config: ShapeConfig) -> PairRecord:
     prompt = _hh_turns(chosen[:marker], "chosen")
     if not prompt or prompt[-1]["role"] != "user":
         raise RowError("chosen", "must have a Human turn before the final Assistant turn")
+    _checked_prompt(prompt, "chosen", config)
     start = marker + len(_HH_ASSISTANT)
     # HH keeps a few empty final turns: an empty answer is a real (bad) response, so it stays.
     c_text, r_text = (t[start:].removeprefix(" ") for t in (chosen, rejected))
@@ -292,16 +362,30 @@ def _parse_responses(row: dict[str, Any], config: ShapeConfig) -> ResponsesRecor
     value = row.get("responses")
     if not isinstance(value, list):
         raise RowError("responses", "must be a list of response strings")
+    if len(value) > config.max_responses:
+        raise RowError(
+            "responses",
+            f"has {len(value)} responses, over the {config.max_responses} limit "
+            "(raise max_responses to allow it)",
+        )
     responses: list[str] = []
     for index, text in enumerate(value):
         if not isinstance(text, str):
             raise RowError(f"responses[{index}]", f"must be a string, got {type(text).__name__}")
         responses.append(_checked_text(f"responses[{index}]", text, config, response=True))
-    unique = list(dict.fromkeys(responses))
+    # responses that differ only in invisible characters count once: the first is kept
+    kept: dict[str, str] = {}
+    for text in responses:
+        kept.setdefault(identity(text), text)
+    unique = list(kept.values())
     if len(unique) < 2:
-        raise RowError("responses", "needs at least two different responses to form a pair")
+        raise RowError(
+            "responses",
+            "needs at least two different responses to form a pair (texts that differ only "
+            "in invisible characters count as one)",
+        )
     scores = _scores(row, len(responses))
-    score_of = dict(zip(responses, scores, strict=True)) if scores else {}
+    score_of = dict(zip(responses, scores, strict=True)) if scores else {}  # the last score wins
     combos = list(itertools.combinations(unique, 2))
     if len(combos) > config.max_pairs_per_prompt:
         combos = sorted(combos, key=lambda c: text_hash(c[0] + "\0" + c[1]))[
@@ -323,7 +407,19 @@ def _scores(row: dict[str, Any], count: int) -> list[float] | None:
         return None
     if not isinstance(value, list) or len(value) != count:
         raise RowError("scores", f"must be a list of {count} numbers, one per response")
-    try:
-        return [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise RowError("scores", "must hold only numbers") from None
+    scores = []
+    for index, item in enumerate(value):
+        try:
+            if isinstance(item, bool):
+                raise TypeError
+            number = float(item)
+        except (TypeError, ValueError):
+            raise RowError(f"scores[{index}]", f"must be a number, got {item!r}") from None
+        if not math.isfinite(number):
+            raise RowError(
+                f"scores[{index}]",
+                f"is {number}; scores must be finite numbers (NaN or infinity would decide "
+                "the pair's label arbitrarily)",
+            )
+        scores.append(number)
+    return scores

@@ -241,7 +241,7 @@ class PreferenceStore:
         """
         import json
 
-        _check_label(source, verdict, confidence)
+        _check_label(source, verdict, confidence, rationale)
         if cursor is None:
             with self.transaction() as cur:
                 return self.add_label(
@@ -375,7 +375,17 @@ def refresh_human_queue(
     ).fetchall()
 
 
-def _check_label(source: str, verdict: str, confidence: float | None) -> None:
+MAX_RATIONALE_CHARS = 4_000  # a label's rationale; longer ones are refused, not cut
+
+
+def _check_label(
+    source: str, verdict: str, confidence: float | None, rationale: str | None = None
+) -> None:
+    if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
+        raise StoreError(
+            f"rationale is {len(rationale)} characters, over the {MAX_RATIONALE_CHARS}-character "
+            "limit; shorten it to the reason for the verdict"
+        )
     if source not in SOURCES:
         raise StoreError(f"label source {source!r} is not one of {', '.join(SOURCES)}")
     if verdict not in VERDICTS:
