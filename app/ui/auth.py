@@ -11,6 +11,11 @@ Passwords are never stored: only a salted scrypt hash. Roles:
 
 Roles are checked on the server in every handler (`Access.require`), so calling an
 admin endpoint through the API as an annotator fails just like the hidden button would.
+
+`Access` re-reads the users file when it changes (its mtime, size or inode), so removing
+or demoting a user, or changing a password, takes effect on the next request; the web
+guard (`app.ui.web_guard`) then ends that user's sessions. A users file that becomes
+unreadable locks everyone out (nothing is guessed) until it is fixed, and says so.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,8 @@ from data.errors import ConfigError, PrefloopError
 ROLES = ("annotator", "admin")
 LOCAL_USER = "local"  # who you are when the app runs on loopback without --auth
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+log = logging.getLogger("prefloop.app")
 
 
 class AccessDenied(PrefloopError):
@@ -129,33 +138,101 @@ def add_user(path: str | os.PathLike[str], name: str, password: str, role: str) 
     tmp.replace(file)
 
 
-class Access:
-    """Who may do what. `users=None` means no login (loopback only): everyone is an admin."""
+def _stamp(file: Path) -> tuple[int, int, int] | None:
+    """What changes when the users file is rewritten (None: it is gone)."""
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def __init__(self, users: dict[str, User] | None):
-        self.users = users
+
+class Access:
+    """Who may do what. `users=None` means no login (loopback only): everyone is an admin.
+
+    With `path`, the users file is read again whenever it changes, so every check below
+    sees the file as it is now.
+    """
+
+    def __init__(
+        self, users: dict[str, User] | None, *, path: str | os.PathLike[str] | None = None
+    ):
+        self._users = users
+        self._path = Path(path) if path is not None else None
+        self._stamp = _stamp(self._path) if self._path is not None else None
+        self._broken: str | None = None  # why the users file could not be read again
+        self._lock = threading.Lock()
+        # Unknown users are checked against this hash, so that they take as long as real ones.
+        self._dummy = hash_password(secrets.token_hex(16))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Access:
+        """Access for a users file, re-read when it changes (raises ConfigError if bad now)."""
+        return cls(load_users(path), path=path)
 
     @property
     def enabled(self) -> bool:
-        return self.users is not None
+        return self._users is not None
+
+    @property
+    def users(self) -> dict[str, User] | None:
+        """The users as the file holds them now ({} while it is unreadable)."""
+        self._refresh()
+        return self._users
+
+    @property
+    def broken(self) -> str | None:
+        """Why the users file cannot be read now (None when it is fine)."""
+        self._refresh()
+        return self._broken
+
+    def _refresh(self) -> None:
+        if self._path is None:
+            return
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            if stamp == self._stamp:
+                return
+            try:
+                users = load_users(self._path)
+            except ConfigError as exc:
+                self._users, self._broken = {}, str(exc)
+                log.error("users file unreadable, nobody can log in until it is fixed: %s", exc)
+            else:
+                self._users, self._broken = users, None
+                log.info("users file %s re-read: %d user(s)", self._path, len(users))
+            self._stamp = stamp
+
+    def user(self, username: str | None) -> User | None:
+        """The users-file entry for `username` now (None: no such user, or no login)."""
+        users = self.users
+        return None if users is None else users.get(username or "")
 
     def check_login(self, username: str, password: str) -> bool:
-        """Gradio's `auth=` callable."""
+        """Whether the password is right; as slow for unknown users as for real ones.
+
+        This runs scrypt (tens of ms): call it off the event loop (`app.ui.login_guard`).
+        """
         if self.users is None:
             return True
-        user = self.users.get(username)
-        return user is not None and verify_password(password, user.password)
+        user = self.user(username)
+        ok = verify_password(password, user.password if user is not None else self._dummy)
+        return ok and user is not None
 
     def role_of(self, username: str | None) -> str | None:
         if self.users is None:
             return "admin"
-        user = self.users.get(username or "")
+        user = self.user(username)
         return None if user is None else user.role
 
     def require(self, username: str | None, role: str = "annotator") -> str:
-        """The user's name when their role allows `role`; AccessDenied otherwise."""
+        """The user's name when their role (in the users file now) allows `role`."""
         if self.users is None:
             return username or LOCAL_USER
+        if self.broken is not None:
+            raise AccessDenied(f"nobody can log in now: {self.broken}")
         have = self.role_of(username)
         if have is None:
             raise AccessDenied("not logged in; log in with a user from the --auth users file")

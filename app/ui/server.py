@@ -1,14 +1,15 @@
-"""Starting the app: the host check, auth, and `launch` (used by `prefloop serve`/`demo` and tests)."""
+"""Starting the app: the host check, auth, the web guard, and `launch` (`prefloop serve`/`demo`, tests)."""
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.ui.annotate import AnnotateConfig
-from app.ui.auth import Access, load_users
+from app.ui.auth import Access
 from app.ui.context import AppContext
+from app.ui.login_guard import LoginPolicy
 from data.errors import ConfigError
 from data.store import PreferenceStore
 
@@ -29,6 +30,9 @@ class ServeConfig:
     rescore_budget: int = 50  # pairs the re-score after a training run sends to humans
     max_threads: int = 64  # Gradio worker threads (concurrent requests)
     train_max_steps: int | None = None  # cap on optimizer steps of runs started from the Train tab
+    allowed_origins: tuple[str, ...] = ()  # origins besides the app's own that may call it
+    session_hours: float = 12.0  # a login lasts this long, then the user logs in again
+    login: LoginPolicy = field(default_factory=LoginPolicy)  # backoff after wrong passwords
 
 
 def is_loopback(host: str) -> bool:
@@ -41,6 +45,12 @@ def is_loopback(host: str) -> bool:
 
 
 def check_host(config: ServeConfig) -> None:
+    """Refuse settings that would expose the app; each message names the fix."""
+    from app.ui.web_guard import parse_allowed_origins
+
+    parse_allowed_origins(config.allowed_origins)
+    if not config.session_hours > 0:
+        raise ConfigError(f"--session-hours {config.session_hours} must be more than 0")
     if not is_loopback(config.host) and config.auth is None and not config.insecure:
         raise ConfigError(
             f"--host {config.host} is reachable from the network and there is no --auth users file: "
@@ -54,7 +64,7 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
     from app.ui.blocks import build_blocks
 
     check_host(config)
-    access = Access(load_users(config.auth) if config.auth else None)
+    access = Access.from_file(config.auth) if config.auth else Access(None)
     lease = None if config.lease_seconds is None else AnnotateConfig(config.lease_seconds)
     ctx = AppContext.create(store, access, lease)
     ctx.rescore_budget = config.rescore_budget
@@ -69,18 +79,28 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
 
 
 def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = True) -> Any:
-    """Serve; with block=False return at once (tests), else until Ctrl-C."""
+    """Serve behind the web guard; with block=False return at once (tests), else until Ctrl-C."""
     from app.ui import data_io
     from app.ui.blocks import CSS, KEYBOARD_JS
+    from app.ui.login_guard import LoginThrottle, gradio_auth
+    from app.ui.web_guard import GuardConfig, WebGuard, make_guard, parse_allowed_origins
 
     ctx.start_background()
-    auth = ctx.access.check_login if ctx.access.enabled else None
-    return blocks.launch(
+    guard = make_guard(
+        ctx.access,
+        GuardConfig(
+            allowed_origins=parse_allowed_origins(config.allowed_origins),
+            session_seconds=config.session_hours * 3600.0,
+            loopback=is_loopback(config.host),
+        ),
+    )
+    auth = gradio_auth(ctx.access, LoginThrottle(config.login)) if ctx.access.enabled else None
+    result = blocks.launch(
         server_name=config.host,
         server_port=config.port,
         auth=auth,
         auth_message="prefloop: log in with a user from the --auth users file",
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         show_error=True,
         quiet=not block,
         head=KEYBOARD_JS,
@@ -89,4 +109,16 @@ def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = T
         footer_links=["api"],
         ssr_mode=False,
         max_file_size=data_io.MAX_UPLOAD_BYTES,
+        # With logins, the browser must not keep one user's calls for the next one.
+        run_history=not ctx.access.enabled,
+        app_kwargs={"lifespan": guard.lifespan_for()},
     )
+    if not WebGuard.installed(blocks.app):
+        blocks.close()
+        raise ConfigError(
+            "the web guard did not start, so the app was stopped; this Gradio version "
+            "may not run FastAPI lifespans (install the pinned gradio version)"
+        )
+    if block:
+        blocks.block_thread()
+    return result
