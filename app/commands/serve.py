@@ -64,6 +64,21 @@ def _server_options(func):  # noqa: ANN001, ANN202 - click decorator stack
                 type=int,
                 help="Cap on optimizer steps for runs started from the Train tab (default: the stage's).",
             ),
+            click.option(
+                "--allowed-origin",
+                "allowed_origins",
+                multiple=True,
+                metavar="URL",
+                help="An origin (scheme://host[:port]) besides the app's own whose pages may call "
+                "the app with the user's login. Repeatable. Default: none, same-origin only.",
+            ),
+            click.option(
+                "--session-hours",
+                default=12.0,
+                show_default=True,
+                type=float,
+                help="How long a login lasts (with --auth); then the user logs in again.",
+            ),
         ]
     ):
         func = option(func)
@@ -81,6 +96,8 @@ def serve_command(
     insecure: bool,
     lease_seconds: float | None,
     train_max_steps: int | None,
+    allowed_origins: tuple[str, ...],
+    session_hours: float,
 ) -> None:
     """Serve the labelling app (Annotate, Judge, Train, Dashboard, Data) for a store."""
     from app.ui.server import ServeConfig, check_host
@@ -92,6 +109,8 @@ def serve_command(
         insecure=insecure,
         lease_seconds=lease_seconds,
         train_max_steps=train_max_steps,
+        allowed_origins=allowed_origins,
+        session_hours=session_hours,
     )
     check_host(config)  # before opening the store: fail fast
     if not Path(db).exists():
@@ -137,6 +156,8 @@ def demo_command(
     insecure: bool,
     lease_seconds: float | None,
     train_max_steps: int | None,
+    allowed_origins: tuple[str, ...],
+    session_hours: float,
 ) -> None:
     """Build a store from prefloop's demo data, score and route it, and serve it (offline, CPU).
 
@@ -159,6 +180,8 @@ def demo_command(
         insecure=insecure,
         lease_seconds=lease_seconds,
         train_max_steps=train_max_steps,
+        allowed_origins=allowed_origins,
+        session_hours=session_hours,
     )
     check_host(config)
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="prefloop-demo-"))
