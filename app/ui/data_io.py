@@ -29,6 +29,11 @@ def import_upload(
     if not path:
         raise ConfigError("no file uploaded; choose a .jsonl, .json, .csv or .parquet file first")
     file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"{file.name}: the uploaded file is gone (an upload is deleted after one import, "
+            "or after an hour without one); upload it again"
+        )
     if file.stat().st_size > MAX_UPLOAD_BYTES:
         raise ConfigError(
             f"{file.name} is {file.stat().st_size // 2**20} MiB, over the "

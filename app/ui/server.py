@@ -80,7 +80,7 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
 
 def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = True) -> Any:
     """Serve behind the web guard; with block=False return at once (tests), else until Ctrl-C."""
-    from app.ui import data_io
+    from app.ui import data_io, upload_guard
     from app.ui.blocks import CSS, KEYBOARD_JS
     from app.ui.login_guard import LoginThrottle, gradio_auth
     from app.ui.web_guard import GuardConfig, WebGuard, make_guard, parse_allowed_origins
@@ -111,7 +111,7 @@ def launch(ctx: AppContext, blocks: Any, config: ServeConfig, *, block: bool = T
         max_file_size=data_io.MAX_UPLOAD_BYTES,
         # With logins, the browser must not keep one user's calls for the next one.
         run_history=not ctx.access.enabled,
-        app_kwargs={"lifespan": guard.lifespan_for()},
+        app_kwargs={"lifespan": guard.lifespan_for(), **upload_guard.install(ctx)},
     )
     if not WebGuard.installed(blocks.app):
         blocks.close()

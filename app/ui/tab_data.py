@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui import data_io
+from app.ui import data_io, upload_guard
 from app.ui.context import AppContext
 from app.ui.events import AdminParts, ui_errors
 
@@ -20,10 +20,13 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
         labels: str,
         request: gr.Request,
     ) -> tuple[Any, ...]:
-        user = ctx.user(request, "admin")
-        return data_io.import_upload(
-            ctx.store, path, fmt, bool(skip_invalid), who=f"upload:{user}", labels=labels
-        )
+        try:
+            user = ctx.user(request, "admin")
+            return data_io.import_upload(
+                ctx.store, path, fmt, bool(skip_invalid), who=f"upload:{user}", labels=labels
+            )
+        finally:  # success or failure, the uploaded file is not needed again
+            upload_guard.release(ctx, path)
 
     @ui_errors
     def export(fmt: str, test_fraction: float, request: gr.Request) -> tuple[Any, ...]:
@@ -68,7 +71,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
         [upload, fmt, skip_invalid, labels],
         [import_md, problems],
         api_name="import_file",
-    )
+    ).then(lambda: None, None, upload, api_visibility="private")  # the file is gone
     export_button.click(
         export, [export_fmt, test_fraction], [export_md, download], api_name="export"
     )
