@@ -51,7 +51,10 @@ document.addEventListener('keydown', (event) => {
 # glyphs (A, B, some Cyrillic), so "A better" mixed two fonts. The app's font is the same
 # Source Sans Pro under its own family name, where weight 600 takes the complete Bold file;
 # `:root:root` outranks the theme's `:root`, whatever order the stylesheets load in.
-# Responses stay top-aligned whatever their lengths.
+# Responses stay top-aligned whatever their lengths. Content (`app.ui.render`, class
+# `pl-content`) sits in a box it cannot draw outside of: it paints only inside itself,
+# forms its own stacking context and clips or scrolls what overflows; the label buttons
+# form a stacking context above the page's content.
 CSS = """
 @font-face { font-family: 'prefloop sans'; font-weight: 100 500; font-style: normal;
   src: url('static/fonts/SourceSansPro/SourceSansPro-Regular.woff2') format('woff2'); }
@@ -63,6 +66,10 @@ CSS = """
 #responses > .response-column { justify-content: flex-start; align-self: flex-start; }
 #prompt button[aria-label="Clear"], #prompt button[title="Clear"] { display: none; }
 #verdicts button:disabled, #actions button:disabled { opacity: 0.45; cursor: not-allowed; }
+.pl-content { contain: paint; isolation: isolate; position: relative; overflow: auto;
+  max-width: 100%; overflow-wrap: anywhere; }
+.pl-content pre { overflow: auto; }
+#verdicts, #actions { position: relative; z-index: 10; isolation: isolate; }
 """
 
 

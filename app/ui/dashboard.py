@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.ui.render import plain
 from data.queue import queue_counts
 from data.store import PreferenceStore
 
@@ -203,7 +204,7 @@ def export_quality_markdown(store: PreferenceStore) -> str:
     lines = [
         f"Estimated right labels in the export: {estimate}. Exported {q['exported']} of "
         f"{q['pairs']} pairs ("
-        + ", ".join(f"{k} {v}" for k, v in sorted(q["by_source"].items()))
+        + ", ".join(f"{plain(k)} {v}" for k, v in sorted(q["by_source"].items()))
         + ").",
     ]
     ref = q.get("vs_reference")
@@ -216,7 +217,7 @@ def export_quality_markdown(store: PreferenceStore) -> str:
     budget = human_budget_by_reason(store)
     if budget:
         lines += ["", "| human budget went to | pairs | labelled |", "|---|---|---|"]
-        lines += [f"| {reason} | {n} | {done} |" for reason, n, done in budget]
+        lines += [f"| {plain(reason)} | {n} | {done} |" for reason, n, done in budget]
     return "\n".join(lines)
 
 

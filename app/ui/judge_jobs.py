@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from app.ui.background import Background, MissingPiece, run_in_background
+from app.ui.render import plain
 from data.errors import ConfigError
 from data.queue import queue_counts
 from data.store import PreferenceStore
@@ -40,7 +41,7 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
                 f"**cost** ${cost:.4f} (at ${price_prompt:g} / ${price_completion:g} per 1M tokens)"
             )
         if task.error:
-            lines.append(f"**Error**: {task.error}")
+            lines.append(f"**Error**: {plain(task.error)}")  # endpoint text, as typed
         if task.result:
             if task.name == "judge":  # in words, as the CLI prints it; the ids stay out
                 shown = " · ".join(_judge_glue().summary(task.result))
@@ -48,7 +49,7 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
                 shown = ", ".join(
                     f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
                 )
-            lines.append(f"**Result**: {shown}")
+            lines.append(f"**Result**: {plain(shown)}")
     try:
         from data.stats import human_judge_agreement
 

@@ -1,15 +1,17 @@
 """What the Review tab shows: the matching pairs as a table, one pair with its audit trail.
 
 Every stored text (prompts, responses, rationales, names, reasons) goes through
-`safe_markdown`, so raw HTML shows as text. No Gradio here: the tab module wires these up.
+`app.ui.render`: rendered on the server, sanitised and contained, so it shows and cannot act
+(raw HTML is text). No Gradio here: the tab module wires these up.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
-from app.ui.render import safe_markdown
+from app.ui.render import contained, plain, render_html, safe_html, sanitize
 from data.errors import ConfigError
 from data.review import LabelEntry, PairDetail, ReviewFilter, ReviewPage
 from data.schema import SOURCES
@@ -69,14 +71,16 @@ def count_markdown(page: ReviewPage) -> str:
 
 def pair_markdown(detail: PairDetail) -> tuple[str, str, str]:
     """(prompt, response A, response B), A and B as stored (labels are relative to these)."""
-    turns = [
-        f"**{message['role'].capitalize()}:** {safe_markdown(message['content'])}"
-        for message in detail.pair.messages
+    pair = detail.pair
+    parts = [
+        f"<p><strong>Pair</strong> <code>{html.escape(pair.pair_id)}</code> · "
+        f"queue {html.escape(str(pair.queue))}</p>"
     ]
-    header = f"**Pair** `{detail.pair.pair_id}` · queue {detail.pair.queue}\n\n"
-    return header + "\n\n".join(turns), *(
-        safe_markdown(text) for text in (detail.pair.response_a, detail.pair.response_b)
-    )
+    for message in pair.messages:
+        role = html.escape(str(message["role"]).capitalize())
+        parts.append(f"<p><strong>{role}:</strong></p>{render_html(message['content'])}")
+    prompt = contained(sanitize("".join(parts)))
+    return prompt, safe_html(pair.response_a), safe_html(pair.response_b)
 
 
 def labels_markdown(detail: PairDetail) -> str:
@@ -85,7 +89,7 @@ def labels_markdown(detail: PairDetail) -> str:
         return "*No labels on this pair.*"
     lines = [f"**Labels** ({len(detail.active_labels)} active, {len(detail.labels)} in all)", ""]
     lines += [f"- {label_line(label)}" for label in detail.labels]
-    return "\n".join(lines)
+    return safe_html("\n".join(lines))
 
 
 def label_line(label: LabelEntry) -> str:
@@ -141,5 +145,5 @@ def parse_label_id(value: Any) -> int:
 
 
 def _inline(text: str | None) -> str:
-    """A stored text on one line of a Markdown list, HTML escaped."""
-    return safe_markdown(" ".join((text or "").split()))
+    """A stored text on one line of a Markdown list, shown as typed."""
+    return plain(text)

@@ -17,7 +17,7 @@ import gradio as gr
 from app.ui.annotate import Progress, Shown
 from app.ui.context import AppContext
 from app.ui.events import FAST, postprocessed, ui_errors
-from app.ui.render import conversation, safe_markdown
+from app.ui.render import conversation, plain, safe_html
 
 EMPTY_QUEUE = (
     "**Nothing to label right now.** The queue has no pair for you: every pair has its "
@@ -69,15 +69,15 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:  # noqa: PLR0915 - one de
         user: str, shown: Shown | None, status: str, progress: Progress
     ) -> tuple[Any, ...]:
         progress_md = (  # the human queue in the words of `stats`, `route` and the Dashboard
-            f"**{user}** · labelled by me today: **{progress.mine_today}** · human queue: "
+            f"**{plain(user)}** · labelled by me today: **{progress.mine_today}** · human queue: "
             f"**{progress.queue_left}** pairs still want a label"
         )
         if shown is None:
             return ([], EMPTY_QUEUE, "", "", progress_md, status, "")
         return (
             conversation(shown.messages),
-            safe_markdown(shown.left),
-            safe_markdown(shown.right),
+            safe_html(shown.left),
+            safe_html(shown.right),
             shown.pair_id,
             progress_md,
             status,
@@ -139,13 +139,13 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:  # noqa: PLR0915 - one de
     @ui_errors
     def guidelines(request: gr.Request) -> str:
         ctx.user(request)
-        return safe_markdown(ctx.guidelines)
+        return safe_html(ctx.guidelines)
 
     with gr.Tab("Annotate", id="annotate"):
         progress = gr.Markdown(elem_id="progress")
         with gr.Accordion("Guidelines", open=False):
             guidelines_md = gr.Markdown(
-                safe_markdown(ctx.guidelines), sanitize_html=True, elem_id="guidelines"
+                safe_html(ctx.guidelines), sanitize_html=True, elem_id="guidelines"
             )
         chat = gr.Chatbot(
             label="Prompt",

@@ -14,7 +14,7 @@ import gradio as gr
 
 from app.ui.context import AppContext
 from app.ui.events import AdminParts, ui_errors
-from app.ui.render import safe_markdown
+from app.ui.render import safe_html
 from data.project import ProjectSettings, custom_guidelines, help_of
 
 
@@ -29,7 +29,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
             )
         return (
             project.shown_guidelines,
-            safe_markdown(project.shown_guidelines),
+            safe_html(project.shown_guidelines),
             project.overlap,
             project.lease_seconds,
             project.strength,
@@ -44,7 +44,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
     @ui_errors
     def project_preview(text: str, request: gr.Request) -> str:
         ctx.user(request, "admin")
-        return safe_markdown(text or "")
+        return safe_html(text or "")
 
     @ui_errors
     def project_save(
@@ -82,7 +82,7 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
             with gr.Column(scale=2):
                 gr.Markdown("**Preview**")
                 preview = gr.Markdown(
-                    safe_markdown(ctx.project.shown_guidelines),
+                    safe_html(ctx.project.shown_guidelines),
                     sanitize_html=True,
                     elem_id="project-preview",
                 )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.ui.background import MissingPiece, run_in_background
+from app.ui.render import code_block, plain
 from data.errors import ConfigError
 from data.store import PreferenceStore
 
@@ -225,7 +226,7 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
         lines.append(progress_line(live, running=run["status"] == "running"))
     if run["status"] == "failed" and run.get("log_tail"):
         tail = str(run["log_tail"]).strip().splitlines()[-6:]
-        lines.append("```\n" + "\n".join(tail).replace("```", "'''") + "\n```")
+        lines.append(code_block("\n".join(tail)))  # a log is shown as typed, contained
     if ctx.rescore_task is not None:
         lines.append(rescore_line(ctx.rescore_task, ctx.rescore_budget))
     curves = read_curves(run.get("run_dir"))
@@ -248,7 +249,7 @@ def rescore_line(task: Any, budget: int) -> str:
     if task.running:
         return f"**Re-score after the run**: running ({what})."
     if task.error:
-        return f"**Re-score after the run**: failed: {task.error}"
+        return f"**Re-score after the run**: failed: {plain(task.error)}"
     r = task.result or {}
     if not r:
         return f"**Re-score after the run**: done ({what})."

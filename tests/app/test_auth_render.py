@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.ui.auth import Access, AccessDenied, add_user, hash_password, load_users, verify_password
-from app.ui.render import conversation, safe_markdown
+from app.ui.render import conversation, plain, safe_html, safe_markdown
 from app.ui.server import ServeConfig, check_host, is_loopback
 from data.errors import ConfigError
 
@@ -73,18 +73,40 @@ def test_non_loopback_host_needs_auth_or_insecure() -> None:
         "<iframe src=//evil></iframe>",
     ],
 )
-def test_safe_markdown_escapes_raw_html(payload: str) -> None:
-    out = safe_markdown(f"before {payload} after")
-    assert "<" not in out.replace("&lt;", "")
-    assert "javascript:" not in out.lower()
+def test_safe_html_escapes_raw_html(payload: str) -> None:
+    out = safe_html(f"before {payload} after")
+    inner = out.removeprefix('<div class="pl-content">').removesuffix("</div>")
+    assert inner.startswith("<p>") and inner.endswith("</p>")
+    assert "<" not in inner.removeprefix("<p>").removesuffix("</p>").replace("&lt;", "")
+    assert "<a " not in out  # the tag is text: &lt;a ...
 
 
-def test_safe_markdown_keeps_code_and_disarms_links() -> None:
-    text = "Use `<b>` tags:\n\n```html\n<b>bold</b>\n```\n\n[x](javascript:alert(1)) and [ok](https://example.org)"
-    out = safe_markdown(text)
-    assert "```html\n<b>bold</b>\n```" in out and "`<b>`" in out
-    assert "](javascript&#58;alert(1))" in out
-    assert "(https://example.org)" in out
+def test_safe_html_keeps_code_and_disarms_links() -> None:
+    text = (
+        "Use `<b>` tags:\n\n```html\n<b>bold</b>\n```\n\n"
+        "[x](javascript:alert(1)) and [ok](https://example.org) and [own](/logout)"
+    )
+    out = safe_html(text)
+    assert "<code>&lt;b&gt;</code>" in out
+    assert "<pre><code>&lt;b&gt;bold&lt;/b&gt;&#10;</code></pre>" in out  # no class kept
+    assert "javascript" in out and 'href="javascript' not in out  # shown as text
+    assert '<a href="https://example.org" rel="noopener noreferrer nofollow">ok</a>' in out
+    assert "/logout" not in out  # relative links lose their target
+    assert "\n" not in out and safe_markdown(text) == out
+
+
+def test_images_are_links_never_fetched() -> None:
+    out = safe_html('![cat](https://example.org/cat.png "t") ![me](/logout) <img src="/logout">')
+    assert "<img" not in out
+    assert '<a href="https://example.org/cat.png" rel="noopener noreferrer nofollow">' in out
+    assert "[image: cat]" in out and "[image: me]" in out
+
+
+def test_plain_is_inert_in_markdown_and_html() -> None:
+    shown = plain("ann <b>*x*</b> [a](b) `c` $$d$$ ~~e~~ | f \\g\nnext")
+    for char in "<>*[]`$~|\\\n":
+        assert char not in shown
+    assert shown.startswith("ann &#60;b&#62;") and "(b)" in shown
 
 
 def test_conversation_keeps_turns_and_escapes() -> None:
@@ -96,5 +118,5 @@ def test_conversation_keeps_turns_and_escapes() -> None:
         ]
     )
     assert [m["role"] for m in shown] == ["user", "user", "assistant"]
-    assert shown[0]["content"].startswith("*System:*")
+    assert "<em>System:</em>" in shown[0]["content"]
     assert "<script>" not in shown[1]["content"]

@@ -58,8 +58,8 @@ def test_admin_filters_opens_and_corrects(reviewed: Served) -> None:
 
     old = judge_label(reviewed, p[0])
     pair_id, prompt, left, right, labels, choices, _ = client.predict(p[0], api_name="/review_open")
-    assert pair_id == p[0] and "&lt;script>" in prompt  # stored texts come escaped
-    assert "&lt;b>longer&lt;/b>" in labels and "2 active" in labels
+    assert pair_id == p[0] and "&lt;script&gt;" in prompt  # stored texts come escaped
+    assert "&lt;b&gt;longer&lt;/b&gt;" in labels and "2 active" in labels
     assert [value for _, value in choices["choices"]] == [str(old), str(old + 1)]
 
     out = client.predict(p[0], str(old), "b", "A ignores the question", api_name="/review_correct")
@@ -67,7 +67,7 @@ def test_admin_filters_opens_and_corrects(reviewed: Served) -> None:
     new = store.labels("AND pair_id = ? AND who = 'boss'", [p[0]])[0]
     assert new["verdict"] == "b" and new["source"] == "human"
     assert f"Corrected label #{old}" in status and f"new label #{new['label_id']}" in status
-    assert f"~~#{old} · judge" in labels
+    assert f"<del>#{old} · judge" in labels  # rendered on the server
     assert f"by boss: A ignores the question; replaced by #{new['label_id']}" in labels
     assert str(old) not in [value for _, value in choices["choices"]]
     assert store.count("label_corrections") == 1
@@ -131,7 +131,7 @@ def entry(**changes: object) -> LabelEntry:
 def test_label_lines_mark_retractions_with_who_and_why() -> None:
     active = review_view.label_line(entry(rationale="line one\nline <two>", confidence=0.9))
     assert active.startswith("#7 · human · ann1 · **A better** · round 2 · confidence 0.90")
-    assert active.endswith("— *line one line &lt;two>*")
+    assert active.endswith("— *line one line &#60;two&#62;*")  # plain: inert
     undone = review_view.label_line(entry(retracted_at=datetime(2026, 12, 1, 11, 0)))
     assert undone.startswith("~~#7") and "(undone by its annotator)" in undone
     corrected = review_view.label_line(
@@ -143,7 +143,10 @@ def test_label_lines_mark_retractions_with_who_and_why() -> None:
             replaced_by=9,
         )
     )
-    assert "**retracted** 2026-12-01 11:00 by boss: &lt;i>wrong&lt;/i>; replaced by #9" in corrected
+    assert (
+        "**retracted** 2026-12-01 11:00 by boss: &#60;i&#62;wrong&#60;/i&#62;; replaced by #9"
+        in corrected
+    )
     assert "corrects #3" in review_view.label_line(entry(corrects=3))
 
 
