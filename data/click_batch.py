@@ -10,7 +10,10 @@ A click is acknowledged only after its batch committed, so a crash loses no
 acknowledged label. Each click's checks (known pair, in the human queue, not leased to
 someone else, not already labelled by this annotator) are the ones
 `data.queue.label_and_claim_next` makes; a click that fails them gets its own
-`StoreError` and does not affect the others in its batch.
+`StoreError` and does not affect the others in its batch. A click with `leased_only`
+(every click from the app) is accepted only on the pair leased to its annotator, and any
+refusal says `data.queue.NOT_YOUR_PAIR`, nothing about other pairs. A click whose fields
+have the wrong types is refused on its own, before the batch's statements see it.
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ from dataclasses import dataclass, field, replace
 import duckdb
 
 from data.errors import StoreError
-from data.queue import choose_next, drop_cached_head, forget_closed, lease
+from data.queue import NOT_YOUR_PAIR, choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore, count_human_labels
 
-# Live leases exist only on human-queue pairs (`data.queue.assign` ends the others), so a
-# click on a pair the clicker holds needs no look at `pairs`, the biggest table.
+# Per click: who holds a live lease on its pair, whether the clicker labelled it already,
+# and who the pair was last leased to (live or run out; see `data.queue`). Live leases
+# exist only on human-queue pairs (`data.queue.assign` ends the others), so a click on a
+# pair the clicker holds needs no look at `pairs`, the biggest table.
 _CHECK_SQL = """
 SELECT c.idx,
        (SELECT first(l.annotator) FROM leases l WHERE l.pair_id = c.pair_id
           AND l.expires_at > now()::TIMESTAMP),
        EXISTS (SELECT 1 FROM labels x WHERE x.pair_id = c.pair_id AND x.source = 'human'
-               AND x.who = c.who AND x.retracted_at IS NULL)
+               AND x.who = c.who AND x.retracted_at IS NULL),
+       (SELECT first(l.annotator) FROM leases l WHERE l.pair_id = c.pair_id)
 FROM _clicks c
 """
 _CHECK_PAIRS_SQL = """
@@ -62,6 +68,7 @@ class Click:
     lease_seconds: float = 600.0
     avoid: Collection[str] = ()  # e.g. pairs this annotator skipped
     confidence: float | None = None  # strength of preference (`data.project`), if asked
+    leased_only: bool = False  # accept only on the pair leased to `annotator` (the app's clicks)
 
     @property
     def verdict(self) -> str:
@@ -106,8 +113,12 @@ def _write(
     from data.store import VERDICTS
 
     results: list[Done | StoreError | None] = [None] * len(clicks)
+    problems = [_wrong_type(click) for click in clicks]
+    clicks = [_placeholder(c) if p else c for c, p in zip(clicks, problems, strict=True)]
     for i, click in enumerate(clicks):
-        if click.verdict not in VERDICTS:
+        if problems[i]:
+            results[i] = StoreError(problems[i])
+        elif click.verdict not in VERDICTS:
             results[i] = StoreError(
                 f"verdict {click.verdict_shown!r} is not one of {', '.join(VERDICTS)}"
             )
@@ -127,7 +138,7 @@ def _write(
     cur.register("_clicks", table)
     try:
         checks = cur.execute(_CHECK_SQL).fetchall()
-        unleased = [idx for idx, holder, _ in checks if holder != clicks[idx].annotator]
+        unleased = [idx for idx, holder, _, _ in checks if holder != clicks[idx].annotator]
         pairs = {idx: (True, "human") for idx in range(len(clicks))}
         if unleased:
             found = cur.execute(_CHECK_PAIRS_SQL, {"idx": unleased}).fetchall()
@@ -166,14 +177,24 @@ def _accept(
     """Indices of the clicks that pass their checks; the others get their error."""
     seen: set[tuple[str, str]] = set()
     ok: list[int] = []
-    for idx, holder, already in sorted(checks):
+    for idx, holder, already, last_leased_to in sorted(checks):
         click = clicks[idx]
         known, queue = pairs[idx]
         if holder == click.annotator:
             holder = None
         if results[idx] is not None:
             continue
-        if not known:
+        if click.leased_only:
+            if (
+                last_leased_to != click.annotator
+                or already
+                or (click.pair_id, click.annotator) in seen
+            ):
+                results[idx] = StoreError(NOT_YOUR_PAIR)
+            else:
+                seen.add((click.pair_id, click.annotator))
+                ok.append(idx)
+        elif not known:
             results[idx] = StoreError(f"cannot label unknown pair {click.pair_id!r}")
         elif queue != "human":
             results[idx] = StoreError(
@@ -191,6 +212,27 @@ def _accept(
             seen.add((click.pair_id, click.annotator))
             ok.append(idx)
     return ok
+
+
+def _wrong_type(click: Click) -> str | None:
+    """What is wrong with the types of `click`'s fields, if anything (callers outside the
+    app may pass anything; one bad click must not fail its batch)."""
+    if not isinstance(click.pair_id, str):
+        return f"pair id must be text, not {type(click.pair_id).__name__}"
+    if not isinstance(click.annotator, str):
+        return f"annotator must be text, not {type(click.annotator).__name__}"
+    if not isinstance(click.verdict_shown, str):
+        return f"verdict must be text, not {type(click.verdict_shown).__name__}"
+    if click.rationale is not None and not isinstance(click.rationale, str):
+        return f"rationale must be text, not {type(click.rationale).__name__}"
+    if click.confidence is not None and not isinstance(click.confidence, int | float):
+        return f"confidence must be a number, not {type(click.confidence).__name__}"
+    return None
+
+
+def _placeholder(click: Click) -> Click:
+    """A refused click with fields the batch's Arrow table can hold (it writes nothing)."""
+    return Click("", "", "a", False, leased_only=click.leased_only)
 
 
 @dataclass

@@ -4,6 +4,12 @@ A pair in the human queue is offered to one annotator at a time (a lease that
 expires), never to an annotator who already labelled it, until it has
 `needed_labels` human labels (overlap). Claiming and labelling each run in one
 store transaction, so two annotators never hold the same pair.
+
+The app labels with `leased_only=True`: a label is accepted only for the pair leased to
+that annotator, the one they were shown. A lease that ran out still counts while nobody
+else has been given the pair. Every refusal then says `NOT_YOUR_PAIR`, whatever the
+reason (unknown id, leased to someone else, labelled already, never shown), so an
+annotator learns nothing about pairs that are not theirs.
 """
 
 from __future__ import annotations
@@ -56,6 +62,14 @@ LIMIT $limit
 
 
 _TOP_CACHE = "queue.top_open_ids"
+
+NOT_YOUR_PAIR = (
+    "that pair is not the one shown to you (its lease may have gone to someone else); "
+    "ask for the next pair"
+)
+# The annotator a pair was last leased to, whether or not the lease has run out: a lease
+# row lives until the pair is labelled, skipped, undone or leased to someone else.
+_LEASE_HOLDER_SQL = "SELECT annotator FROM leases WHERE pair_id = $pair"
 
 
 def top_open_ids(
@@ -330,15 +344,25 @@ def submit_human_label(
     swapped: bool,
     rationale: str | None = None,
     confidence: float | None = None,
+    leased_only: bool = False,
 ) -> int:
     """Store an annotator's verdict on the pair as it was shown; returns the label id.
 
     `verdict_shown` refers to what the annotator saw as A/B; when the display was
     swapped it is turned back into the stored orientation here, in one place.
+    `leased_only`: accept it only for the pair leased to `annotator` (else `NOT_YOUR_PAIR`).
     """
     with store.transaction() as cur:
         return _submit(
-            store, cur, pair_id, annotator, verdict_shown, swapped, rationale, confidence
+            store,
+            cur,
+            pair_id,
+            annotator,
+            verdict_shown,
+            swapped,
+            rationale,
+            confidence,
+            leased_only=leased_only,
         )
 
 
@@ -352,15 +376,26 @@ def label_and_claim_next(
     rationale: str | None = None,
     lease_seconds: float = 600.0,
     avoid: Collection[str] = (),
+    leased_only: bool = False,
 ) -> tuple[int, str | None]:
     """One annotator click in one transaction (one commit): store the label, lease the next pair.
 
     Returns (label id, next pair id or None). Either both happen or neither does. The
     same code writes batches of clicks from many annotators (`data.click_batch`).
+    `leased_only` as in `submit_human_label`.
     """
     from data.click_batch import Click, label_and_claim_batch
 
-    click = Click(pair_id, annotator, verdict_shown, swapped, rationale, lease_seconds, avoid)
+    click = Click(
+        pair_id,
+        annotator,
+        verdict_shown,
+        swapped,
+        rationale,
+        lease_seconds,
+        avoid,
+        leased_only=leased_only,
+    )
     (result,) = label_and_claim_batch(store, [click])
     if isinstance(result, StoreError):
         raise result
@@ -376,8 +411,12 @@ def _submit(
     swapped: bool,
     rationale: str | None,
     confidence: float | None = None,
+    *,
+    leased_only: bool = False,
 ) -> int:
     verdict = swap_verdict(verdict_shown) if swapped else verdict_shown
+    if leased_only:
+        _check_leased_to(cur, pair_id, annotator)
     lease_holder, already = cur.execute(
         """
         SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who
@@ -403,6 +442,20 @@ def _submit(
     )
     cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
     return label_id
+
+
+def _check_leased_to(cur: duckdb.DuckDBPyConnection, pair_id: str, annotator: str) -> None:
+    """`NOT_YOUR_PAIR` unless `pair_id` is leased to `annotator` and not labelled by them."""
+    if not isinstance(pair_id, str) or not isinstance(annotator, str):
+        raise StoreError(NOT_YOUR_PAIR)
+    holder = cur.execute(_LEASE_HOLDER_SQL, {"pair": pair_id}).fetchall()
+    already = cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human' "
+        "AND who = $who AND retracted_at IS NULL)",
+        {"pair": pair_id, "who": annotator},
+    ).fetchall()[0][0]
+    if not holder or holder[0][0] != annotator or already:
+        raise StoreError(NOT_YOUR_PAIR)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@
   be turned back into the stored orientation by `submit_human_label(..., swapped=)`.
 * A strength of preference ("much" / "slightly", when the project asks for one) is stored
   as the label's confidence (`data.project.STRENGTH_CONFIDENCE`).
+* A label is accepted only for the pair leased to the annotator, the one shown to them
+  (`leased_only`); any refusal is `data.queue.NOT_YOUR_PAIR`, whatever the reason. The
+  handlers' values arrive unchecked from the API (`preprocess=False`), so their types are
+  checked here first: a wrong one is a `StoreError` that names the field.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 from data.click_batch import Click, GroupCommitter, human_progress
 from data.errors import StoreError
@@ -128,15 +133,17 @@ class Annotator:
         strength: str | None = None,
     ) -> int:
         """Store a verdict given on the pair as shown; returns the label id."""
-        self._check_label(pair_id, verdict_shown)
+        pair_id, rationale = _checked_pair(pair_id), _checked_rationale(rationale)
+        self._check_verdict(pair_id, verdict_shown)
         return submit_human_label(
             self.store,
             pair_id,
             annotator,
             verdict_shown=verdict_shown,
             swapped=self.swapped(annotator, pair_id),
-            rationale=(rationale or "").strip() or None,
+            rationale=rationale,
             confidence=self._confidence(verdict_shown, strength),
+            leased_only=True,
         )
 
     def click(
@@ -154,6 +161,7 @@ class Annotator:
         this returns once the batch holding this click has committed, so a returned pair
         means a stored label.
         """
+        pair_id, rationale = _checked_pair(pair_id), _checked_rationale(rationale)
         self._check_verdict(pair_id, verdict_shown)
         confidence = self._confidence(verdict_shown, strength)
         skipped = self._skips(annotator)
@@ -163,10 +171,11 @@ class Annotator:
                 annotator,
                 verdict_shown,
                 swapped=self.swapped(annotator, pair_id),
-                rationale=(rationale or "").strip() or None,
+                rationale=rationale,
                 lease_seconds=self.config.lease_seconds,
                 avoid=tuple(skipped),
                 confidence=confidence,
+                leased_only=True,
             )
         )
         progress = Progress(done.mine_today, done.queue_left)
@@ -190,14 +199,9 @@ class Annotator:
             )
         return strength_confidence(strength)
 
-    def _check_label(self, pair_id: str, verdict_shown: str) -> None:
-        self._check_verdict(pair_id, verdict_shown)
-        queue = self.store.scalar("SELECT queue FROM pairs WHERE pair_id = ?", [pair_id])
-        if queue != "human":
-            raise StoreError(f"pair {pair_id} is not in the human queue; ask for the next pair")
-
     def skip(self, annotator: str, pair_id: str | None) -> None:
         """Give the pair back and pass over it for this annotator while others remain."""
+        pair_id = _checked_pair(pair_id)
         skipped = self._skips(annotator)
         with self.store.transaction() as cur:
             cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
@@ -243,3 +247,23 @@ class Annotator:
     def progress(self, annotator: str) -> Progress:
         mine, left = human_progress(self.store.cursor(), [annotator])
         return Progress(mine.get(annotator, 0), left)
+
+
+def _checked_pair(pair_id: Any) -> str:
+    """The pair id as the page sent it: text, or nothing ("") when no pair is shown."""
+    if pair_id is None:
+        return ""
+    if not isinstance(pair_id, str):
+        raise StoreError(
+            f"the pair id must be text (the id next_pair returned), not {type(pair_id).__name__}"
+        )
+    return pair_id
+
+
+def _checked_rationale(rationale: Any) -> str | None:
+    """The rationale as stored: stripped text, or None when empty."""
+    if rationale is None:
+        return None
+    if not isinstance(rationale, str):
+        raise StoreError(f"the rationale must be text, not {type(rationale).__name__}")
+    return rationale.strip() or None

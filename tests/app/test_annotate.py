@@ -120,10 +120,12 @@ def test_label_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no pair is shown"):
         annotator.label("ann", "", "a", None)
     other = annotator.next("bob")
-    with pytest.raises(StoreError, match="leased to another annotator"):
+    # leased to someone else, or labelled already: one message, naming no pair
+    with pytest.raises(StoreError, match="not the one shown to you") as refused:
         annotator.label("ann", other.pair_id, "a", None)
+    assert other.pair_id not in str(refused.value) and "bob" not in str(refused.value)
     annotator.label("ann", shown.pair_id, "a", None)
-    with pytest.raises(StoreError, match="already labelled"):
+    with pytest.raises(StoreError, match="not the one shown to you"):
         annotator.label("ann", shown.pair_id, "a", None)
     store.close()
 
