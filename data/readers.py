@@ -298,7 +298,8 @@ def check_value(value: Any, checks: _Checks, limits: ReadLimits) -> None:
                     "inside each other); flatten it, or raise ReadLimits.max_depth",
                 )
             if isinstance(node, _Repeated):
-                raise _JSONRowError(f"{field}.{_safe(node.repeated)}", _REPEATED)
+                inner = _safe(node.repeated)
+                raise _JSONRowError(inner if field is None else f"{field}.{inner}", _REPEATED)
             if isinstance(node, dict):
                 stack.extend((k, depth + 1) for k in node if checks.surrogates)
                 stack.extend((child, depth + 1) for child in node.values())
