@@ -238,19 +238,23 @@ class UploadGuardMiddleware:
         status, body = 0, bytearray()
 
         async def capture(message: Message) -> None:
+            # record the files before the client hears of them, so a quick import finds them
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and len(body) < 2**20:
+            elif message["type"] == "http.response.body" and status == 200:
                 body.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    self._record(user, bytes(body), length)
             await send(message)
 
         await self.app(scope, receive, capture)
-        if status == 200:
-            with contextlib.suppress(ValueError):
-                paths = json.loads(bytes(body))
-                if isinstance(paths, list):
-                    guard.record(user, [p for p in paths if isinstance(p, str)], length)
+
+    def _record(self, user: str, body: bytes, length: int) -> None:
+        with contextlib.suppress(ValueError):
+            paths = json.loads(body)
+            if isinstance(paths, list):
+                self.guard.record(user, [p for p in paths if isinstance(p, str)], length)
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.guard.limits.max_body_bytes
