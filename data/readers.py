@@ -139,10 +139,17 @@ def _read_jsonl(
 ) -> Iterator[RawRow]:
     """Stream lines; an over-long line is skipped unread (a located problem), not held."""
     total = 0
+    cap = limits.max_line_bytes
     try:
         with gzip.open(path) if compressed else path.open("rb") as handle:
-            for number in range(1, 2**62):
-                line_bytes, length = _next_line(handle, limits.max_line_bytes)
+            readline = handle.readline
+            number = 0
+            while True:
+                number += 1
+                line_bytes = readline(cap + 1)  # C-level; never more than the cap is held
+                length = len(line_bytes)
+                if length > cap and not line_bytes.endswith(b"\n"):
+                    line_bytes, length = b"", length + _skip_line(handle)
                 total += length
                 if total > max_bytes:
                     _fail(source, f"decompresses to more than the {max_bytes}-byte import limit")
@@ -150,32 +157,29 @@ def _read_jsonl(
                     return
                 if number == 1:
                     line_bytes = line_bytes.removeprefix(codecs.BOM_UTF8)
-                if length > limits.max_line_bytes:
+                if length > cap:
                     yield _line_too_long(source, number, length, limits)
                     continue
                 if not line_bytes.strip():
                     continue
-                text = _decode(source, number, line_bytes)
-                if isinstance(text, RowProblem):
-                    yield RawRow(source, number, "line", None, text)
+                try:
+                    text = line_bytes.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield RawRow(source, number, "line", None, _decode(source, number, line_bytes))  # type: ignore[arg-type]
                     continue
                 yield _json_row(source, number, "line", text, limits)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         _fail(source, f"cannot read file: {exc}")
 
 
-def _next_line(handle: IO[bytes], max_line_bytes: int) -> tuple[bytes, int]:
-    """(the line without its newline, its length with it); past the cap the bytes are dropped."""
-    line = handle.readline(max_line_bytes + 1)
-    length = len(line)
-    if length > max_line_bytes and not line.endswith(b"\n"):
-        line = b""
-        while True:  # read on to the newline in chunks, keeping none of it
-            chunk = handle.readline(1024**2)
-            length += len(chunk)
-            if not chunk or chunk.endswith(b"\n"):
-                break
-    return line.removesuffix(b"\n"), length
+def _skip_line(handle: IO[bytes]) -> int:
+    """Read on to the end of an over-long line in chunks, keeping none of it; bytes read."""
+    skipped = 0
+    while True:
+        chunk = handle.readline(1024**2)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
 
 
 def _line_too_long(source: str, number: int, length: int, limits: ReadLimits) -> RawRow:
@@ -220,6 +224,9 @@ class _Checks:
         return self.repeated or self.depth or self.surrogates
 
 
+_repeats_seen = [0]  # grows whenever any object repeats a key (a hint, never reset)
+
+
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) == len(pairs):
@@ -227,7 +234,12 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     marked = _Repeated(value)
     marked.repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    _repeats_seen[0] += 1
     return marked
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeats)  # one decoder: made once, not per row
+_NO_CHECKS = _Checks(repeated=False, depth=False, surrogates=False)
 
 
 def parse_json(text: str, limits: ReadLimits) -> tuple[Any, _Checks]:
@@ -235,28 +247,21 @@ def parse_json(text: str, limits: ReadLimits) -> tuple[Any, _Checks]:
 
     Raises json.JSONDecodeError, or _JSONRowError for nesting the parser cannot follow.
     """
-    seen_repeat = False
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal seen_repeat
-        value = _no_repeats(pairs)
-        seen_repeat = seen_repeat or isinstance(value, _Repeated)
-        return value
-
+    before = _repeats_seen[0]
     try:
-        value = json.loads(text, object_pairs_hook=hook)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise _JSONRowError(
             None,
             f"is nested too deeply for the JSON parser (only {limits.max_depth} levels of "
             "arrays/objects inside each other are accepted); flatten the row",
         ) from None
-    checks = _Checks(
-        repeated=seen_repeat,
-        depth=text.count("[") + text.count("{") > limits.max_depth,
-        surrogates="\\u" in text and _SURROGATE_ESCAPE.search(text) is not None,
-    )
-    return value, checks
+    repeated = _repeats_seen[0] != before  # another thread's repeat only costs a walk
+    depth = text.count("[") + text.count("{") > limits.max_depth
+    surrogates = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+    if not (repeated or depth or surrogates):
+        return value, _NO_CHECKS
+    return value, _Checks(repeated, depth, surrogates)
 
 
 def _safe(text: str) -> str:
@@ -319,7 +324,8 @@ def _json_row(
 ) -> RawRow:
     try:
         value, checks = parse_json(text, limits)
-        check_value(value, checks, limits)
+        if checks is not _NO_CHECKS:
+            check_value(value, checks, limits)
     except json.JSONDecodeError as exc:
         problem = RowProblem(
             source, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}", unit
