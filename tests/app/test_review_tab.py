@@ -67,7 +67,7 @@ def test_admin_filters_opens_and_corrects(reviewed: Served) -> None:
     new = store.labels("AND pair_id = ? AND who = 'boss'", [p[0]])[0]
     assert new["verdict"] == "b" and new["source"] == "human"
     assert f"Corrected label #{old}" in status and f"new label #{new['label_id']}" in status
-    assert f"<del>#{old} · judge" in labels  # rendered on the server
+    assert f"<s>#{old} · judge" in labels  # struck through, rendered on the server
     assert f"by boss: A ignores the question; replaced by #{new['label_id']}" in labels
     assert str(old) not in [value for _, value in choices["choices"]]
     assert store.count("label_corrections") == 1
