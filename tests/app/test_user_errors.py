@@ -20,7 +20,7 @@ def app_for_errors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]
 @pytest.mark.parametrize(
     ("user", "api_name", "args", "message"),
     [
-        ("ann1", "/label_a", ("no-such-pair", ""), "no-such-pair"),  # a bad request
+        ("ann1", "/label_a", ("no-such-pair", ""), "not the one shown to you"),  # a bad request
         ("ann1", "/train_start", ("dpo",), "admin"),  # a role refused on the server
     ],
 )
