@@ -27,7 +27,7 @@ import duckdb
 from data.errors import StoreError
 from data.queue import NOT_YOUR_PAIR, choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
-from data.store import PairView, PreferenceStore, count_human_labels
+from data.store import PairView, PreferenceStore, check_rationale, count_human_labels
 
 # Per click: who holds a live lease on its pair, whether the clicker labelled it already,
 # and who the pair was last leased to (live or run out; see `data.queue`). Live leases
@@ -124,6 +124,11 @@ def _write(
             )
         elif click.confidence is not None and not 0.0 <= click.confidence <= 1.0:
             results[i] = StoreError(f"confidence {click.confidence} must be between 0 and 1")
+        else:
+            try:
+                check_rationale(click.rationale)
+            except StoreError as exc:
+                results[i] = exc
     table = pa.table(
         {
             "idx": pa.array(range(len(clicks)), type=pa.int32()),

@@ -378,14 +378,19 @@ def refresh_human_queue(
 MAX_RATIONALE_CHARS = 4_000  # a label's rationale; longer ones are refused, not cut
 
 
-def _check_label(
-    source: str, verdict: str, confidence: float | None, rationale: str | None = None
-) -> None:
+def check_rationale(rationale: str | None) -> None:
+    """Every label path (add_label, the annotate click batch) refuses an over-long rationale."""
     if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
         raise StoreError(
             f"rationale is {len(rationale)} characters, over the {MAX_RATIONALE_CHARS}-character "
             "limit; shorten it to the reason for the verdict"
         )
+
+
+def _check_label(
+    source: str, verdict: str, confidence: float | None, rationale: str | None = None
+) -> None:
+    check_rationale(rationale)
     if source not in SOURCES:
         raise StoreError(f"label source {source!r} is not one of {', '.join(SOURCES)}")
     if verdict not in VERDICTS:

@@ -168,6 +168,15 @@ def test_a_huge_rationale_is_refused(app: Served) -> None:
             pair, source="human", who="ann", verdict="a", rationale="r" * MAX_RATIONALE_CHARS
         )
         assert store.count("labels") == 1
+    # the annotate path (the click batch) refuses it too, and stores nothing
+    from gradio_client.exceptions import AppError
+
+    annotator = app.client("ann2")
+    shown = annotator.predict(api_name="/next_pair")[3]
+    before = app.store.count("labels")
+    with pytest.raises(AppError, match="rationale is 4001 characters"):
+        annotator.predict(shown, "r" * 4001, api_name="/label_a")
+    assert app.store.count("labels") == before
 
 
 PEAK = textwrap.dedent(
