@@ -34,3 +34,11 @@ def hh_path() -> Path:
     if not HH_HELPFUL_BASE.exists():
         pytest.skip(f"{HH_HELPFUL_BASE} is not present (shared data)")
     return HH_HELPFUL_BASE
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Playwright, one per test module."""
+    from tests.browsing import launched_chromium
+
+    yield from launched_chromium()

@@ -16,17 +16,8 @@ from typing import Any
 import pytest
 
 from tests.app.conftest import PASSWORDS, Served, serve_store, stop
+from tests.browsing import CHROMIUM, WATCH_XSS
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -37,27 +28,12 @@ pytestmark = [
     ),
 ]
 
-# Records anything a payload could do: window.__xss, alert/confirm/prompt dialogs.
-WATCH_XSS = (
-    "window.__dialogs = []; for (const f of ['alert', 'confirm', 'prompt']) "
-    "{ window[f] = (m) => { window.__dialogs.push(String(m)); }; }"
-)
-
 
 @pytest.fixture(scope="module")
 def served_xss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     running = serve_store(tmp_path_factory.mktemp("browser"), n=24, xss_every=1)
     yield running
     stop(running)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]:

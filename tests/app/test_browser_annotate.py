@@ -7,7 +7,6 @@ skipped cleanly without it. Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ import pytest
 from data.project import update_project
 from data.store import PreferenceStore
 from tests.app.conftest import PASSWORDS, Served, free_port, make_store, make_users
-from tests.app.test_browser import ARGS, CHROMIUM, WATCH_XSS, assert_no_script_ran, save
+from tests.app.test_browser import assert_no_script_ran, save
+from tests.browsing import CHROMIUM, WATCH_XSS
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,15 +26,6 @@ pytestmark = [
 ]
 LABEL_BUTTONS = ("#btn-a", "#btn-b", "#btn-tie", "#btn-both-bad", "#btn-skip")
 LONG = " ".join(["This answer goes on and on to fill the box."] * 40)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def serve(tmp: Path, n: int, *, strength: bool = False, long_first: bool = False) -> Served:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.app.conftest import XSS_RESPONSE, Served, serve_store, stop
-from tests.app.test_browser import ARGS, CHROMIUM, assert_no_script_ran, login, save
+from tests.app.test_browser import assert_no_script_ran, login, save
+from tests.browsing import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,15 +33,6 @@ def served_review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     store.add_label(p[1], source="judge", who="gpt", verdict="b")  # no human label: no conflict
     yield running
     stop(running)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_an_admin_corrects_a_label_in_the_review_tab(browser: Any, served_review: Served) -> None:

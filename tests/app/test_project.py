@@ -79,7 +79,8 @@ def test_guidelines_and_overlap_set_from_the_cli_show_in_the_app(tmp_path: Path)
     try:
         ann1, ann2, boss = client(url, "ann1"), client(url, "ann2"), client(url, "boss")
         guidelines = ann1.predict(api_name="/guidelines")
-        assert "# Rules for the pilot" in guidelines and "&lt;b>raw HTML" in guidelines
+        assert "<h1>Rules for the pilot</h1>" in guidelines  # rendered on the server
+        assert "&lt;b&gt;raw HTML&lt;/b&gt;" in guidelines and "<b>" not in guidelines
         loaded = boss.predict(api_name="/project_load")
         assert loaded[0] == GUIDELINES and loaded[2:5] == (2, 600.0, True)
         # overlap 2: both annotators label every routed pair, each once
@@ -113,7 +114,8 @@ def test_project_tab_saves_applies_the_lease_and_is_for_admins(tmp_path: Path) -
             boss.predict("# Ours", 0, 60, True, api_name="/project_save")
         assert read_project(store) == ProjectSettings()  # nothing half-saved
         saved = boss.predict("# Ours\n\n<i>x</i>", 3, 45, True, api_name="/project_save")
-        assert saved[1] == "# Ours\n\n&lt;i>x&lt;/i>" and saved[2:5] == (3, 45.0, True)
+        assert "<h1>Ours</h1>" in saved[1] and "&lt;i&gt;x&lt;/i&gt;" in saved[1]  # the preview
+        assert saved[2:5] == (3, 45.0, True)
         assert "Saved by boss" in saved[5]
         assert read_project(store) == ProjectSettings("# Ours\n\n<i>x</i>", 3, 45.0, True)
         assert ctx.annotator.config.lease_seconds == 45.0  # the running app uses it now
@@ -122,12 +124,13 @@ def test_project_tab_saves_applies_the_lease_and_is_for_admins(tmp_path: Path) -
             "SELECT epoch(expires_at - now()::TIMESTAMP) FROM leases WHERE pair_id = ?", [pair_id]
         )
         assert 30 < left <= 45
-        assert "# Ours" in ann1.predict(api_name="/guidelines")
+        assert "<h1>Ours</h1>" in ann1.predict(api_name="/guidelines")
         # with strength asked, A better counts as slightly better
         ann1.predict(pair_id, "", api_name="/label_b")
         assert store.labels("AND pair_id = ?", [pair_id])[0]["confidence"] == 0.7
         preview = boss.predict("<script>x</script> **b**", api_name="/project_preview")
-        assert preview.startswith("&lt;script>")
+        assert "&lt;script&gt;x&lt;/script&gt;" in preview and "<strong>b</strong>" in preview
+        assert "<script" not in preview
         # the default text saved back is stored as the default
         boss.predict(DEFAULT_GUIDELINES, 3, 45, False, api_name="/project_save")
         assert store.get_meta("guidelines") is None

@@ -278,12 +278,13 @@ def own_requests(requests: list[Any], origin: str) -> list[str]:
 def test_overlays_cannot_cover_the_buttons_nor_call_the_app(served_overlays: Any) -> None:
     from playwright.sync_api import expect
 
-    from tests.app.test_browser import CHROMIUM
+    from tests.browsing import CHROMIUM
 
     if not CHROMIUM.exists():
         pytest.skip("needs /usr/bin/chromium")
     from tests.app.conftest import PASSWORDS
-    from tests.app.test_browser import ARGS, WATCH_XSS, assert_no_script_ran
+    from tests.app.test_browser import assert_no_script_ran
+    from tests.browsing import ARGS, WATCH_XSS
 
     playwright_api = pytest.importorskip("playwright.sync_api")
     served = served_overlays

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.app.conftest import PASSWORDS, Served, free_port, stop
-from tests.app.test_browser import ARGS, CHROMIUM
+from tests.browsing import CHROMIUM
 from tests.reliability.served_guarded import serve_guarded
 
 pytestmark = [
@@ -30,15 +30,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     running = serve_guarded(tmp_path_factory.mktemp("browser-sessions"), n=12)
     yield running
     stop(running)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from data.ingest import ingest
 from data.shapes import PairRecord
 from data.store import PreferenceStore
 from tests.app.conftest import Served, free_port, make_users, stop
-from tests.app.test_browser import CHROMIUM, assert_no_script_ran, browser, login  # noqa: F401
+from tests.app.test_browser import assert_no_script_ran, login
+from tests.browsing import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
