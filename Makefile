@@ -1,7 +1,7 @@
 # Targets match README's commands.
 PY ?= python
 
-.PHONY: install demo test test-slow lint format bench
+.PHONY: install demo test test-slow screenshots lint format bench
 
 # pip runs once per Python environment, and again only when pyproject.toml or this file
 # changes: the stamp is named after the environment's prefix.
@@ -27,6 +27,12 @@ test: install
 test-slow: install
 	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -m slow
+
+# README's and APP.md's screenshots: the browser tests write to tests/artifacts only;
+# this copies the demo's tabs (and the annotate/project shots) into docs/screenshots.
+screenshots: install
+	bash scripts/ensure-chromium.sh
+	PREFLOOP_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -m "slow or not slow" tests/app/test_browser_annotate.py tests/app/test_browser.py
 
 lint:
 	ruff check . && ruff format --check .

@@ -7,6 +7,7 @@ skipped cleanly without it. Screenshots of every tab go to tests/artifacts/.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -246,9 +247,18 @@ def test_demo_starts_within_a_minute_and_screenshots(browser: Any, tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name in ("annotate", "judge", "train", "dashboard", "data"):
-        shutil.copy(ARTIFACTS / f"demo-{name}.png", SCREENSHOTS / f"{name}.png")
     (ARTIFACTS / "screenshots.json").write_text(
         json.dumps(sorted(p.name for p in ARTIFACTS.glob("*.png")))
     )
+    if os.environ.get("PREFLOOP_UPDATE_SCREENSHOTS") == "1":  # `make screenshots`, never by default
+        publish_screenshots()
+
+
+def publish_screenshots() -> None:
+    """Copy the screenshots README and APP.md show from tests/artifacts to docs/screenshots."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name in ("annotate", "judge", "train", "dashboard", "data"):
+        shutil.copy(ARTIFACTS / f"demo-{name}.png", SCREENSHOTS / f"{name}.png")
+    for name in ("project", "annotate-strength", "annotate-empty"):  # test_browser_annotate.py
+        if (ARTIFACTS / f"{name}.png").exists():
+            shutil.copy(ARTIFACTS / f"{name}.png", SCREENSHOTS / f"{name}.png")
