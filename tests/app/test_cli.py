@@ -92,7 +92,6 @@ def test_demo_build_only_with_fallback_routing(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_scores_and_routes_with_labeling(tmp_path: Path) -> None:
-    pytest.importorskip("labeling.scoring")
     from data.store import PreferenceStore
 
     result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path), "--build-only"])

@@ -43,7 +43,6 @@ def test_judge_batch_with_the_tabs_api_key(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pytest.importorskip("judges.batch")
     from tests.fakes.openai_server import FakeOpenAIServer, always
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the key comes from the tab only
@@ -90,7 +89,6 @@ def test_judge_batch_with_the_tabs_api_key(
 
 
 def test_unreachable_endpoint_is_one_message_in_the_tab(judged: Served) -> None:
-    pytest.importorskip("judges.batch")
     with socket.socket() as sock:  # a port with nothing listening: connects are refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -108,7 +106,6 @@ def test_unreachable_endpoint_is_one_message_in_the_tab(judged: Served) -> None:
 
 
 def test_in_process_hf_backend_from_the_tab(judged: Served, tmp_path: Path) -> None:
-    pytest.importorskip("judges.hf_backend")
     from tests.fakes.tiny_lm import build_tiny_lm
 
     folder = build_tiny_lm(tmp_path / "tiny-lm")

@@ -12,8 +12,6 @@ from tests.app.conftest import free_port, make_users
 
 @pytest.mark.slow
 def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
-    pytest.importorskip("training.jobs")
-    pytest.importorskip("labeling.scoring")
     from gradio_client import Client
 
     from app.demo_data import build_demo_store
@@ -62,7 +60,6 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
 
 
 def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
-    pytest.importorskip("training.jobs")
     from gradio_client import Client
 
     from app.demo_data import build_demo_store
@@ -116,8 +113,6 @@ def test_progress_line_shows_elapsed_time_and_the_runs_own_pace() -> None:
 
 
 def test_generate_from_the_tab_forms_new_pairs_that_get_scored(tmp_path: Path) -> None:
-    pytest.importorskip("training.jobs")
-    pytest.importorskip("labeling.scoring")
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
