@@ -9,7 +9,7 @@ set-based statements and one commit per batch, whatever its size (group commit).
 A click is acknowledged only after its batch committed, so a crash loses no
 acknowledged label. Each click's checks (known pair, in the human queue, not leased to
 someone else, not already labelled by this annotator) are the ones
-`data.queue.label_and_claim_next` makes; a click that fails them gets its own
+`label_and_claim_next` (one click on its own) makes; a click that fails them gets its own
 `StoreError` and does not affect the others in its batch. A click with `leased_only`
 (every click from the app) is accepted only on the pair leased to its annotator, and any
 refusal says `data.queue.NOT_YOUR_PAIR`, nothing about other pairs. A click whose fields
@@ -103,6 +103,40 @@ def label_and_claim_batch(
     except BaseException:
         drop_cached_head(store)  # it may have forgotten pairs that the rollback reopened
         raise
+
+
+def label_and_claim_next(
+    store: PreferenceStore,
+    pair_id: str,
+    annotator: str,
+    *,
+    verdict_shown: str,
+    swapped: bool,
+    rationale: str | None = None,
+    lease_seconds: float = 600.0,
+    avoid: Collection[str] = (),
+    leased_only: bool = False,
+) -> tuple[int, str | None]:
+    """One annotator click in one transaction (one commit): store the label, lease the next pair.
+
+    Returns (label id, next pair id or None). Either both happen or neither does. The
+    same code writes batches of clicks from many annotators (`label_and_claim_batch`).
+    `leased_only` as in `data.queue.submit_human_label`.
+    """
+    click = Click(
+        pair_id,
+        annotator,
+        verdict_shown,
+        swapped,
+        rationale,
+        lease_seconds,
+        avoid,
+        leased_only=leased_only,
+    )
+    (result,) = label_and_claim_batch(store, [click])
+    if isinstance(result, StoreError):
+        raise result
+    return result.label_id, result.next_pair_id
 
 
 def _write(

@@ -366,42 +366,6 @@ def submit_human_label(
         )
 
 
-def label_and_claim_next(
-    store: PreferenceStore,
-    pair_id: str,
-    annotator: str,
-    *,
-    verdict_shown: str,
-    swapped: bool,
-    rationale: str | None = None,
-    lease_seconds: float = 600.0,
-    avoid: Collection[str] = (),
-    leased_only: bool = False,
-) -> tuple[int, str | None]:
-    """One annotator click in one transaction (one commit): store the label, lease the next pair.
-
-    Returns (label id, next pair id or None). Either both happen or neither does. The
-    same code writes batches of clicks from many annotators (`data.click_batch`).
-    `leased_only` as in `submit_human_label`.
-    """
-    from data.click_batch import Click, label_and_claim_batch
-
-    click = Click(
-        pair_id,
-        annotator,
-        verdict_shown,
-        swapped,
-        rationale,
-        lease_seconds,
-        avoid,
-        leased_only=leased_only,
-    )
-    (result,) = label_and_claim_batch(store, [click])
-    if isinstance(result, StoreError):
-        raise result
-    return result.label_id, result.next_pair_id
-
-
 def _submit(
     store: PreferenceStore,
     cur: duckdb.DuckDBPyConnection,

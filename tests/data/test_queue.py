@@ -5,6 +5,7 @@ import time
 import pytest
 
 from data import queue
+from data.click_batch import label_and_claim_next
 from data.errors import StoreError
 from data.ingest import ingest
 from data.shapes import PairRecord
@@ -77,12 +78,10 @@ def test_label_and_claim_next_is_one_transaction(store: PreferenceStore) -> None
     ids = make_pairs(store, 3)
     queue.assign(store, [queue.Assignment(p, "human", priority=i) for i, p in enumerate(ids)])
     first = queue.claim_next(store, "ann")
-    label_id, following = queue.label_and_claim_next(
-        store, first, "ann", verdict_shown="b", swapped=True
-    )
+    label_id, following = label_and_claim_next(store, first, "ann", verdict_shown="b", swapped=True)
     assert store.labels("AND label_id = ?", [label_id])[0]["verdict"] == "a"
     assert following == ids[1]
     assert store.query("SELECT pair_id FROM leases WHERE annotator = 'ann'") == [(following,)]
     with pytest.raises(StoreError, match="already labelled"):  # rolled back whole: no new lease
-        queue.label_and_claim_next(store, first, "ann", verdict_shown="a", swapped=False)
+        label_and_claim_next(store, first, "ann", verdict_shown="a", swapped=False)
     assert store.query("SELECT pair_id FROM leases WHERE annotator = 'ann'") == [(following,)]
