@@ -38,10 +38,19 @@ class JudgeConfig:
     """Options of one `prefloop judge` batch."""
 
     models: tuple[str, ...] = field(
-        default=(), metadata={"help": "Judge model names (several = a panel; label = majority)."}
+        default=(),
+        metadata={
+            "help": "Judge model; repeat for a panel (the label is the majority). With --backend "
+            "hf: a model folder or smollm2-135m-instruct."
+        },
     )
     base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint; default $OPENAI_BASE_URL."}
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: "
+            "$OPENAI_BASE_URL). The key is read from $OPENAI_API_KEY (or --api-key-env), sent "
+            "to this endpoint, and never stored."
+        },
     )
     api_key_env: str = field(
         default=DEFAULT_API_KEY_ENV,
@@ -52,14 +61,18 @@ class JudgeConfig:
     )
     backend: str = field(
         default="openai",
-        metadata={"help": "'openai' (any compatible server) or 'hf' (in-process)."},
+        metadata={
+            "help": "'openai': any OpenAI-compatible server; 'hf': a causal LM in this process "
+            "(A vs B logprobs)."
+        },
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
     swap: bool = field(
         default=False,
         metadata={
-            "help": "Judge both A/B orders; orders that disagree are labelled from P(A) averaged "
-            "over both (position bias cancels) or, with a small margin, flagged for humans."
+            "help": "Judge both A/B orders. Disagreeing orders are labelled from P(A) averaged "
+            "over both orders (this cancels position bias); with a small margin or no logprobs "
+            "they get no label and are flagged for humans."
         },
     )
     debias_margin: float = field(
@@ -78,7 +91,10 @@ class JudgeConfig:
     )
     template_path: str | None = field(
         default=None,
-        metadata={"help": "Prompt template file replacing the default (see judges/prompts.py)."},
+        metadata={
+            "help": "Template file with {{prompt}}, {{response_a}}, {{response_b}} (and the "
+            "rubric); text before a '=== user ===' line is the system message."
+        },
     )
     timeout: float = field(
         default=60.0, metadata={"help": "Seconds per request before it is retried."}
@@ -86,14 +102,18 @@ class JudgeConfig:
     max_retries: int = field(
         default=3,
         metadata={
-            "help": "Retries per request on 429, 5xx, timeouts, dropped connections; an endpoint "
-            "that cannot be reached stops the batch after 1 + max_retries attempts."
+            "help": "Retries per request on 429 (honouring Retry-After), 5xx, timeouts, dropped "
+            "connections. An endpoint that refuses connections or does not resolve stops the "
+            "batch after 1 + N attempts."
         },
     )
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of the judge."})
     max_tokens: int = field(
         default=16,
-        metadata={"help": "Completion token cap (the default template wants one token)."},
+        metadata={
+            "help": "Completion token cap (the default template wants one token); raise it for "
+            "templates that ask for reasoning first."
+        },
     )
     logprobs: bool = field(
         default=True,

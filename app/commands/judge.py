@@ -21,9 +21,7 @@ def _help(name: str) -> str:
 @click.option(
     "--base-url",
     default=None,
-    help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL). "
-    "The key is read from $OPENAI_API_KEY (or --api-key-env), sent to this endpoint, and "
-    "never stored.",
+    help=_help("base_url"),
 )
 @click.option(
     "--api-key-env",
@@ -37,72 +35,68 @@ def _help(name: str) -> str:
     "models",
     multiple=True,
     required=True,
-    help="Judge model; repeat for a panel (the label is the majority). With --backend hf: a model folder.",
+    help=_help("models"),
 )
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     default="openai",
     show_default=True,
-    help="'openai': any OpenAI-compatible server; 'hf': a causal LM in this process (A vs B logprobs).",
+    help=_help("backend"),
 )
 @click.option(
     "--concurrency",
     type=int,
     default=JudgeConfig.concurrency,
     show_default=True,
-    help="Requests in flight at once.",
+    help=_help("concurrency"),
 )
 @click.option(
     "--swap",
     is_flag=True,
-    help="Judge both A/B orders. Disagreeing orders are labelled from P(A) averaged over both "
-    "orders (this cancels position bias); with a small margin or no logprobs they get no label "
-    "and are flagged for humans.",
+    help=_help("swap"),
 )
 @click.option(
     "--debias-margin",
     type=float,
     default=JudgeConfig.debias_margin,
     show_default=True,
-    help="Least |mean P(A) - 0.5| for a debiased verdict (disagreeing orders, split panels).",
+    help=_help("debias_margin"),
 )
-@click.option("--limit", type=int, default=None, help="Judge at most this many pairs.")
+@click.option("--limit", type=int, default=None, help=_help("limit"))
 @click.option(
     "--all-unlabelled",
     is_flag=True,
-    help="Judge every pair without a label, not just the judge queue.",
+    help=_help("all_unlabelled"),
 )
-@click.option("--retry-failed", is_flag=True, help="Re-run only judgements that failed before.")
+@click.option("--retry-failed", is_flag=True, help=_help("retry_failed"))
 @click.option(
     "--template",
     "template_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Template file with {{prompt}}, {{response_a}}, {{response_b}} (and the rubric); "
-    "text before a '=== user ===' line is the system message.",
+    help=_help("template_path"),
 )
 @click.option(
     "--timeout",
     type=float,
     default=JudgeConfig.timeout,
     show_default=True,
-    help="Seconds per request before it is retried.",
+    help=_help("timeout"),
 )
 @click.option(
     "--max-retries",
     type=int,
     default=JudgeConfig.max_retries,
     show_default=True,
-    help="Retries per request on 429 (honouring Retry-After), 5xx, timeouts, dropped connections. "
-    "An endpoint that refuses connections or does not resolve stops the batch after 1 + N attempts.",
+    help=_help("max_retries"),
 )
 @click.option(
     "--max-tokens",
     type=int,
     default=JudgeConfig.max_tokens,
     show_default=True,
-    help="Completion token cap; raise it for templates that ask for reasoning first.",
+    help=_help("max_tokens"),
 )
 @click.option(
     "--no-logprobs",

@@ -236,3 +236,16 @@ def test_human_summary(store_path: Path, fake_openai: FakeOpenAIServer) -> None:
     assert "--all-unlabelled" in again.stdout
     as_json = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
     assert {"batch_id", "template_hash", "units", "logprobs", "seconds"} <= set(as_json)
+
+
+def test_judge_flags_that_mirror_a_config_field_take_its_help_text() -> None:
+    import dataclasses
+
+    from app.commands.judge import judge_command
+    from judges.config import JudgeConfig
+
+    fields = {f.name: f.metadata["help"] for f in dataclasses.fields(JudgeConfig)}
+    mirrored = [p for p in judge_command.params if p.name in fields]
+    assert len(mirrored) >= 12
+    for param in mirrored:
+        assert param.help == fields[param.name], param.name
