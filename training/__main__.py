@@ -12,20 +12,12 @@ import sys
 import traceback
 from pathlib import Path
 
-MODULES = {
-    "sft": "sft",
-    "rm": "reward",
-    "dpo": "dpo",
-    "ppo": "ppo",
-    "grpo": "grpo",
-    "rloo": "rloo",
-    "generate": "generate",
-}
+from training.stages import get_stage, kind_names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument("stage", choices=sorted(MODULES))
+    parser.add_argument("stage", choices=sorted(kind_names()))
     parser.add_argument(
         "--run-dir", required=True, type=Path, help="Run folder written by JobManager."
     )
@@ -36,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = RunContext(args.run_dir)
     ctx.status("running", step=0, message=f"starting {args.stage}", started=ctx.started)
     try:
-        module = importlib.import_module(f"training.{MODULES[args.stage]}")
+        module = importlib.import_module(get_stage(args.stage).module)
         module.run(ctx)
     except Exception as exc:
         traceback.print_exc()

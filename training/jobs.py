@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,50 +49,19 @@ from training.planning import (  # noqa: F401 - these names are part of this API
     plan_training,
 )
 from training.snapshot import ingest_ref_logprobs
+from training.stages import (  # noqa: F401 - these names are part of this API
+    TrainRequest,
+    get_stage,
+    kind_names,
+    policy_stages,
+    reward_stages,
+    stage_names,
+)
 
 log = logging.getLogger(__name__)
 
-STAGES = ("sft", "rm", "dpo", "ppo", "grpo", "rloo")
-KINDS = (*STAGES, "generate")  # run kinds: the training stages and sampling from a policy
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
-
-    stage: str  # sft, rm, dpo, ppo, grpo, rloo, or generate
-    policy: str | None = (
-        None  # HF id, local path, "tiny" or a named model; None: latest promoted SFT, else DEFAULT_POLICY
-    )
-    incremental: bool = (
-        False  # warm start from the last promoted run of this stage, new labels + replay
-    )
-    max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
-    num_processes: int = 1  # >1 launches through `accelerate launch` (gloo on CPU)
-    reward: str | None = (
-        None  # ppo/grpo/rloo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
-    )
-    test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
-    overrides: dict[str, Any] = field(
-        default_factory=dict
-    )  # fields of the stage's config dataclass
-    prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
-    max_prompts: int | None = None  # generate only: at most this many of those prompts
-
-    def __post_init__(self) -> None:
-        if self.stage not in KINDS:
-            raise ConfigError(f"unknown stage {self.stage!r}; use one of {', '.join(KINDS)}")
-        if self.num_processes < 1:
-            raise ConfigError("--num-processes must be at least 1")
-        if self.num_processes > 1 and self.stage in ("ppo", "generate"):
-            raise ConfigError(
-                f"{self.stage} runs in one process; drop --num-processes "
-                "(use grpo for multi-process RL)"
-            )
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError("--max-steps must be at least 1")
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise ConfigError("--max-prompts must be at least 1")
+STAGES = stage_names()  # the names `prefloop train` takes; the table is training.stages.STAGES
+KINDS = kind_names()  # run kinds: the training stages and sampling from a policy
 
 
 class JobManager:
@@ -396,22 +365,12 @@ class JobManager:
             ).fetchall()
 
 
-_CONFIGS = {
-    "sft": ("training.sft", "SFTStageConfig"),
-    "rm": ("training.reward", "RewardStageConfig"),
-    "dpo": ("training.dpo", "DPOStageConfig"),
-    "ppo": ("training.ppo", "PPOStageConfig"),
-    "grpo": ("training.grpo", "GRPOStageConfig"),
-    "rloo": ("training.rloo", "RLOOStageConfig"),
-    "generate": ("training.generate", "GenerateConfig"),
-}
-
-
 def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
     """The stage's frozen config with `overrides` applied (stage modules import torch lazily)."""
     import importlib
 
     from training.stage_config import config_from_dict
 
-    module, name = _CONFIGS[stage]
-    return config_from_dict(getattr(importlib.import_module(module), name), dict(overrides or {}))
+    info = get_stage(stage)
+    config_class = getattr(importlib.import_module(info.module), info.config)
+    return config_from_dict(config_class, dict(overrides or {}))

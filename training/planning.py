@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data.errors import ConfigError, TrainingError
 from data.models import NAMED_MODELS, SMOLLM2, is_named, source_file
@@ -17,11 +17,9 @@ from training import runfiles
 from training.generation_io import PROMPTS, export_prompts
 from training.snapshot import export_snapshot, label_watermark, model_hash, template_hash
 from training.stage_config import StageConfig, profile_defaults
+from training.stages import TrainRequest, get_stage, policy_stages
 
-if TYPE_CHECKING:
-    from training.jobs import TrainRequest
-
-POLICY_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")  # stages whose artifact is a policy
+POLICY_STAGES = policy_stages()  # stages whose artifact is a policy
 TINY = "tiny"  # the embedded random-init GPT-2 (unit tests, `--policy tiny`), built in the run
 DEFAULT_POLICY = SMOLLM2  # with no --policy and no promoted SFT model: a real instruct model
 
@@ -73,7 +71,7 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
     if request.incremental:
         parent = latest_promoted(store, request.stage, policy, request.overrides.get("use_lora"))
     reward = request.reward
-    if request.stage in ("ppo", "grpo", "rloo"):
+    if get_stage(request.stage).needs_reward:
         reward = reward or ("rm" if latest_artifact(store, ("rm",)) else None)
         if reward == "rm":
             reward = latest_artifact(store, ("rm",))

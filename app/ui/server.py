@@ -10,6 +10,7 @@ from app.ui.annotate import AnnotateConfig
 from app.ui.auth import Access
 from app.ui.context import AppContext
 from app.ui.login_guard import LoginPolicy
+from app.ui.train_jobs import TRAIN_STAGES
 from data.errors import ConfigError
 from data.store import PreferenceStore
 
@@ -70,8 +71,7 @@ def make_app(store: PreferenceStore, config: ServeConfig) -> tuple[AppContext, A
     ctx.rescore_budget = config.rescore_budget
     if config.train_max_steps is not None:
         ctx.train_overrides = {
-            stage: {"max_steps": config.train_max_steps}
-            for stage in ("dpo", "rm", "ppo", "grpo", "rloo")
+            stage: {"max_steps": config.train_max_steps} for stage in TRAIN_STAGES
         }
     blocks = build_blocks(ctx)
     blocks.queue(default_concurrency_limit=None)

@@ -13,8 +13,11 @@ from app.ui.background import MissingPiece, run_in_background
 from app.ui.render import code_block, plain
 from data.errors import ConfigError
 from data.store import PreferenceStore
+from training.jobs import reward_stages
 
-TRAIN_KINDS = ("dpo", "rm+ppo", "rm+grpo", "rm+rloo", "rm")  # stages joined by "+"
+# what the tab trains: stages joined by "+", run in order (rm+ppo: PPO on the new reward model)
+TRAIN_KINDS = ("dpo", *(f"rm+{stage}" for stage in reward_stages()), "rm")
+TRAIN_STAGES = tuple(dict.fromkeys(s for kind in TRAIN_KINDS for s in kind.split("+")))
 CURVE_KEYS = ("loss", "reward", "kl")
 GENERATE_PROMPTS = ("unlabelled", "all")
 

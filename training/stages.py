@@ -1,0 +1,163 @@
+"""The stages a run can be, in one table, and the request that asks for one.
+
+Every list of stages reads `STAGES`: the choices of `prefloop train` and of
+`python -m training`, the trainer module and config class of each, which stages leave a
+policy (generation starts from the latest), which need a reward, which may run in several
+processes. Config classes are named, not imported: this module imports no torch, so the
+process that owns the store (CLI, app) reads it freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from data.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of run: what trains it, with which settings, and what it needs."""
+
+    name: str  # `prefloop train NAME`, `python -m training NAME`, the `runs.kind` column
+    module: str  # the trainer module; `python -m training` calls its `run(ctx)`
+    config: str  # the frozen config dataclass in `module` (`--set` takes its fields)
+    trains_policy: bool  # its artifact is a policy (later stages and generation start from it)
+    needs_reward: bool  # RL: needs a reward model or an ensemble (`--reward`)
+    multi_process: bool  # may run under `accelerate launch` (`--num-processes N`, N > 1)
+    help: str  # one line: what it does
+    trains: bool = True  # False for generate: it samples from a policy and trains nothing
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "sft",
+        "training.sft",
+        "SFTStageConfig",
+        trains_policy=True,
+        needs_reward=False,
+        multi_process=True,
+        help="supervised fine-tuning on the chosen responses (TRL SFTTrainer)",
+    ),
+    Stage(
+        "rm",
+        "training.reward",
+        "RewardStageConfig",
+        trains_policy=False,
+        needs_reward=False,
+        multi_process=True,
+        help="a reward model on the preference pairs (TRL RewardTrainer)",
+    ),
+    Stage(
+        "dpo",
+        "training.dpo",
+        "DPOStageConfig",
+        trains_policy=True,
+        needs_reward=False,
+        multi_process=True,
+        help="direct preference optimisation on the pairs (TRL DPOTrainer)",
+    ),
+    Stage(
+        "ppo",
+        "training.ppo",
+        "PPOStageConfig",
+        trains_policy=True,
+        needs_reward=True,
+        multi_process=False,
+        help="PPO against a reward (prefloop's own loop, one process)",
+    ),
+    Stage(
+        "grpo",
+        "training.grpo",
+        "GRPOStageConfig",
+        trains_policy=True,
+        needs_reward=True,
+        multi_process=True,
+        help="GRPO against a reward (TRL GRPOTrainer)",
+    ),
+    Stage(
+        "rloo",
+        "training.rloo",
+        "RLOOStageConfig",
+        trains_policy=True,
+        needs_reward=True,
+        multi_process=True,
+        help="RLOO against a reward (TRL RLOOTrainer, leave-one-out baseline)",
+    ),
+    Stage(
+        "generate",
+        "training.generate",
+        "GenerateConfig",
+        trains_policy=False,
+        needs_reward=False,
+        multi_process=False,
+        help="sample responses from a policy and pair them per prompt",
+        trains=False,
+    ),
+)
+
+
+def kind_names() -> tuple[str, ...]:
+    """Every kind of run: the training stages, then generate."""
+    return tuple(s.name for s in STAGES)
+
+
+def stage_names() -> tuple[str, ...]:
+    """The stages that train something (the choices of `prefloop train`)."""
+    return tuple(s.name for s in STAGES if s.trains)
+
+
+def policy_stages() -> tuple[str, ...]:
+    """The stages whose artifact is a policy."""
+    return tuple(s.name for s in STAGES if s.trains_policy)
+
+
+def reward_stages() -> tuple[str, ...]:
+    """The stages that train against a reward model or an ensemble."""
+    return tuple(s.name for s in STAGES if s.needs_reward)
+
+
+def get_stage(name: str) -> Stage:
+    """The stage called `name`; `ConfigError` naming the valid ones if there is none."""
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise ConfigError(f"unknown stage {name!r}; use one of {', '.join(kind_names())}")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
+
+    stage: str  # a name in STAGES: sft, rm, dpo, ppo, grpo, rloo, or generate
+    policy: str | None = (
+        None  # HF id, local path, "tiny" or a named model; None: latest promoted SFT, else DEFAULT_POLICY
+    )
+    incremental: bool = (
+        False  # warm start from the last promoted run of this stage, new labels + replay
+    )
+    max_steps: int | None = None  # cap on optimizer steps (None: the stage's default)
+    num_processes: int = 1  # >1 launches through `accelerate launch` (gloo on CPU)
+    reward: str | None = (
+        None  # ppo/grpo/rloo: "rm" (latest promoted reward model), or a path to an ensemble artifact folder
+    )
+    test_fraction: float = 0.1  # held-out share of prompts (split by prompt hash)
+    overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # fields of the stage's config dataclass
+    prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
+    max_prompts: int | None = None  # generate only: at most this many of those prompts
+
+    def __post_init__(self) -> None:
+        stage = get_stage(self.stage)
+        if self.num_processes < 1:
+            raise ConfigError("--num-processes must be at least 1")
+        if self.num_processes > 1 and not stage.multi_process:
+            raise ConfigError(
+                f"{self.stage} runs in one process; drop --num-processes "
+                "(use grpo for multi-process RL)"
+            )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ConfigError("--max-prompts must be at least 1")
