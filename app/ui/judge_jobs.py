@@ -1,15 +1,26 @@
-"""The Judge tab's work: start a judge batch in the background, and what the tab shows."""
+"""The Judge tab's work: start a judge batch in the background, and what the tab shows.
+
+The config is built on the handler's thread, so a bad field is an error in the tab at
+once; the batch then runs on a background thread. The API key goes from the tab's
+password field straight to the batch's client: it is no part of the config and is kept
+nowhere after the batch.
+"""
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from app.ui.background import Background, MissingPiece, run_in_background
+from app.ui.background import Background, run_in_background
 from app.ui.render import plain
 from data.errors import ConfigError
 from data.queue import queue_counts
 from data.store import PreferenceStore
+from judges.batch import run_batch as judge_batch
+from judges.batch import summary_lines
+from judges.config import JudgeConfig, Price
 
 
 def judge_status_markdown(store: PreferenceStore, task: Background | None) -> str:
@@ -44,7 +55,7 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
             lines.append(f"**Error**: {plain(task.error)}")  # endpoint text, as typed
         if task.result:
             if task.name == "judge":  # in words, as the CLI prints it; the ids stay out
-                shown = " · ".join(_judge_glue().summary(task.result))
+                shown = " · ".join(summary_lines(task.result))
             else:
                 shown = ", ".join(
                     f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
@@ -99,8 +110,7 @@ def start_judge_batch(
         )
     if any(p < 0 for p in price_per_million):
         raise ConfigError("prices per 1M tokens cannot be negative; use 0 for a free endpoint")
-    glue = _judge_glue()
-    config = glue.judge_config(
+    config = judge_config(
         backend=backend,
         base_url=base_url.strip() or None,
         model=model.strip(),
@@ -112,10 +122,51 @@ def start_judge_batch(
     )
     key = (api_key or "").strip() or None
     tokens_before = _tokens_by_model(store)
-    task = run_in_background("judge", lambda: glue.run_batch(store, config, api_key=key))
+    task = run_in_background("judge", lambda: run_batch(store, config, api_key=key))
     task.price_per_million = price_per_million
     task.tokens_before = tokens_before
     return task
+
+
+def judge_config(
+    *,
+    backend: str,
+    base_url: str | None,
+    model: str,
+    template: str | None,
+    concurrency: int,
+    limit: int | None,
+    swap: bool,
+    price_per_million: tuple[float, float] = (0.0, 0.0),
+) -> JudgeConfig:
+    """The `JudgeConfig` the CLI would build from the same values (`ConfigError` if bad).
+    With backend 'hf' the model is a folder or a named model such as
+    `smollm2-135m-instruct`, resolved by `data.models.resolve_model` as for `--backend hf`."""
+    template_path = None
+    if template:
+        # the engine reads templates from files: keep the tab's text in a private temp file
+        folder = Path(tempfile.mkdtemp(prefix="prefloop-judge-"))
+        template_path = str(folder / "template.txt")
+        Path(template_path).write_text(template, encoding="utf-8")
+    models = tuple(m.strip() for m in model.split(",") if m.strip())
+    return JudgeConfig(
+        models=models,
+        base_url=base_url if backend == "openai" else None,
+        backend=backend,
+        concurrency=concurrency,
+        swap=swap,
+        limit=limit,
+        template_path=template_path,
+        progress=False,
+        prices={m: Price(*price_per_million) for m in models if any(price_per_million)},
+    )
+
+
+def run_batch(
+    store: PreferenceStore, config: JudgeConfig, *, api_key: str | None
+) -> dict[str, Any]:
+    """Judge the judge queue; returns the batch report. Progress shows up in the store as it goes."""
+    return judge_batch(store, config, api_key=api_key).as_dict()
 
 
 def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
@@ -128,18 +179,8 @@ def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
 
 def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, float]:
     """Tokens this batch has used so far (calls answered from the cache cost nothing)."""
-    from judges.config import Price  # a judge task exists only when judges/ is installed
-
     prompt = completion = 0
     for model, (p, c) in _tokens_by_model(store).items():
         p0, c0 = task.tokens_before.get(model, (0, 0))
         prompt, completion = prompt + p - p0, completion + c - c0
     return prompt, completion, Price(*task.price_per_million).cost(prompt, completion)
-
-
-def _judge_glue() -> Any:
-    try:
-        from app.ui import judge_glue
-    except ImportError as exc:
-        raise MissingPiece(f"the judge engine is not available here ({exc})") from None
-    return judge_glue
