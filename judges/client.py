@@ -31,12 +31,12 @@ import logging
 import os
 import random
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from data.errors import ConfigError, JudgeError
 from judges.config import DEFAULT_API_KEY_ENV, JudgeConfig
-from judges.secrets import scrub, scrub_completion, scrub_exception, secret_forms
+from judges.secrets import scrub, scrub_exception, scrub_optional, secret_forms
 
 log = logging.getLogger("prefloop.judges")
 
@@ -61,6 +61,31 @@ class Completion:
     params: dict[str, Any] = field(default_factory=dict)  # the parameters actually sent
     error: str | None = None
     cached: bool = False
+
+
+def scrub_completion(completion: Completion, secrets: tuple[str, ...]) -> Completion:
+    """A completion whose text and error hold no key. Logprobs are dropped if the key can
+    be read from their tokens (one token, or several in a row)."""
+    if not secrets:
+        return completion
+    logprobs = completion.logprobs
+    if logprobs:
+        tokens = [str(item.get("token", "")) for item in logprobs]
+        joined = "".join(tokens)
+        if scrub(joined, secrets) != joined:
+            logprobs = None
+        else:
+            for item in logprobs:
+                alternatives = "".join(str(t.get("token", "")) for t in item["top_logprobs"])
+                if scrub(alternatives, secrets) != alternatives:
+                    logprobs = None
+                    break
+    return replace(
+        completion,
+        text=scrub_optional(completion.text, secrets),
+        error=scrub_optional(completion.error, secrets),
+        logprobs=logprobs,
+    )
 
 
 def _mentions_logprobs(exc: Exception) -> bool:

@@ -2,7 +2,7 @@
 
 An endpoint may echo what it was sent: its reply, an error body or a 401 message can hold
 the bearer token. `scrub` removes a key, and the obvious ways of writing it, from a text;
-`scrub_completion` and `scrub_exception` apply it to what comes back from a client, so
+`judges.client.scrub_completion` and `scrub_exception` apply it to what comes back from a client, so
 `judgements.raw_text`, `judgements.error`, `judge_calls.response_text`, the CLI's error
 line and the Judge tab all see the text without it.
 
@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
-from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-if TYPE_CHECKING:
-    from judges.client import Completion
 
 MIN_SECRET_LENGTH = 8
 REDACTED = "[redacted API key]"
@@ -63,31 +58,6 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 def scrub_optional(text: str | None, secrets: tuple[str, ...]) -> str | None:
     return None if text is None else scrub(text, secrets)
-
-
-def scrub_completion(completion: Completion, secrets: tuple[str, ...]) -> Completion:
-    """A completion whose text and error hold no key. Logprobs are dropped if the key can
-    be read from their tokens (one token, or several in a row)."""
-    if not secrets:
-        return completion
-    logprobs = completion.logprobs
-    if logprobs:
-        tokens = [str(item.get("token", "")) for item in logprobs]
-        joined = "".join(tokens)
-        if scrub(joined, secrets) != joined:
-            logprobs = None
-        else:
-            for item in logprobs:
-                alternatives = "".join(str(t.get("token", "")) for t in item["top_logprobs"])
-                if scrub(alternatives, secrets) != alternatives:
-                    logprobs = None
-                    break
-    return replace(
-        completion,
-        text=scrub_optional(completion.text, secrets),
-        error=scrub_optional(completion.error, secrets),
-        logprobs=logprobs,
-    )
 
 
 def scrub_exception(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:

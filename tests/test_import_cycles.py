@@ -13,11 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "labeling", "judges", "training", "data")
 # Circles not broken yet, each with its way out. The list only shrinks: a circle that is
 # gone must leave it (the test says so), and a new one fails the test.
-KNOWN_CIRCLES = {
-    frozenset({"judges.client", "judges.secrets"}): (
-        "judges/secrets.py imports judges.client.Completion for type hints only"
-    ),
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}  # none left; a new one fails below
 
 
 def module_name(path: Path) -> str:

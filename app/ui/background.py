@@ -15,10 +15,6 @@ from typing import Any
 from data.errors import PrefloopError
 
 
-class MissingPiece(PrefloopError):
-    """A package the tab needs (judges, training.jobs, labeling) is not installed here."""
-
-
 @dataclass
 class Background:
     """One background task (a judge batch or a rescore) and how it ended."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,22 +60,19 @@ class AppContext:
         return self.access.require(username, role)
 
     def job_manager(self) -> Any:
-        """The store's training JobManager (raises MissingPiece without training.jobs)."""
-        from app.ui.train_jobs import training_jobs
+        """The store's training JobManager (runs are subprocesses; made on first use)."""
+        from training.jobs import JobManager
 
         with _LOCK:
             if self.jobs is None:
-                module = training_jobs()
-                self.jobs = module.JobManager(self.store, self.runs_root, background=True)
+                self.jobs = JobManager(self.store, self.runs_root, background=True)
             return self.jobs
 
     def start_background(self) -> None:
         """Adopt runs left by a previous server and re-score when runs end."""
-        from app.ui.background import MissingPiece
         from app.ui.train_jobs import RunWatcher
 
-        with contextlib.suppress(MissingPiece):  # no training.jobs here: the Train tab says so
-            self.job_manager()
+        self.job_manager()
         if self.watcher is None:
             self.watcher = RunWatcher(self)
 

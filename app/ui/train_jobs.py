@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.ui.background import MissingPiece, run_in_background
+from app.ui.background import run_in_background
 from app.ui.render import code_block, plain
 from data.errors import ConfigError
 from data.store import PreferenceStore
+from training import jobs as run_queue
 from training.jobs import reward_stages
 
 # what the tab trains: stages joined by "+", run in order (rm+ppo: PPO on the new reward model)
@@ -22,16 +23,6 @@ CURVE_KEYS = ("loss", "reward", "kl")
 GENERATE_PROMPTS = ("unlabelled", "all")
 
 log = logging.getLogger("prefloop.app")
-
-
-def training_jobs() -> Any:
-    try:
-        from training import jobs
-    except ImportError as exc:
-        raise MissingPiece(
-            f"training.jobs is not available in this install ({exc}); the Train tab needs it"
-        ) from None
-    return jobs
 
 
 HISTORY_COLUMNS = [
@@ -161,7 +152,7 @@ def start_training(ctx: Any, kind: str, *, who: str) -> str:
     trainer queue runs them in order)."""
     if kind not in TRAIN_KINDS:
         raise ConfigError(f"choose one of {', '.join(TRAIN_KINDS)}, not {kind!r}")
-    module = training_jobs()
+    module = run_queue
     manager = ctx.job_manager()
     stages = kind.split("+")
     run_ids = [
@@ -191,7 +182,7 @@ def start_generation(
         raise ConfigError("responses per prompt: at least 2, to form pairs")
     if max_new_tokens < 1:
         raise ConfigError("tokens per response: at least 1")
-    module = training_jobs()
+    module = run_queue
     request = module.TrainRequest(
         "generate",
         policy=policy.strip() or "latest",
@@ -291,12 +282,9 @@ def rescore_and_route(store: PreferenceStore, human_budget: int) -> dict[str, An
     """Fit a new ensemble on the current labels, score every pair, and add `human_budget`
     pairs to the human queue where the labels are most likely wrong (unstarted human
     pairs are re-chosen with the new ensemble; see `labeling.router`)."""
-    try:
-        from labeling.router import RouterConfig, route_store
-        from labeling.scoring import score_store
-    except ImportError as exc:
-        raise MissingPiece(f"labeling is not available here ({exc}); cannot re-score") from None
     from data.project import read_project
+    from labeling.router import RouterConfig, route_store  # numpy and sklearn: load on use
+    from labeling.scoring import score_store
 
     scored = score_store(store)
     overlap = read_project(store).overlap  # as `prefloop route` does without --overlap
