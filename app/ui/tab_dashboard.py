@@ -22,7 +22,9 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> None:
         agreement = gr.Markdown()
         with gr.Row():
             over_time = gr.Plot(label="Labels by source", elem_classes="dashboard-plot")
-            calibration = gr.Plot(label="Calibration accuracy per round", elem_classes="dashboard-plot")
+            calibration = gr.Plot(
+                label="Calibration accuracy per round", elem_classes="dashboard-plot"
+            )
         with gr.Row():
             histogram = gr.Plot(label="Uncertainty", elem_classes="dashboard-plot")
             efficiency = gr.Plot(label="Label efficiency", elem_classes="dashboard-plot")
