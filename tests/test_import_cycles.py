@@ -1,7 +1,8 @@
 """No two first-party files import each other, directly or through others.
 
 Every import counts, those inside functions too: a lazy import delays a circle but does
-not remove it (the two files still cannot be read, tested or moved apart).
+not remove it (the two files still cannot be read, tested or moved apart). The rule is
+stated in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

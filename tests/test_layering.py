@@ -1,4 +1,7 @@
-"""Dependencies point one way: app -> labeling, judges, training.jobs, data; the rest -> data."""
+"""Dependencies point one way: app -> labeling, judges, training.jobs, data; the rest -> data.
+
+The layers are drawn in docs/ARCHITECTURE.md; a change to them changes both.
+"""
 
 from __future__ import annotations
 
