@@ -98,8 +98,7 @@ def aggregate_verdicts(
 def active_labels(store: PreferenceStore) -> list[dict[str, Any]]:
     """Every active label as the rows `aggregate_verdicts` takes."""
     return store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM labels WHERE retracted_at IS NULL "
-        "ORDER BY label_id"
+        "SELECT pair_id, source, verdict, confidence FROM active_labels ORDER BY label_id"
     )
 
 
@@ -113,10 +112,7 @@ def aggregated_pairs(
         return []
     margins = _human_margins(labels, decided, policy)
     views = {
-        v.pair_id: v
-        for v in store.pairs(
-            "WHERE p.pair_id IN (SELECT pair_id FROM labels WHERE retracted_at IS NULL)"
-        )
+        v.pair_id: v for v in store.pairs("WHERE p.pair_id IN (SELECT pair_id FROM active_labels)")
     }
     out = []
     for pair_id, (verdict, source, votes) in sorted(decided.items()):

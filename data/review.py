@@ -122,7 +122,7 @@ def find_pairs(store: PreferenceStore, wanted: ReviewFilter) -> ReviewPage:
                             AND h.verdict <> j.verdict)"""
     rows = store.query(
         f"""
-        WITH active AS (SELECT * FROM labels WHERE retracted_at IS NULL),
+        WITH active AS (SELECT * FROM active_labels),
         matched AS (
             SELECT DISTINCT pair_id FROM active WHERE {" AND ".join(conditions)} {disagree}
         ),

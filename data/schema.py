@@ -199,6 +199,12 @@ MIGRATIONS: list[str] = [
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
     """,
+    # 5: the labels that count (not retracted), for every reader outside the label writers
+    # (data.store, data.queue, data.click_batch, data.ingest, judges.writer). A migration that
+    # adds a column to `labels` must re-create this view: `SELECT *` is bound when created.
+    """
+    CREATE VIEW active_labels AS SELECT * FROM labels WHERE retracted_at IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,7 @@ VERDICT_CODES = {"a": 0, "b": 1, "tie": 2, "both_bad": 3}
 
 def store_stats(store: PreferenceStore) -> dict[str, Any]:
     labels = store.query_dicts(
-        "SELECT pair_id, source, who, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+        "SELECT pair_id, source, who, verdict, confidence FROM active_labels"
     )
     labelled = {label["pair_id"] for label in labels}
     pairs = store.count("pairs")

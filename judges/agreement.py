@@ -37,8 +37,8 @@ def _reference(store: PreferenceStore, sources: tuple[str, ...]) -> dict[str, st
     """Majority verdict per pair over active labels from `sources` ("reference": the labels
     imported with `--labels as-reference`); split votes are left out."""
     rows = store.query(
-        "SELECT pair_id, verdict, count(*) FROM labels WHERE retracted_at IS NULL "
-        "AND source IN (SELECT unnest(?::VARCHAR[])) GROUP BY pair_id, verdict",
+        "SELECT pair_id, verdict, count(*) FROM active_labels "
+        "WHERE source IN (SELECT unnest(?::VARCHAR[])) GROUP BY pair_id, verdict",
         [list(sources)],
     )
     votes: dict[str, Counter[str]] = {}
@@ -84,7 +84,7 @@ def agreement_report(
     lengths = _lengths(store)
     ref_longer, ref_decided = _prefers_longer(reference, lengths)
     rows = store.query(
-        "SELECT who, pair_id, verdict FROM labels WHERE source = 'judge' AND retracted_at IS NULL "
+        "SELECT who, pair_id, verdict FROM active_labels WHERE source = 'judge' "
         + ("AND who = ? " if judge else "")
         + "ORDER BY label_id",
         [judge] if judge else [],

@@ -72,7 +72,7 @@ def select_work(
         missing = "j.status = 'failed'"
     else:
         scope = (
-            "NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id AND l.retracted_at IS NULL)"
+            "NOT EXISTS (SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id)"
             if all_unlabelled
             else "p.queue = 'judge'"
         )
@@ -85,17 +85,17 @@ def select_work(
             CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS model) m
             CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS order_shown) o
             WHERE {scope}
-        ),
+       ),
         todo AS (
             SELECT w.* FROM wanted w
             LEFT JOIN judgements j ON j.pair_id = w.pair_id AND j.model = w.model
                 AND j.order_shown = w.order_shown AND j.template_hash = ?
             WHERE {missing}
-        ),
+       ),
         chosen AS (
             SELECT pair_id, max(priority) AS priority FROM todo GROUP BY pair_id
             ORDER BY priority DESC, pair_id {"LIMIT " + str(int(limit)) if limit is not None else ""}
-        )
+       )
         SELECT t.pair_id, t.model, t.order_shown FROM todo t JOIN chosen c USING (pair_id)
         ORDER BY c.priority DESC, t.pair_id, t.model, t.order_shown
         """,

@@ -100,9 +100,8 @@ def human_budget_by_reason(store: PreferenceStore) -> list[tuple[str, int, int]]
         for reason, n, done in store.query(
             """
             SELECT p.route_reason, count(*),
-                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l
-                       WHERE l.pair_id = p.pair_id AND l.source = 'human'
-                       AND l.retracted_at IS NULL))
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM active_labels l
+                       WHERE l.pair_id = p.pair_id AND l.source = 'human'))
             FROM pairs p WHERE p.queue = 'human'
             GROUP BY 1 ORDER BY 2 DESC, 1
             """

@@ -54,8 +54,8 @@ SELECT p.pair_id, p.queue, p.route_reason,
        EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = p.pair_id
                AND l.expires_at > now()::TIMESTAMP) AS leased
 FROM pairs p
-WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
-                  AND l.source IN ('human', 'import') AND l.retracted_at IS NULL)
+WHERE NOT EXISTS (SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id
+                  AND l.source IN ('human', 'import'))
 ORDER BY p.pair_id
 """
 
@@ -282,10 +282,10 @@ def _why_nothing(store: PreferenceStore, kept: int) -> str:
     total, imported, human = store.query(
         """
         SELECT count(*),
-               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
-                   AND l.source = 'import' AND l.retracted_at IS NULL)),
-               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id
-                   AND l.source = 'human' AND l.retracted_at IS NULL))
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id
+                   AND l.source = 'import')),
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id
+                   AND l.source = 'human'))
         FROM pairs p
         """
     )[0]

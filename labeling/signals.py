@@ -88,8 +88,8 @@ def latest_judge_labels(
     """pair_id -> (who, verdict, confidence, meta) of its newest active judge label."""
     where = "" if pair_ids is None else "AND pair_id IN (SELECT unnest(?::VARCHAR[]))"
     rows = store.query(
-        f"SELECT pair_id, who, verdict, confidence, meta FROM labels WHERE source = 'judge' "
-        f"AND retracted_at IS NULL {where} "
+        f"SELECT pair_id, who, verdict, confidence, meta FROM active_labels WHERE source = 'judge' "
+        f"{where} "
         "QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY created_at DESC, label_id DESC) = 1",
         [] if pair_ids is None else [list(pair_ids)],
     )
@@ -137,8 +137,8 @@ def read_signals(
     wanted = "pair_id IN (SELECT unnest(?::VARCHAR[]))"
 
     labels = store.query_dicts(
-        f"SELECT pair_id, source, verdict, confidence FROM labels WHERE {wanted} "
-        "AND retracted_at IS NULL AND source IN ('import', 'judge', 'model')",
+        f"SELECT pair_id, source, verdict, confidence FROM active_labels WHERE {wanted} "
+        "AND source IN ('import', 'judge', 'model')",
         ids,
     )
     decided = aggregate_verdicts(labels, AggregationPolicy(AUTO_SOURCES, include_ties=True))
@@ -222,13 +222,13 @@ def _ensemble_signals(
     if as_of_human_label:
         sql = """
         WITH first_human AS (
-            SELECT pair_id, min(created_at) AS labelled_at FROM labels
-            WHERE source = 'human' AND retracted_at IS NULL
+            SELECT pair_id, min(created_at) AS labelled_at FROM active_labels
+            WHERE source = 'human'
               AND pair_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY pair_id
-        ), before AS (
+       ), before AS (
             SELECT f.pair_id, max(e.version) AS version FROM first_human f
             JOIN ensembles e ON e.created_at < f.labelled_at GROUP BY f.pair_id
-        )
+       )
         SELECT s.pair_id, s.p_mean, s.p_std FROM before b
         JOIN scores s ON s.pair_id = b.pair_id AND s.version = b.version
         """
@@ -247,9 +247,9 @@ def _ensemble_signals(
 
 
 _HUMAN_LABELS_SQL = """
-SELECT l.pair_id, l.source, l.verdict, l.confidence, p.route_reason FROM labels l
+SELECT l.pair_id, l.source, l.verdict, l.confidence, p.route_reason FROM active_labels l
 JOIN pairs p USING (pair_id)
-WHERE l.source = 'human' AND l.retracted_at IS NULL
+WHERE l.source = 'human'
 """
 
 

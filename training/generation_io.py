@@ -30,7 +30,7 @@ def select_prompts(store: PreferenceStore, which: str) -> list[list[dict[str, st
     elif which == "unlabelled":
         rows = store.query(
             "SELECT messages FROM prompts WHERE prompt_id NOT IN (SELECT p.prompt_id FROM pairs p "
-            "JOIN labels l USING (pair_id) WHERE l.retracted_at IS NULL) ORDER BY prompt_id"
+            "JOIN active_labels l USING (pair_id)) ORDER BY prompt_id"
         )
     else:
         return _prompts_from_file(Path(which))

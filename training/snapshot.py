@@ -76,9 +76,7 @@ def export_snapshot(
 
     pairs = aggregated_pairs(store, AggregationPolicy())
     last_label = dict(
-        store.query(
-            "SELECT pair_id, max(label_id) FROM labels WHERE retracted_at IS NULL GROUP BY pair_id"
-        )
+        store.query("SELECT pair_id, max(label_id) FROM active_labels GROUP BY pair_id")
     )
     cache: dict[tuple[str, str], float] = {}
     if ref_model_hash and template:

@@ -222,8 +222,8 @@ class Annotator:
         back unless another annotator holds it now.
         """
         last = self.store.query(
-            "SELECT label_id, pair_id FROM labels WHERE source = 'human' AND who = ? "
-            "AND retracted_at IS NULL ORDER BY label_id DESC LIMIT 1",
+            "SELECT label_id, pair_id FROM active_labels WHERE source = 'human' AND who = ? "
+            "ORDER BY label_id DESC LIMIT 1",
             [annotator],
         )
         if not last:

@@ -40,8 +40,7 @@ def empty_note(ax: Any, message: str) -> None:
 def labels_over_time(store: PreferenceStore):  # noqa: ANN201
     rows = store.query(
         """
-        SELECT source, date_trunc('hour', created_at) AS t, count(*) FROM labels
-        WHERE retracted_at IS NULL GROUP BY ALL ORDER BY t
+        SELECT source, date_trunc('hour', created_at) AS t, count(*) FROM active_labels GROUP BY ALL ORDER BY t
         """
     )
     fig, ax = new_figure("Labels by source over time (cumulative)")
@@ -78,14 +77,13 @@ def calibration_accuracy(store: PreferenceStore) -> list[dict[str, Any]]:
     return store.query_dicts(
         """
         WITH human AS (
-            SELECT l.pair_id, l.verdict FROM labels l JOIN pairs p USING (pair_id)
-            WHERE l.source = 'human' AND l.retracted_at IS NULL AND l.verdict IN ('a', 'b')
+            SELECT l.pair_id, l.verdict FROM active_labels l JOIN pairs p USING (pair_id)
+            WHERE l.source = 'human' AND l.verdict IN ('a', 'b')
               AND lower(coalesce(p.route_reason, '')) LIKE '%calib%'
-        )
+       )
         SELECT s.version, count(*) AS n,
                avg(CASE WHEN (s.p_mean > 0.5) = (h.verdict = 'a') THEN 1.0 ELSE 0.0 END) AS accuracy,
-               (SELECT count(*) FROM labels x WHERE x.source = 'human' AND x.retracted_at IS NULL
-                  AND x.created_at <= any_value(e.created_at)) AS human_labels
+               (SELECT count(*) FROM active_labels x WHERE x.source = 'human' AND x.created_at <= any_value(e.created_at)) AS human_labels
         FROM scores s JOIN human h USING (pair_id) JOIN ensembles e ON e.version = s.version
         GROUP BY s.version ORDER BY s.version
         """
@@ -97,8 +95,7 @@ def calibration_needs(store: PreferenceStore) -> str:
     routed, labelled = store.query(
         """
         SELECT count(*), count(*) FILTER (WHERE EXISTS (
-                   SELECT 1 FROM labels l WHERE l.pair_id = p.pair_id AND l.source = 'human'
-                     AND l.retracted_at IS NULL AND l.verdict IN ('a', 'b')))
+                   SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id AND l.source = 'human' AND l.verdict IN ('a', 'b')))
         FROM pairs p WHERE lower(coalesce(p.route_reason, '')) LIKE '%calib%'
         """
     )[0]
@@ -162,7 +159,7 @@ def agreement_markdown(store: PreferenceStore) -> str:
     except ImportError:
         return "Agreement needs `data/stats.py` (not in this install)."
     labels = store.query_dicts(
-        "SELECT pair_id, source, who, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+        "SELECT pair_id, source, who, verdict, confidence FROM active_labels"
     )
     hh = human_human_agreement(labels)
     hj = human_judge_agreement(labels)

@@ -31,7 +31,7 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
     )[0]
     queues = queue_counts(store)
     judged = store.scalar(
-        "SELECT count(DISTINCT pair_id) FROM labels WHERE source = 'judge' AND retracted_at IS NULL"
+        "SELECT count(DISTINCT pair_id) FROM active_labels WHERE source = 'judge'"
     )
     lines = [
         f"**Judge queue**: {queues.judge:,} pairs ({queues.judge_unlabelled:,} without a judge "
@@ -65,7 +65,7 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
         from data.stats import human_judge_agreement
 
         labels = store.query_dicts(
-            "SELECT pair_id, source, who, verdict, confidence FROM labels WHERE retracted_at IS NULL"
+            "SELECT pair_id, source, who, verdict, confidence FROM active_labels"
         )
         agreement = human_judge_agreement(labels)
         if agreement.get("pairs"):

@@ -111,9 +111,25 @@ def test_an_older_store_is_migrated_on_open(store_path: Path) -> None:
         cur.execute("DROP TABLE skips").fetchall()  # what a version-1 file looks like
         cur.execute("DROP TABLE reference_labels").fetchall()
         cur.execute("DROP TABLE label_corrections").fetchall()
+        cur.execute("DROP VIEW active_labels").fetchall()
         cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'").fetchall()
     with PreferenceStore(store_path) as again:
-        assert again.schema_version() == SCHEMA_VERSION == 4
+        assert again.schema_version() == SCHEMA_VERSION == 5
         assert again.count("pairs") == 0 and again.query("SELECT count(*) FROM skips") == [(0,)]
         assert again.query("SELECT count(*) FROM reference_labels") == [(0,)]
         assert again.count("label_corrections") == 0
+        assert again.query("SELECT count(*) FROM active_labels") == [(0,)]
+
+
+def test_active_labels_is_the_labels_that_count(store: PreferenceStore) -> None:
+    from data.ingest import ingest
+    from data.shapes import PairRecord
+
+    (pair,) = ingest(
+        store, [PairRecord([{"role": "user", "content": "q"}], "one", "two")], origin="t"
+    ).pair_ids
+    kept = store.add_label(pair, source="judge", who="m", verdict="a")
+    undone = store.add_label(pair, source="human", who="ann", verdict="b")
+    store.retract_label(undone)
+    assert store.query("SELECT label_id FROM active_labels") == [(kept,)]
+    assert store.count("labels") == 2  # the retracted one is kept for audit

@@ -17,6 +17,7 @@ CONFIG = EncoderConfig(max_length=32, progress=False)
 @pytest.mark.parametrize("block", FEATURE_BLOCKS)
 def test_training_reads_the_same_rewards(store, tmp_path, block):
     from training import ensemble_reward  # first-party: a broken import fails, not skips
+
     features = [block, "length"] if block != "length" else ["length"]
     x, _ = response_features(store, PROMPTS, RESPONSES, features, config=CONFIG)
     mu, sigma = standardisation(x)
