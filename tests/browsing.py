@@ -34,3 +34,18 @@ def launched_chromium() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
         chromium.close()
+
+
+def log_in(browser: Any, url: str, user: str, password: str) -> tuple[Any, Any, list[str]]:
+    """A fresh context logged in through the login page, watching for scripts and dialogs:
+    (context, page, dialogs). The caller waits for what its page should show."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(WATCH_XSS)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    return context, page, dialogs

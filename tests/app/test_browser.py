@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.app.conftest import PASSWORDS, Served, serve_store, stop
-from tests.browsing import CHROMIUM, WATCH_XSS
+from tests.browsing import CHROMIUM, log_in
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -38,15 +38,7 @@ def served_xss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(WATCH_XSS)
-    page = context.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(served.url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(PASSWORDS[user])
-    page.get_by_role("button", name="Login").click()
+    context, page, dialogs = log_in(browser, served.url, user, PASSWORDS[user])
     page.locator("#btn-a").wait_for(state="visible", timeout=30_000)
     wait_for_pair(page)
     return context, page, dialogs

@@ -16,7 +16,7 @@ from data.project import update_project
 from data.store import PreferenceStore
 from tests.app.conftest import PASSWORDS, Served, free_port, make_store, make_users
 from tests.app.test_browser import assert_no_script_ran, save
-from tests.browsing import CHROMIUM, WATCH_XSS
+from tests.browsing import CHROMIUM, log_in
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,15 +58,7 @@ def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]
     """Log in and wait for the Annotate tab's first answer (a pair or the empty state)."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(WATCH_XSS)
-    page = context.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(served.url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(PASSWORDS[user])
-    page.get_by_role("button", name="Login").click()
+    context, page, dialogs = log_in(browser, served.url, user, PASSWORDS[user])
     expect(page.locator("#progress")).to_contain_text("still want a label", timeout=30_000)
     return context, page, dialogs
 
