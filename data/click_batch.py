@@ -27,7 +27,7 @@ import duckdb
 from data.errors import StoreError
 from data.queue import NOT_YOUR_PAIR, choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
-from data.store import PairView, PreferenceStore, check_rationale, count_human_labels
+from data.store import PairView, PreferenceStore, check_rationale, record_human_labels
 
 # Per click: who holds a live lease on its pair, whether the clicker labelled it already,
 # and who the pair was last leased to (live or run out; see `data.queue`). Live leases
@@ -77,7 +77,7 @@ class Click:
 
 
 @dataclass(frozen=True)
-class Done:
+class ClickResult:
     """What a click got: its label id and the pair now leased to the annotator (or None)."""
 
     label_id: int
@@ -91,8 +91,8 @@ class Done:
 
 def label_and_claim_batch(
     store: PreferenceStore, clicks: Sequence[Click]
-) -> list[Done | StoreError]:
-    """Write `clicks` in one transaction; per click, a `Done` or the `StoreError` it got.
+) -> list[ClickResult | StoreError]:
+    """Write `clicks` in one transaction; per click, a `ClickResult` or the `StoreError` it got.
 
     Within a batch the clicks count in order: a later click by the same annotator on the
     same pair is refused as a second label, and no pair is leased to two annotators.
@@ -141,12 +141,12 @@ def label_and_claim_next(
 
 def _write(
     store: PreferenceStore, cur: duckdb.DuckDBPyConnection, clicks: Sequence[Click]
-) -> list[Done | StoreError]:
+) -> list[ClickResult | StoreError]:
     import pyarrow as pa
 
     from data.store import VERDICTS
 
-    results: list[Done | StoreError | None] = [None] * len(clicks)
+    results: list[ClickResult | StoreError | None] = [None] * len(clicks)
     problems = [_wrong_type(click) for click in clicks]
     clicks = [_placeholder(c) if p else c for c, p in zip(clicks, problems, strict=True)]
     for i, click in enumerate(clicks):
@@ -192,17 +192,19 @@ def _write(
     if not ok:
         return results  # type: ignore[return-value] - every click got its error
     labelled_pairs = [clicks[i].pair_id for i in ok]
-    forget_closed(store, count_human_labels(cur, labelled_pairs))
+    forget_closed(store, record_human_labels(cur, labelled_pairs))
     nexts = choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
     picks = [
         (pair_id, clicks[i].annotator, clicks[i].lease_seconds)
         for i, pair_id in zip(ok, nexts, strict=True)
         if pair_id is not None
     ]
-    lease(cur, picks, ending=labelled_pairs)
+    lease(cur, picks, labelled_now=labelled_pairs)
     for i, next_id in zip(ok, nexts, strict=True):
         click = clicks[i]
-        results[i] = Done(labelled[(click.pair_id, click.annotator)], click.annotator, next_id)
+        results[i] = ClickResult(
+            labelled[(click.pair_id, click.annotator)], click.annotator, next_id
+        )
     assert all(r is not None for r in results), "every click gets a result"
     return results  # type: ignore[return-value]
 
@@ -211,7 +213,7 @@ def _accept(
     clicks: Sequence[Click],
     checks: list[tuple],
     pairs: dict[int, tuple[bool, str | None]],
-    results: list[Done | StoreError | None],
+    results: list[ClickResult | StoreError | None],
 ) -> list[int]:
     """Indices of the clicks that pass their checks; the others get their error."""
     seen: set[tuple[str, str]] = set()
@@ -277,7 +279,7 @@ def _placeholder(click: Click) -> Click:
 @dataclass
 class _Pending:
     click: Click
-    result: Done | StoreError | BaseException | None = None
+    result: ClickResult | StoreError | BaseException | None = None
     taken: bool = False  # a leader is writing it
     done: bool = False
 
@@ -299,7 +301,7 @@ class GroupCommitter:
     batches: int = 0  # batches written so far
     clicks: int = 0  # clicks in them (clicks / batches = the mean batch size)
 
-    def submit(self, click: Click) -> Done:
+    def submit(self, click: Click) -> ClickResult:
         """Label and lease the next pair; returns once the batch holding this click committed."""
         mine = _Pending(click)
         with self._cond:
@@ -314,7 +316,7 @@ class GroupCommitter:
                 pending.taken = True
             self.batches += 1
             self.clicks += len(batch)
-        outcome: list[Done | StoreError] | BaseException
+        outcome: list[ClickResult | StoreError] | BaseException
         try:
             outcome = label_and_claim_batch(self.store, [p.click for p in batch])
         except BaseException as exc:  # noqa: BLE001 - handed to every click of the batch
@@ -336,10 +338,10 @@ class GroupCommitter:
 
 
 def _with_pairs(
-    store: PreferenceStore, results: list[Done | StoreError]
-) -> list[Done | StoreError]:
+    store: PreferenceStore, results: list[ClickResult | StoreError]
+) -> list[ClickResult | StoreError]:
     """Texts of the next pairs and each annotator's progress: two queries for the batch."""
-    done = [r for r in results if isinstance(r, Done)]
+    done = [r for r in results if isinstance(r, ClickResult)]
     if not done:
         return results
     ids = sorted({r.next_pair_id for r in done if r.next_pair_id})
@@ -358,7 +360,7 @@ def _with_pairs(
             mine_today=mine.get(r.annotator, 0),
             queue_left=left,
         )
-        if isinstance(r, Done)
+        if isinstance(r, ClickResult)
         else r
         for r in results
     ]
@@ -382,7 +384,7 @@ def human_progress(
     return dict(rows), int(left)
 
 
-def _unwrap(result: Done | StoreError | BaseException | None) -> Done:
+def _unwrap(result: ClickResult | StoreError | BaseException | None) -> ClickResult:
     if isinstance(result, BaseException):
         raise result
     assert result is not None, "a click left its batch without a result"

@@ -104,7 +104,7 @@ def drop_cached_head(store: PreferenceStore) -> None:
     store.cache.pop(_TOP_CACHE, None)
 
 
-class Want(Protocol):
+class NextPairRequest(Protocol):
     """Who asks for a next pair, and the pairs they would rather not get (e.g. skipped)."""
 
     @property
@@ -115,8 +115,8 @@ class Want(Protocol):
 
 
 @dataclass(frozen=True)
-class NextFor:
-    """A `Want` on its own (a click carries one too: `data.click_batch.Click`)."""
+class AskingAnnotator:
+    """A `NextPairRequest` on its own (a click carries one too: `data.click_batch.Click`)."""
 
     annotator: str
     avoid: Collection[str] = ()
@@ -149,16 +149,16 @@ def _read_head(
     cur: duckdb.DuckDBPyConnection,
     k: int,
     who: Sequence[str],
-    ending: Collection[str] = (),
+    labelled_now: Collection[str] = (),
 ) -> _Head:
     """The k best open pairs and, in one query, the leases and labels that concern them or
-    `who`. Leases on pairs in `ending` are ignored (they end in this transaction)."""
+    `who`. Leases on pairs in `labelled_now` are ignored (they end in this transaction)."""
     ids, maybe_more = top_open_ids(store, cur, k)
     head = _Head(ids, maybe_more, {}, {}, {})
     for kind, pair_id, person in cur.execute(_HOLDERS_SQL, {"ids": ids, "who": who}).fetchall():
         if kind == "label":
             head.done_by.setdefault(pair_id, set()).add(person)
-        elif pair_id not in ending:
+        elif pair_id not in labelled_now:
             head.holder[pair_id] = person
             head.held.setdefault(person, pair_id)
     return head
@@ -167,22 +167,22 @@ def _read_head(
 def choose_next(
     store: PreferenceStore,
     cur: duckdb.DuckDBPyConnection,
-    wants: Sequence[Want],
-    ending: Collection[str] = (),
+    wants: Sequence[NextPairRequest],
+    labelled_now: Collection[str] = (),
 ) -> list[str | None]:
     """The next pair for each want, best first, never one pair for two annotators.
 
     An annotator who holds a lease keeps that pair (one lease each). Candidates come
     from the cached head of the queue (open pairs only); when it holds nothing left for
     some annotator (or only pairs they avoid), a deeper head is read, as often as needed.
-    Leases on pairs in `ending` (labelled in this transaction) do not count.
+    Leases on pairs in `labelled_now` (labelled in this transaction) do not count.
     """
     who = sorted({w.annotator for w in wants})
     chosen: dict[int, str | None] = {}
     taken: set[str] = set()
     k = max(64, 4 * (len(wants) + max(len(w.avoid) for w in wants)))
     while len(chosen) < len(wants):
-        head = _read_head(store, cur, k, who, ending)
+        head = _read_head(store, cur, k, who, labelled_now)
         taken |= set(head.held.values())
         for index, want in enumerate(wants):
             if index in chosen:
@@ -295,7 +295,7 @@ def claim_in(
     avoid: Collection[str],
 ) -> str | None:
     """`claim_next` inside the caller's transaction `cur`."""
-    (pair_id,) = choose_next(store, cur, [NextFor(annotator, avoid)])
+    (pair_id,) = choose_next(store, cur, [AskingAnnotator(annotator, avoid)])
     if pair_id is not None:
         lease(cur, [(pair_id, annotator, lease_seconds)])
     return pair_id
@@ -304,16 +304,16 @@ def claim_in(
 def lease(
     cur: duckdb.DuckDBPyConnection,
     picks: Sequence[tuple[str, str, float]],
-    ending: Sequence[str] = (),
+    labelled_now: Sequence[str] = (),
 ) -> None:
     """Lease each (pair, annotator, seconds) in `picks`, ending every other lease on those
-    pairs or of those annotators (one lease each), and the leases on `ending` pairs.
+    pairs or of those annotators (one lease each), and the leases on `labelled_now` pairs.
     A pair picked twice (two clicks of one annotator in a batch) is leased once."""
     picks = list({pair_id: (pair_id, who, s) for pair_id, who, s in picks}.values())
     # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
     cur.execute(
         "DELETE FROM leases WHERE list_contains($ids, pair_id) OR list_contains($who, annotator)",
-        {"ids": [*ending, *(p for p, _, _ in picks)], "who": [a for _, a, _ in picks]},
+        {"ids": [*labelled_now, *(p for p, _, _ in picks)], "who": [a for _, a, _ in picks]},
     ).fetchall()
     if picks:
         cur.execute(

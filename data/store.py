@@ -280,7 +280,7 @@ class PreferenceStore:
         ).fetchall()
         if not row:
             raise StoreError(f"cannot label unknown pair {pair_id!r}")
-        if source == "human" and count_human_labels(cursor, [pair_id]):
+        if source == "human" and record_human_labels(cursor, [pair_id]):
             self.cache.clear()  # the cached head of the queue holds open pairs only
         return int(row[0][0])
 
@@ -317,7 +317,7 @@ class PreferenceStore:
         )
 
 
-def count_human_labels(cur: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> list[str]:
+def record_human_labels(cur: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> list[str]:
     """Keep `human_queue` in step with new human labels on `pair_ids` (a pair may repeat).
 
     Counts go up, and a pair that has all its human labels leaves the table, so the top

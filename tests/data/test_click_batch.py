@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from data import queue
-from data.click_batch import Click, Done, GroupCommitter, label_and_claim_batch
+from data.click_batch import Click, ClickResult, GroupCommitter, label_and_claim_batch
 from data.errors import StoreError
 from data.store import PreferenceStore
 from tests.data.test_queue import make_pairs
@@ -33,7 +33,7 @@ def test_one_batch_labels_every_click_and_leases_distinct_pairs(store: Preferenc
         store,
         [Click(held[w], w, "a", swapped=(w == "bob")) for w in ("ann", "bob", "cy")],
     )
-    assert all(isinstance(r, Done) for r in results)
+    assert all(isinstance(r, ClickResult) for r in results)
     nexts = [r.next_pair_id for r in results]
     assert nexts == ids[3:6]  # in click order, best first, never the same pair twice
     stored = store.query("SELECT who, pair_id, verdict FROM labels ORDER BY who")
@@ -63,7 +63,7 @@ def test_a_bad_click_fails_alone(store: PreferenceStore) -> None:
             Click(bob, "bob", "maybe", swapped=False),
         ],
     )
-    assert isinstance(results[0], Done)
+    assert isinstance(results[0], ClickResult)
     messages = [str(r) for r in results[1:]]
     assert "already labelled" in messages[0]
     assert "leased to another annotator" in messages[1]
@@ -82,7 +82,7 @@ def test_two_clicks_of_one_annotator_in_a_batch_get_one_next_pair(
     results = label_and_claim_batch(
         store, [Click(ids[0], "ann", "a", swapped=False), Click(ids[1], "ann", "b", swapped=False)]
     )
-    assert all(isinstance(r, Done) for r in results)
+    assert all(isinstance(r, ClickResult) for r in results)
     assert results[0].next_pair_id == results[1].next_pair_id == ids[2]
     assert store.query("SELECT annotator, pair_id FROM leases") == [("ann", ids[2])]
 
@@ -114,7 +114,7 @@ def test_concurrent_clicks_share_commits_and_lose_nothing(store: PreferenceStore
     committer = GroupCommitter(store)
     annotators = [f"ann{i}" for i in range(8)]
     acknowledged: dict[str, list[int]] = {who: [] for who in annotators}
-    last: dict[str, Done] = {}
+    last: dict[str, ClickResult] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(annotators))
 
