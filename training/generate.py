@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from data.errors import ConfigError
 from data.models import resolve_model
 from training.generation_io import GENERATIONS, PROMPTS
 from training.models import load_tokenizer, loading_policy
@@ -29,6 +30,12 @@ class GenerateConfig:
     batch_size: int = help_field(16, "Prompts per generation batch.")
     max_prompt_tokens: int = help_field(192, "Prompt tokens kept (from the end).")
     seed: int = help_field(0, "Sampling seed.")
+
+    def __post_init__(self) -> None:  # checked at submit, for the CLI and the Train tab alike
+        if self.n < 2:
+            raise ConfigError(f"n = {self.n}: sample at least 2 responses per prompt to form pairs")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens = {self.max_new_tokens}: generate at least 1 token")
 
 
 def load_policy(path: str):

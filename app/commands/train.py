@@ -286,8 +286,6 @@ def generate_command(
     as_json: bool,
 ) -> None:
     """Sample responses from a policy for the store's prompts and store them as new pairs."""
-    if n < 2:
-        raise ConfigError("--n must be at least 2 to form pairs")
     request = TrainRequest(
         "generate",
         policy=policy,

@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from app.ui.background import run_in_background
@@ -61,7 +60,7 @@ def runs_table(store: PreferenceStore, limit: int = 30) -> list[list[Any]]:
     )
     table = []
     for row in rows:
-        metrics = _decoded(row["metrics"])
+        metrics = run_queue.decode_run(row)["metrics"]
         table.append(
             [
                 row["run_id"],
@@ -87,15 +86,6 @@ def metrics_table(metrics: dict[str, Any]) -> list[list[str]]:
     return [[key.replace("_", " "), _shown(metrics[key])] for key in keys]
 
 
-def _decoded(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _shown(value: Any) -> str:
     if value is None:
         return ""
@@ -108,29 +98,20 @@ def _shown(value: Any) -> str:
 
 def latest_run(store: PreferenceStore) -> dict[str, Any] | None:
     rows = store.query_dicts("SELECT * FROM runs ORDER BY created_at DESC LIMIT 1")
-    return rows[0] if rows else None
+    return run_queue.decode_run(rows[0]) if rows else None
 
 
-def read_curves(run_dir: str | None) -> dict[str, list[tuple[float, float]]]:
-    """step -> value series for loss / reward / KL-like keys of a run's metrics.jsonl."""
-    curves: dict[str, list[tuple[float, float]]] = {}
-    if not run_dir:
-        return curves
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return curves
-    for index, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written right now
+def metric_curves(metrics: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """step -> value series for the loss / reward / KL-like keys of a run's metric rows."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for index, row in enumerate(metrics):
         if not isinstance(row, dict):
             continue
         step = row.get("step", row.get("global_step", index))
         for key, value in row.items():
             if isinstance(value, (int, float)) and any(k in key.lower() for k in CURVE_KEYS):
-                curves.setdefault(key, []).append((float(step), float(value)))
-    return curves
+                series.setdefault(key, []).append((float(step), float(value)))
+    return series
 
 
 def curves_figure(curves: dict[str, list[tuple[float, float]]], title: str):  # noqa: ANN201
@@ -178,10 +159,6 @@ def start_generation(
     re-score after it scores and routes the new pairs like any others."""
     if prompts not in GENERATE_PROMPTS:
         raise ConfigError(f"prompts: choose one of {', '.join(GENERATE_PROMPTS)}, not {prompts!r}")
-    if n < 2:
-        raise ConfigError("responses per prompt: at least 2, to form pairs")
-    if max_new_tokens < 1:
-        raise ConfigError("tokens per response: at least 1")
     module = run_queue
     request = module.TrainRequest(
         "generate",
@@ -223,11 +200,12 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
         lines.append(code_block("\n".join(tail)))  # a log is shown as typed, contained
     if ctx.rescore_task is not None:
         lines.append(rescore_line(ctx.rescore_task, ctx.rescore_budget))
-    curves = read_curves(run.get("run_dir"))
+    # the run folder's metrics.jsonl, read by training.jobs (the app reads no run files)
+    metric_rows = ctx.jobs.metrics(run["run_id"]) if ctx.jobs is not None else []
     return (
         "  \n".join(lines),
-        curves_figure(curves, f"{run['kind']} run {run['run_id']}"),
-        metrics_table(_decoded(run.get("metrics"))),
+        curves_figure(metric_curves(metric_rows), f"{run['kind']} run {run['run_id']}"),
+        metrics_table(run["metrics"]),
         runs_table(ctx.store),
     )
 

@@ -90,6 +90,13 @@ def test_train_errors_are_one_line_with_the_fix(tmp_path) -> None:
         timeout=120,
     )
     assert proc.returncode == 1 and "no promoted policy yet" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "generate", "--db", db, "--n", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "at least 2 responses per prompt" in proc.stderr
 
 
 @pytest.mark.slow
