@@ -22,7 +22,7 @@ from labeling.label_quality import export_quality, wilson
 from labeling.scoring import latest_version
 
 
-def _accuracy(right: int, n: int) -> dict[str, Any]:
+def accuracy_with_interval(right: int, n: int) -> dict[str, Any]:
     low, high = wilson(right, n)
     return {
         "pairs": n,
@@ -53,9 +53,9 @@ def ensemble_vs_reference(
     )
     return {
         "version": version,
-        **_accuracy(right, n),
-        "fitted_pairs": _accuracy(*seen["fitted"]),
-        "other_pairs": _accuracy(*seen["not_fitted"]),
+        **accuracy_with_interval(right, n),
+        "fitted_pairs": accuracy_with_interval(*seen["fitted"]),
+        "other_pairs": accuracy_with_interval(*seen["not_fitted"]),
     }
 
 
@@ -71,7 +71,7 @@ def sources_vs_reference(
             tally = counts.setdefault(source, [0, 0])
             tally[0] += int(verdict == reference[pid])
             tally[1] += 1
-    return {source: _accuracy(*tally) for source, tally in sorted(counts.items())}
+    return {source: accuracy_with_interval(*tally) for source, tally in sorted(counts.items())}
 
 
 def evaluate_against_reference(store: PreferenceStore) -> dict[str, Any]:

@@ -66,12 +66,11 @@ def eval_command(db: str, as_json: bool) -> None:
 
 
 def _interval(vs: dict[str, Any]) -> dict[str, Any]:
-    from labeling.label_quality import wilson
+    """A judge's agreement with the reference, with the same count and interval as the rest."""
+    from labeling.evaluation import accuracy_with_interval
 
     n = int(vs.get("pairs") or 0)
-    right = round((vs.get("accuracy") or 0) * n)
-    low, high = wilson(right, n)
-    return {**vs, "right": right, "interval": [round(low, 4), round(high, 4)] if n else None}
+    return {**vs, **accuracy_with_interval(round((vs.get("accuracy") or 0) * n), n)}
 
 
 COMMANDS: list[click.Command] = [eval_command]
