@@ -205,6 +205,69 @@ MIGRATIONS: list[str] = [
     """
     CREATE VIEW active_labels AS SELECT * FROM labels WHERE retracted_at IS NULL;
     """,
+    # 6: quality control (issue 17). When each annotator was given each pair (a lease that
+    # starts; re-leasing a pair its holder already has keeps the start): time per label is
+    # lease to label (data.queue). Gold answers: pairs with a known verdict, mixed blind into
+    # annotators' queues (data.gold). Adjudications: an adjudicator's final verdict on a pair
+    # whose human votes split; it outranks human votes in the export (data.adjudication).
+    f"""
+    CREATE TABLE lease_starts (
+        pair_id VARCHAR NOT NULL,
+        annotator VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE INDEX lease_starts_who ON lease_starts (annotator);
+    CREATE TABLE gold_answers (
+        pair_id VARCHAR PRIMARY KEY,
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        who VARCHAR NOT NULL,            -- the file (or --who) the answer came from
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE SEQUENCE adjudication_id_seq START 1;
+    CREATE TABLE adjudications (
+        adjudication_id BIGINT PRIMARY KEY DEFAULT nextval('adjudication_id_seq'),
+        pair_id VARCHAR NOT NULL,
+        adjudicator VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        rationale VARCHAR,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    """,
+    # 6: `prefloop loop`: one row per loop (its config, so `--resume` rebuilds the plan) and
+    # one per (round, stage) with status and wall-clock interval (epoch seconds), so a killed
+    # loop resumes after the last finished stage and tests can check what overlapped; the
+    # pairs each round generated, with the policy they came from and its staleness in rounds
+    """
+    CREATE TABLE loops (
+        loop_id VARCHAR PRIMARY KEY,
+        config JSON NOT NULL,
+        status VARCHAR NOT NULL CHECK (status IN ('running', 'stopped', 'finished', 'failed')),
+        stop_reason VARCHAR,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        finished_at TIMESTAMP
+    );
+    CREATE TABLE loop_rounds (
+        loop_id VARCHAR NOT NULL,
+        round INTEGER NOT NULL,
+        stage VARCHAR NOT NULL,
+        status VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'failed', 'skipped')),
+        started_at DOUBLE,               -- time.time() when the stage started
+        finished_at DOUBLE,
+        counts JSON,                     -- what the stage did (pairs, labels, metrics)
+        run_id VARCHAR,                  -- the training or generation run, when there is one
+        promoted BOOLEAN,
+        error VARCHAR,
+        PRIMARY KEY (loop_id, round, stage)
+    );
+    CREATE TABLE loop_pairs (
+        loop_id VARCHAR NOT NULL,
+        round INTEGER NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        policy VARCHAR NOT NULL,         -- the policy the responses were sampled from
+        staleness INTEGER NOT NULL,      -- finished training rounds that policy does not include
+        PRIMARY KEY (loop_id, pair_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
