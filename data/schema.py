@@ -205,34 +205,6 @@ MIGRATIONS: list[str] = [
     """
     CREATE VIEW active_labels AS SELECT * FROM labels WHERE retracted_at IS NULL;
     """,
-    # 6: quality control (issue 17). When each annotator was given each pair (a lease that
-    # starts; re-leasing a pair its holder already has keeps the start): time per label is
-    # lease to label (data.queue). Gold answers: pairs with a known verdict, mixed blind into
-    # annotators' queues (data.gold). Adjudications: an adjudicator's final verdict on a pair
-    # whose human votes split; it outranks human votes in the export (data.adjudication).
-    f"""
-    CREATE TABLE lease_starts (
-        pair_id VARCHAR NOT NULL,
-        annotator VARCHAR NOT NULL,
-        started_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-    );
-    CREATE INDEX lease_starts_who ON lease_starts (annotator);
-    CREATE TABLE gold_answers (
-        pair_id VARCHAR PRIMARY KEY,
-        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
-        who VARCHAR NOT NULL,            -- the file (or --who) the answer came from
-        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-    );
-    CREATE SEQUENCE adjudication_id_seq START 1;
-    CREATE TABLE adjudications (
-        adjudication_id BIGINT PRIMARY KEY DEFAULT nextval('adjudication_id_seq'),
-        pair_id VARCHAR NOT NULL,
-        adjudicator VARCHAR NOT NULL,
-        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
-        rationale VARCHAR,
-        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-    );
-    """,
     # 6: `prefloop loop`: one row per loop (its config, so `--resume` rebuilds the plan) and
     # one per (round, stage) with status and wall-clock interval (epoch seconds), so a killed
     # loop resumes after the last finished stage and tests can check what overlapped; the
@@ -266,6 +238,33 @@ MIGRATIONS: list[str] = [
         policy VARCHAR NOT NULL,         -- the policy the responses were sampled from
         staleness INTEGER NOT NULL,      -- finished training rounds that policy does not include
         PRIMARY KEY (loop_id, pair_id)
+    );
+    """,
+    # 7: quality control (issue 17). When each annotator was given each pair (a lease that
+    # starts; re-leasing a pair its holder already has keeps the start): time per label is
+    # lease to label (data.queue). Gold answers: pairs with a known verdict, mixed blind into
+    # annotators' queues (data.gold). Adjudications: an adjudicator's final verdict on a pair
+    # whose human votes split; it outranks human votes in the export (data.adjudication).
+    f"""
+    CREATE TABLE lease_starts (
+        pair_id VARCHAR NOT NULL,
+        annotator VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE TABLE gold_answers (
+        pair_id VARCHAR PRIMARY KEY,
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        who VARCHAR NOT NULL,            -- the file (or --who) the answer came from
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE SEQUENCE adjudication_id_seq START 1;
+    CREATE TABLE adjudications (
+        adjudication_id BIGINT PRIMARY KEY DEFAULT nextval('adjudication_id_seq'),
+        pair_id VARCHAR NOT NULL,
+        adjudicator VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL CHECK (verdict IN {_in(VERDICTS)}), -- relative to stored A/B
+        rationale VARCHAR,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
     """,
 ]
