@@ -76,12 +76,15 @@ class JobManager:
         background: bool = False,
         poll_interval: float = 0.5,
         inline: bool = False,
+        generate_lane: bool = False,
     ):
         self.store = store
         default_root = Path(store.path).resolve().parent / "runs"
         self.runs_root = Path(runs_root) if runs_root else default_root
         self.python = python
         self.inline = inline  # run trainers in this process (benchmarks: no start-up cost)
+        # `prefloop loop`: a generation run may go next to a training run (one of each at a time)
+        self.generate_lane = generate_lane
         self._procs: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -107,7 +110,7 @@ class JobManager:
                 "ORDER BY created_at LIMIT 1",
                 [request.stage],
             )
-            if queued and self._running_id() is not None:
+            if queued and self._running_id(request.stage) is not None:
                 run_id, config = queued[0][0], json.loads(queued[0][1])
                 config["request"] = asdict(request)
                 config["merged_requests"] = int(config.get("merged_requests", 1)) + 1
@@ -221,12 +224,17 @@ class JobManager:
                 elif adopted_poll(self._pid(run_id)) is not None:
                     self._procs.pop(run_id)
                     self._ingest(run_id, None)  # exit status of an adopted process is unknown
-            if self._running_id() is None:
-                nxt = self.store.query(
-                    "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT 1"
-                )
-                if nxt:
-                    self._start(nxt[0][0])
+            lanes_started: set[bool] = set()
+            for run_id, kind in self.store.query(
+                "SELECT run_id, kind FROM runs WHERE status = 'queued' ORDER BY created_at"
+            ):
+                lane = self.generate_lane and kind == "generate"
+                if lane in lanes_started or self._running_id(kind) is not None:
+                    continue
+                lanes_started.add(lane)
+                self._start(run_id)
+                if not self.generate_lane:
+                    break
 
     def close(self) -> None:
         self._stop.set()
@@ -242,8 +250,15 @@ class JobManager:
             except Exception:  # keep watching; the app shows the run's own status
                 log.exception("prefloop-jobs: checking the runs failed")
 
-    def _running_id(self) -> str | None:
-        return self.store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")
+    def _running_id(self, kind: str | None = None) -> str | None:
+        """The running run a run of `kind` waits for: any run, or with `generate_lane` one of
+        the same lane (generation, or training)."""
+        if not self.generate_lane or kind is None:
+            return self.store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")
+        return self.store.scalar(
+            "SELECT run_id FROM runs WHERE status = 'running' AND (kind = 'generate') = ? LIMIT 1",
+            [kind == "generate"],
+        )
 
     def _run_dir(self, run_id: str) -> Path:
         return Path(self.store.scalar("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]))
