@@ -4,8 +4,10 @@ Aggregation policy (`AggregationPolicy`, all configurable):
 
 1. Only active labels count (undone labels are ignored), optionally only those
    with confidence >= `min_confidence` (labels without a confidence are kept).
-2. Sources rank human > import > judge > model: a pair's verdict comes from the
-   highest-ranked source that labelled it; lower sources are ignored for that pair.
+2. Sources rank adjudication > human > import > judge > model: a pair's verdict comes
+   from the highest-ranked source that labelled it; lower sources are ignored for that
+   pair. An adjudication (`data.adjudication`) is an adjudicator's final verdict on a
+   pair whose human votes split: it outranks every human vote.
 3. Within that source, the majority verdict wins; a split vote gives no label.
 4. Ties and both_bad are left out of the TRL formats (they cannot express them);
    the `pairs` format keeps them with `include_ties=True`.
@@ -13,6 +15,12 @@ Aggregation policy (`AggregationPolicy`, all configurable):
    reward-model `margin` column: `margin_of(confidence)`, averaged over the human labels
    that decided the pair (a label without a strength counts 0). The column is written
    only when at least one exported pair has one; pairs decided by other sources get 0.
+6. Gold pairs (`data.gold`) are left out of the export: they test annotators, and their
+   answers are not training labels. With `include_gold=True` they are exported with the
+   gold answer as the verdict (source `gold`, above every other).
+7. `min_annotator_gold_accuracy`: the human labels of an annotator whose accuracy on
+   their last `GoldConfig.window` gold pairs is below it are left out (annotators with
+   fewer than `GoldConfig.min_gold` gold pairs labelled are kept).
 
 The train/test split is by prompt: a prompt's hash decides its side, so no
 prompt is in both, and the split is stable as data grows.
@@ -23,16 +31,18 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from data.adjudication import adjudicated_verdicts
 from data.errors import ConfigError
+from data.gold import below_gold_accuracy, gold_answers, read_gold_config
 from data.ids import render_messages, text_hash
 from data.store import PreferenceStore
 
 EXPORT_FORMATS = ("trl", "trl-conversational", "pairs")
-SOURCE_RANK = ("human", "import", "judge", "model")
+SOURCE_RANK = ("gold", "adjudication", "human", "import", "judge", "model")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class AggregationPolicy:
     source_rank: tuple[str, ...] = SOURCE_RANK  # earlier sources outrank later ones
     min_confidence: float | None = None  # drop labels below this confidence
     include_ties: bool = False  # keep tie/both_bad verdicts (pairs format only)
+    include_gold: bool = False  # export gold pairs, with their gold answer as the verdict
+    min_annotator_gold_accuracy: float | None = None  # drop humans below this gold accuracy
 
 
 @dataclass(frozen=True)
@@ -98,21 +110,50 @@ def aggregate_verdicts(
 def active_labels(store: PreferenceStore) -> list[dict[str, Any]]:
     """Every active label as the rows `aggregate_verdicts` takes."""
     return store.query_dicts(
-        "SELECT pair_id, source, verdict, confidence FROM active_labels ORDER BY label_id"
+        "SELECT pair_id, source, who, verdict, confidence FROM active_labels ORDER BY label_id"
     )
+
+
+def policy_labels(store: PreferenceStore, policy: AggregationPolicy) -> list[dict[str, Any]]:
+    """The rows the export aggregates: active labels, adjudications as source `adjudication`,
+    gold answers as source `gold` (only with `include_gold`; otherwise gold pairs are left
+    out), without the human labels of annotators under `min_annotator_gold_accuracy`."""
+    labels = active_labels(store)
+    if policy.min_annotator_gold_accuracy is not None:
+        config = read_gold_config(store)
+        dropped = below_gold_accuracy(
+            store,
+            policy.min_annotator_gold_accuracy,
+            window=config.window,
+            min_gold=config.min_gold,
+        )
+        labels = [x for x in labels if not (x["source"] == "human" and x["who"] in dropped)]
+    labels += [
+        {"pair_id": p, "source": "adjudication", "who": "", "verdict": v, "confidence": None}
+        for p, v in adjudicated_verdicts(store).items()
+    ]
+    gold = gold_answers(store)
+    labels = [x for x in labels if x["pair_id"] not in gold]
+    if policy.include_gold:
+        labels += [
+            {"pair_id": p, "source": "gold", "who": "", "verdict": v, "confidence": None}
+            for p, v in gold.items()
+        ]
+    return labels
 
 
 def aggregated_pairs(
     store: PreferenceStore, policy: AggregationPolicy | None = None
 ) -> list[AggregatedPair]:
     policy = policy or AggregationPolicy()
-    labels = active_labels(store)
+    labels = policy_labels(store, policy)
     decided = aggregate_verdicts(labels, policy)
     if not decided:
         return []
     margins = _human_margins(labels, decided, policy)
     views = {
-        v.pair_id: v for v in store.pairs("WHERE p.pair_id IN (SELECT pair_id FROM active_labels)")
+        v.pair_id: v
+        for v in store.pairs("WHERE p.pair_id IN (SELECT unnest(?::VARCHAR[]))", [list(decided)])
     }
     out = []
     for pair_id, (verdict, source, votes) in sorted(decided.items()):
@@ -228,9 +269,7 @@ def export_pairs(
             "ties and both_bad cannot be written as chosen/rejected; use --format pairs"
         )
     pairs = aggregated_pairs(store, policy)
-    all_decided = aggregated_pairs(
-        store, AggregationPolicy(policy.source_rank, policy.min_confidence, True)
-    )
+    all_decided = aggregated_pairs(store, replace(policy, include_ties=True))
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     with_margin = any(pair.margin for pair in pairs)
     for pair in pairs:
