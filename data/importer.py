@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from data.errors import ConfigError, ImportValidationError, RowProblem
-from data.ingest import ingest
+from data.gold import store_gold_answers
+from data.ingest import ingest, pair_verdicts
 from data.readers import DEFAULT_MAX_SOURCE_BYTES, ReadLimits, read_source
 from data.shapes import (
     FORMATS,
+    PairRecord,
     Record,
     RowError,
     ShapeConfig,
@@ -42,6 +44,7 @@ class ImportOptions:
     report_path: str | None = None  # where rejected rows go with skip_invalid
     who: str = "import"  # recorded as the labeller of imported labels
     labels: str = "use"  # use: labels train and outrank the judge; as-reference: measure only
+    gold: bool = False  # the verdicts are gold answers (data.gold): never labels, never trained on
     split: str | None = None  # split of a Hugging Face dataset (default: train, else the first)
     shape: ShapeConfig = field(default_factory=ShapeConfig)  # caps on texts, turns, responses
     read: ReadLimits = field(default_factory=ReadLimits)  # caps on raw lines and JSON nesting
@@ -55,6 +58,7 @@ class ImportReport:
     imported_pairs: int = 0
     labels: int = 0
     reference_labels: int = 0
+    gold_answers: int = 0
     duplicates: int = 0
     duplicate_labels: int = 0
     invalid: int = 0
@@ -67,6 +71,7 @@ class ImportReport:
             "imported_pairs": self.imported_pairs,
             "labels": self.labels,
             "reference_labels": self.reference_labels,
+            "gold_answers": self.gold_answers,
             "duplicates": self.duplicates,
             "duplicate_labels": self.duplicate_labels,
             "invalid": self.invalid,
@@ -119,6 +124,32 @@ def parse_sources(
     return records, problems, rows
 
 
+def _gold_answers(records: Sequence[Record]) -> dict[str, str]:
+    """pair_id -> the one verdict each pair of a gold import gives (every pair needs one)."""
+    answers: dict[str, str] = {}
+    for pair_id, verdicts in pair_verdicts(records).items():
+        if len(verdicts) != 1:
+            raise ConfigError(
+                f"a gold import needs exactly one verdict per pair; pair {pair_id} has "
+                f"{len(verdicts) or 'none'} ({', '.join(sorted(verdicts)) or 'no label'}): give every "
+                "row a label (or chosen/rejected, or scores), once"
+            )
+        (answers[pair_id],) = verdicts
+    return answers
+
+
+def _without_verdicts(records: Sequence[Record]) -> list[Record]:
+    """The records as unlabelled pairs (a gold answer is not a label)."""
+    out: list[Record] = []
+    for record in records:
+        if isinstance(record, PairRecord):
+            out.append(replace(record, verdict=None, confidence=None))
+        else:
+            pairs = [replace(pair, verdict=None, confidence=None) for pair in record.pairs]
+            out.append(replace(record, pairs=pairs))
+    return out
+
+
 def import_sources(
     store: PreferenceStore, sources: Sequence[str], options: ImportOptions
 ) -> ImportReport:
@@ -129,14 +160,26 @@ def import_sources(
     origin = ",".join(Path(s).name for s in sources)
     if options.labels not in LABEL_MODES:
         raise ConfigError(f"--labels {options.labels!r} is not one of {', '.join(LABEL_MODES)}")
-    result = ingest(
-        store,
-        records,
-        origin=origin,
-        who=options.who,
-        as_reference=options.labels == "as-reference",
-    )
+    if options.gold and options.labels == "as-reference":
+        raise ConfigError("--gold and --labels as-reference exclude each other; choose one")
+    gold = 0
+    if options.gold:
+        answers = _gold_answers(records)
+        with store.transaction() as cur:
+            result = ingest(store, _without_verdicts(records), origin=origin, cursor=cur)
+            gold = store_gold_answers(
+                store, answers, who=origin if options.who == "import" else options.who, cursor=cur
+            )
+    else:
+        result = ingest(
+            store,
+            records,
+            origin=origin,
+            who=options.who,
+            as_reference=options.labels == "as-reference",
+        )
     report = ImportReport(
+        gold_answers=gold,
         imported_pairs=result.imported_pairs,
         labels=result.labels,
         reference_labels=result.reference_labels,

@@ -77,6 +77,30 @@ class _Batch:
             self.labels.setdefault((key, verdict), record.confidence)
 
 
+def _batch_of(records: Iterable[Record]) -> _Batch:
+    batch = _Batch()
+    for record in records:
+        if isinstance(record, ResponsesRecord):
+            pid = batch.add_prompt(record.messages)
+            for text in record.responses:
+                batch.add_response(pid, text)
+            for pair in record.pairs:
+                batch.add_pair(pair)
+        else:
+            batch.add_pair(record)
+    return batch
+
+
+def pair_verdicts(records: Iterable[Record]) -> dict[str, set[str]]:
+    """pair_id -> the verdicts `records` give it (relative to the stored A/B; empty when
+    none), as `ingest` would store them: for gold answers (`data.gold`)."""
+    batch = _batch_of(records)
+    out: dict[str, set[str]] = {pair: set() for pair in batch.pairs}
+    for pair, verdict in batch.labels:
+        out[pair].add(verdict)
+    return out
+
+
 def ingest(
     store: PreferenceStore,
     records: Iterable[Record],
@@ -94,16 +118,7 @@ def ingest(
     With `as_reference`, labels go to `reference_labels` instead: kept only to measure
     against, never trained on or routed around.
     """
-    batch = _Batch()
-    for record in records:
-        if isinstance(record, ResponsesRecord):
-            pid = batch.add_prompt(record.messages)
-            for text in record.responses:
-                batch.add_response(pid, text)
-            for pair in record.pairs:
-                batch.add_pair(pair)
-        else:
-            batch.add_pair(record)
+    batch = _batch_of(records)
     if cursor is None:
         with store.transaction() as cur:
             return _write(

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 ROUTE_STRATEGIES = ("risk", *STRATEGIES)
 
-# Every pair without an active human or import label, with where it is now.
+# Every pair without an active human or import label, with where it is now. Gold pairs
+# (`data.gold`) are never routed: they reach annotators blind, mixed into their queue.
 _POOL_SQL = """
 SELECT p.pair_id, p.queue, p.route_reason,
        EXISTS (SELECT 1 FROM leases l WHERE l.pair_id = p.pair_id
@@ -56,6 +57,7 @@ SELECT p.pair_id, p.queue, p.route_reason,
 FROM pairs p
 WHERE NOT EXISTS (SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id
                   AND l.source IN ('human', 'import'))
+  AND p.pair_id NOT IN (SELECT pair_id FROM gold_answers)
 ORDER BY p.pair_id
 """
 
