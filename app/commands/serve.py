@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from app.cli_common import db_option, open_store
+from app.ui.auth import ROLES
 from data.errors import ConfigError
 from data.project import help_of
 
@@ -223,10 +224,11 @@ def users_group() -> None:
 )
 @click.option(
     "--role",
-    type=click.Choice(["annotator", "admin"]),
+    type=click.Choice(ROLES),
     default="annotator",
     show_default=True,
-    help="annotator: Annotate + Dashboard; admin: everything.",
+    help="annotator: Annotate + Dashboard; adjudicator: that and Adjudicate (settle split "
+    "human votes); admin: everything.",
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (for scripts).")
 def users_add(name: str, path: str, role: str, password_stdin: bool) -> None:

@@ -7,10 +7,13 @@ The users file is JSON written by `prefloop users add`::
 Passwords are never stored: only a salted scrypt hash. Roles:
 
 * ``annotator``: the Annotate tab and the read-only Dashboard.
-* ``admin``: everything (annotate, judge, train, data).
+* ``adjudicator``: what an annotator may do, and the Adjudicate tab: the pairs whose human
+  votes split, with the votes unblinded, to give the final verdict.
+* ``admin``: everything (annotate, adjudicate, judge, train, data).
 
 Roles are checked on the server in every handler (`Access.require`), so calling an
-admin endpoint through the API as an annotator fails just like the hidden button would.
+admin (or adjudicator) endpoint through the API as an annotator fails just like the
+hidden button would.
 
 `Access` re-reads the users file when it changes (its mtime, size or inode), so removing
 or demoting a user, or changing a password, takes effect on the next request; the web
@@ -33,7 +36,13 @@ from typing import Any
 
 from data.errors import ConfigError, PrefloopError
 
-ROLES = ("annotator", "admin")
+ROLES = ("annotator", "adjudicator", "admin")
+# Who may act as each role: an admin may do everything, an adjudicator what annotators do.
+ALLOWED = {
+    "annotator": frozenset(ROLES),
+    "adjudicator": frozenset({"adjudicator", "admin"}),
+    "admin": frozenset({"admin"}),
+}
 LOCAL_USER = "local"  # who you are when the app runs on loopback without --auth
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -236,9 +245,9 @@ class Access:
         have = self.role_of(username)
         if have is None:
             raise AccessDenied("not logged in; log in with a user from the --auth users file")
-        if role == "admin" and have != "admin":
+        if have not in ALLOWED[role]:
             raise AccessDenied(
-                f"{username} is an annotator; this action needs an admin "
-                "(an admin can change roles with `prefloop users add --role admin`)"
+                f"{username} is an {have}; this action needs an {role} "
+                f"(an admin can change roles with `prefloop users add --role {role}`)"
             )
         return str(username)

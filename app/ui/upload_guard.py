@@ -215,7 +215,8 @@ class UploadGuardMiddleware:
             return
         if guard.ctx.access.role_of(user) != "admin":
             log.warning("upload refused: %s is not an admin", user)
-            await _refuse(send, 403, f"{user} is an annotator; only admins may upload files")
+            role = guard.ctx.access.role_of(user)
+            await _refuse(send, 403, f"{user} is an {role}; only admins may upload files")
             return
         length = _content_length(scope)
         if length is None:
