@@ -11,7 +11,9 @@ from app.cli_common import run_cli
 from app.commands import evaluate as evaluate_commands
 from app.commands import judge as judge_commands
 from app.commands import labeling as labeling_commands
+from app.commands import loop as loop_commands
 from app.commands import project as project_commands
+from app.commands import quality as quality_commands
 from app.commands import serve as serve_commands
 from app.commands import store as store_commands
 from app.commands import train as train_commands
@@ -33,9 +35,13 @@ for command in evaluate_commands.COMMANDS:
     cli.add_command(command)
 for command in judge_commands.COMMANDS:
     cli.add_command(command)
+for command in quality_commands.COMMANDS:
+    cli.add_command(command)
 for command in serve_commands.COMMANDS:
     cli.add_command(command)
 for command in train_commands.COMMANDS:
+    cli.add_command(command)
+for command in loop_commands.COMMANDS:
     cli.add_command(command)
 
 

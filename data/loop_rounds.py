@@ -188,3 +188,16 @@ def label_counts(store: PreferenceStore) -> dict[str, int]:
         str(source): int(n)
         for source, n in store.query("SELECT source, count(*) FROM active_labels GROUP BY source")
     }
+
+
+def round_prompts(
+    store: PreferenceStore, round_: int, per_round: int
+) -> list[list[dict[str, str]]]:
+    """The message lists round `round_` (from 1) samples for: the store's prompts in turn,
+    by prompt id (a content hash, so a fixed pseudo-random order), wrapping around."""
+    rows = store.query("SELECT messages FROM prompts ORDER BY prompt_id")
+    if not rows:
+        raise StoreError(f"{store.path} has no prompts to sample for: run `prefloop import` first")
+    start = (round_ - 1) * per_round
+    picked = [rows[(start + i) % len(rows)][0] for i in range(min(per_round, len(rows)))]
+    return [json.loads(m) if isinstance(m, str) else m for m in picked]

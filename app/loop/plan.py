@@ -1,0 +1,79 @@
+"""The loop's plan as data: which stages each round has, what each waits for, and on what.
+
+Round k, in plan order (the `--no-overlap` order):
+
+    generate -> score, judge -> route -> cutoff -> train[:rm] -> train[:policy] -> rescore
+
+Dependencies (what lets stages of neighbouring rounds overlap):
+
+- `generate` k waits for `generate` k-1 and for the training of round k-2: it samples from
+  the last promoted policy while round k-1 trains (a staleness of at most one round);
+- `score` and `judge` k need only round k's pairs, so they run during round k-1's training;
+- `route` k needs the scores and the judge's labels; `cutoff` k waits for humans if asked;
+- the first training stage of round k waits for `cutoff` k and round k-1's training (one
+  training job at a time, and an incremental run starts from the previous round's);
+- `rescore` k follows round k's training.
+
+Resources: one `trainer` (one training job on the GPU, or on the CPU), one `generator`
+(sampling next to the training job), one `cpu` slot for ensemble fits and routing, and one
+`judge` batch at a time (its calls are bounded by the judge concurrency inside it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CAPACITIES = {"trainer": 1, "generator": 1, "cpu": 1, "judge": 1}
+PRE_TRAIN = ("generate", "score", "judge", "route", "cutoff")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of one round: its key, dependencies and resource."""
+
+    round: int
+    stage: str  # generate, score, judge, route, cutoff, train:<stage>, rescore
+    deps: tuple[str, ...]
+    resource: str | None
+
+    @property
+    def key(self) -> str:
+        return step_key(self.round, self.stage)
+
+
+def step_key(round_: int, stage: str) -> str:
+    return f"r{round_}.{stage}"
+
+
+def parse_key(key: str) -> tuple[int, str]:
+    head, _, stage = key.partition(".")
+    return int(head[1:]), stage
+
+
+def train_stages(training: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"train:{s}" for s in training)
+
+
+def plan_steps(rounds: int, training: tuple[str, ...]) -> list[Step]:
+    """Every step of `rounds` rounds, in plan order; `training` e.g. ("dpo",) or ("rm", "ppo")."""
+    trains = train_stages(training)
+    last_train = trains[-1]
+    steps: list[Step] = []
+    for k in range(1, rounds + 1):
+        gen_deps = []
+        if k > 1:
+            gen_deps.append(step_key(k - 1, "generate"))
+        if k > 2:
+            gen_deps.append(step_key(k - 2, last_train))
+        steps.append(Step(k, "generate", tuple(gen_deps), "generator"))
+        steps.append(Step(k, "score", (step_key(k, "generate"),), "cpu"))
+        steps.append(Step(k, "judge", (step_key(k, "generate"),), "judge"))
+        steps.append(Step(k, "route", (step_key(k, "score"), step_key(k, "judge")), "cpu"))
+        steps.append(Step(k, "cutoff", (step_key(k, "route"),), None))
+        for i, stage in enumerate(trains):
+            deps = [step_key(k, "cutoff")] if i == 0 else [step_key(k, trains[i - 1])]
+            if i == 0 and k > 1:
+                deps.append(step_key(k - 1, last_train))
+            steps.append(Step(k, stage, tuple(deps), "trainer"))
+        steps.append(Step(k, "rescore", (step_key(k, last_train),), "cpu"))
+    return steps

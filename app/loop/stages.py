@@ -1,0 +1,305 @@
+"""What each stage of a loop round does, through the library calls the single commands use.
+
+generate   `prefloop generate`: a `generate` run through `training.jobs` from the last
+           promoted policy, for this round's prompts; its pairs are tagged with the round
+score      `prefloop score`: `labeling.scoring.score_store`
+judge      `prefloop judge --all-unlabelled`: `judges.batch.run_batch` (the judge cache
+           means a resumed or repeated batch sends no call twice)
+route      `prefloop route --human-budget B`: `labeling.router.route_store`
+cutoff     waits for human labels only when asked (`--wait-for-humans`, `--human-deadline`)
+train:X    `prefloop train X --incremental`: a run through `training.jobs`, whose gate
+           promotes it or keeps the parent; the labels it trains on are those present when
+           it starts (its snapshot), so later labels go into the next round
+rescore    the re-score after a run: `score_store`, then `route_store` with budget 0
+
+Each stage records its start, end, counts and run in `loop_rounds` (`data.loop_rounds`).
+A stage whose run was started before the loop was killed waits for that run on resume
+instead of starting another one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from app.loop.config import LoopConfig
+from app.loop.plan import parse_key, train_stages
+from data import loop_rounds as state
+from data.errors import PrefloopError, TrainingError
+from data.store import PreferenceStore
+from training.jobs import DEFAULT_POLICY, JobManager, TrainRequest, get_stage, policy_stages
+
+log = logging.getLogger(__name__)
+
+ENDED = ("succeeded", "failed", "cancelled")
+METRIC_KEYS = (
+    "heldout_accuracy",
+    "heldout_reward",
+    "heldout_rows",
+    "train_loss",
+    "steps",
+    "new_rows",
+    "replay_rows",
+    "snapshot_rows",
+    "ref_forward_pairs",
+    "ref_cached_pairs",
+    "wall_s",
+)
+DEFAULT_HUMAN_WAIT = 600.0  # seconds --wait-for-humans waits at most without --human-deadline
+
+
+class LoopStopped(PrefloopError):
+    """The loop was asked to stop while a stage was running."""
+
+
+class LoopWork:
+    """The stages of one loop over one store; the scheduler calls `run(key)` on threads."""
+
+    def __init__(
+        self,
+        store: PreferenceStore,
+        config: LoopConfig,
+        loop_id: str,
+        jobs: JobManager,
+        folder: Path,
+        stop: threading.Event,
+    ):
+        self.store = store
+        self.config = config
+        self.loop_id = loop_id
+        self.jobs = jobs
+        self.folder = folder
+        self.stop = stop
+        self.trains = train_stages(config.stages)
+
+    # -- the frame every stage runs in --------------------------------------------------
+
+    def run(self, key: str) -> dict[str, Any]:
+        round_, stage = parse_key(key)
+        state.stage_started(self.store, self.loop_id, round_, stage)
+        log.info("%s round %d: %s started", self.loop_id, round_, stage)
+        try:
+            counts, status, promoted = self._dispatch(round_, stage)
+        except BaseException as exc:
+            state.stage_failed(self.store, self.loop_id, round_, stage, f"{exc}")
+            raise
+        state.stage_done(
+            self.store, self.loop_id, round_, stage, counts, promoted=promoted, status=status
+        )
+        log.info("%s round %d: %s %s", self.loop_id, round_, stage, status)
+        return counts
+
+    def _dispatch(self, round_: int, stage: str) -> tuple[dict[str, Any], str, bool | None]:
+        if stage.startswith("train:"):
+            counts = self.train(round_, stage.split(":", 1)[1])
+            return counts, "done", counts.get("promoted")
+        counts = getattr(self, stage)(round_)
+        return counts, "skipped" if counts.get("skipped") else "done", None
+
+    # -- the stages -----------------------------------------------------------------------
+
+    def generate(self, round_: int) -> dict[str, Any]:
+        policy, policy_round = self.current_policy()
+        staleness = self.unfinished_trainings_before(round_)
+        prompts = state.round_prompts(self.store, round_, self.config.prompts_per_round)
+        path = self.folder / f"round-{round_}-prompts.jsonl"
+        path.write_text("".join(json.dumps({"prompt": m}) + "\n" for m in prompts), "utf-8")
+        request = TrainRequest(
+            "generate",
+            policy=policy,
+            prompts=str(path),
+            overrides={
+                "n": self.config.generate_n,
+                "max_new_tokens": self.config.max_new_tokens,
+                "seed": self.config.seed + round_,
+            },
+        )
+        final = self._run_job(round_, "generate", request)
+        pairs = state.generated_pair_ids(self.store, final["run_id"])
+        state.record_pairs(self.store, self.loop_id, round_, pairs, policy, staleness)
+        metrics = final.get("metrics") or {}
+        return {
+            "run_id": final["run_id"],
+            "policy": policy,
+            "policy_round": policy_round,
+            "staleness": staleness,
+            "prompts": len(prompts),
+            "generated": metrics.get("generated"),
+            "new_pairs": metrics.get("new_pairs"),
+            "round_pairs": len(pairs),
+        }
+
+    def score(self, round_: int) -> dict[str, Any]:
+        from labeling.encoder import EncoderConfig
+        from labeling.scoring import ScoreConfig, score_store
+
+        try:
+            report = score_store(self.store, ScoreConfig(encoder=EncoderConfig(progress=False)))
+        except PrefloopError as exc:  # e.g. too few labels to fit yet: route without it
+            return {"skipped": True, "reason": str(exc)}
+        return {
+            "ensemble_version": report.version,
+            "labelled_pairs": report.labelled_pairs,
+            "scored_pairs": report.scored_pairs,
+            "texts_encoded": report.texts_encoded,
+            "seconds": report.seconds,
+        }
+
+    def judge(self, round_: int) -> dict[str, Any]:
+        if not self.config.judge_models:
+            return {"skipped": True, "reason": "no --judge-model"}
+        from judges.batch import run_batch
+        from judges.config import JudgeConfig
+
+        config = JudgeConfig(
+            models=self.config.judge_models,
+            base_url=self.config.judge_base_url,
+            concurrency=self.config.judge_concurrency,
+            all_unlabelled=True,
+            progress=False,
+        )
+        full = run_batch(self.store, config).as_dict()
+        keys = ("units", "judged", "labels", "failed", "calls", "cache_hits", "seconds")
+        return {k: full[k] for k in keys}
+
+    def route(self, round_: int) -> dict[str, Any]:
+        from data.project import read_project
+        from labeling.router import RouterConfig, route_store
+
+        config = RouterConfig(
+            human_budget=self.config.human_budget_per_round,
+            needed_labels=read_project(self.store).overlap,
+            seed=self.config.seed + round_,
+        )
+        report = route_store(self.store, config)
+        return {
+            "to_human": report.human,
+            "to_judge": report.judge,
+            "human_queue_open": report.human_queue_total,
+            "human_labels": state.label_counts(self.store).get("human", 0),
+        }
+
+    def cutoff(self, round_: int) -> dict[str, Any]:
+        wanted, deadline = self.config.wait_for_humans, self.config.human_deadline
+        start = time.monotonic()
+        before = state.label_counts(self.store).get("human", 0)
+        waited_for = None
+        if wanted is not None or deadline is not None:
+            bound = deadline if deadline is not None else DEFAULT_HUMAN_WAIT
+            while time.monotonic() - start < bound and not self.stop.is_set():
+                now = state.label_counts(self.store).get("human", 0)
+                if wanted is not None and now - before >= wanted:
+                    waited_for = "labels"
+                    break
+                time.sleep(0.5)
+            else:
+                waited_for = "stop" if self.stop.is_set() else "deadline"
+        return {
+            "labels": state.label_counts(self.store),
+            "new_human_labels": state.label_counts(self.store).get("human", 0) - before,
+            "waited_s": round(time.monotonic() - start, 3),
+            "waited_until": waited_for,
+        }
+
+    def train(self, round_: int, stage: str) -> dict[str, Any]:
+        reward = "rm" if get_stage(stage).needs_reward else None
+        request = TrainRequest(
+            stage,
+            policy=self.config.policy,
+            incremental=True,
+            max_steps=self.config.max_steps,
+            reward=reward,
+            overrides=dict(self.config.train_settings),
+        )
+        labels = state.label_counts(self.store)  # the cut-off: the run's snapshot is taken now
+        final = self._run_job(round_, f"train:{stage}", request)
+        metrics = final.get("metrics") or {}
+        if final["status"] != "succeeded":
+            raise TrainingError(
+                f"round {round_}: {stage} run {final['run_id']} {final['status']}; log tail:\n"
+                f"{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` retries it"
+            )
+        return {
+            "run_id": final["run_id"],
+            "promoted": bool(final["promoted"]),
+            "artifact": final.get("artifact_path"),
+            "labels_at_cutoff": labels,
+            "metrics": {k: metrics[k] for k in METRIC_KEYS if k in metrics},
+            "gate": metrics.get("gate"),
+        }
+
+    def rescore(self, round_: int) -> dict[str, Any]:
+        from labeling.router import RouterConfig, route_store
+
+        scored = self.score(round_)
+        if scored.get("skipped"):
+            return scored
+        from data.project import read_project
+
+        routed = route_store(
+            self.store,
+            RouterConfig(
+                human_budget=0,
+                needed_labels=read_project(self.store).overlap,
+                seed=self.config.seed + round_,
+            ),
+        )
+        return {**scored, "human_queue_open": routed.human_queue_total}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _run_job(self, round_: int, stage: str, request: TrainRequest) -> dict[str, Any]:
+        """Submit the run (or, after a resume, wait for the one this stage started)."""
+        rows = [
+            r
+            for r in state.stage_rows(self.store, self.loop_id)
+            if r["round"] == round_ and r["stage"] == stage
+        ]
+        run_id = rows[0]["run_id"] if rows else None
+        if run_id is not None:
+            status = self.jobs.status(run_id)["status"]
+            if status in ("failed", "cancelled"):
+                run_id = None
+        if run_id is None:
+            run_id = self.jobs.submit(request)
+            state.stage_run(self.store, self.loop_id, round_, stage, run_id)
+        while True:
+            status = self.jobs.status(run_id)
+            if status["status"] in ENDED:
+                return status
+            if self.stop.is_set():
+                self.jobs.cancel(run_id)
+                raise LoopStopped(f"loop stopped; run {run_id} cancelled")
+            time.sleep(0.25)
+
+    def current_policy(self) -> tuple[str, int]:
+        """The policy to sample from, and the round that trained it (0: from before the loop)."""
+        policy_kinds = set(policy_stages())
+        best: tuple[float, str, int] | None = None
+        for row in state.stage_rows(self.store, self.loop_id):
+            stage = row["stage"]
+            if not stage.startswith("train:") or stage.split(":", 1)[1] not in policy_kinds:
+                continue
+            counts = row["counts"]
+            if row["status"] == "done" and counts.get("promoted") and counts.get("artifact"):
+                candidate = (row["finished_at"], counts["artifact"], row["round"])
+                best = candidate if best is None or candidate > best else best
+        if best is not None:
+            return best[1], best[2]
+        for run in self.jobs.runs(200):  # newest first
+            if run["kind"] in policy_kinds and run["promoted"] and run["artifact_path"]:
+                return run["artifact_path"], 0
+        return self.config.policy or DEFAULT_POLICY, 0
+
+    def unfinished_trainings_before(self, round_: int) -> int:
+        """Earlier rounds whose training has not finished: the staleness of this round's policy."""
+        done = {
+            r["round"]
+            for r in state.stage_rows(self.store, self.loop_id)
+            if r["stage"] == self.trains[-1] and r["status"] == "done"
+        }
+        return sum(1 for k in range(1, round_) if k not in done)
