@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
-from data.errors import ImportValidationError
+from data.errors import ConfigError, ImportValidationError
 from data.export import EXPORT_FORMATS, AggregationPolicy, export_pairs
 from data.importer import ImportOptions, import_sources
 from data.queue import QueueCounts
@@ -50,6 +50,13 @@ from data.stats import store_stats
     "the judge; as-reference: keep them only to measure against (calibration, reports, "
     "benchmarks), so the pairs are routed and labelled like unlabelled ones.",
 )
+@click.option(
+    "--gold",
+    is_flag=True,
+    help="The sources' verdicts are gold answers: the pairs are mixed blind into annotators' "
+    "queues to measure them (`prefloop gold`, `prefloop annotators`), never routed, and left "
+    "out of the export unless --include-gold. Every pair needs exactly one verdict.",
+)
 @click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train).")
 @click.option(
     "--max-text-chars",
@@ -74,6 +81,7 @@ def import_command(
     report_path: str | None,
     who: str,
     label_mode: str,
+    gold: bool,
     split: str | None,
     max_text_chars: int,
     max_pairs_per_prompt: int,
@@ -86,6 +94,7 @@ def import_command(
         report_path=report_path,
         who=who,
         labels=label_mode,
+        gold=gold,
         split=split,
         shape=ShapeConfig(max_text_chars=max_text_chars, max_pairs_per_prompt=max_pairs_per_prompt),
         progress=not as_json,
@@ -120,6 +129,11 @@ def _import_summary(result: dict[str, object]) -> str:
         lines.append(
             f"{result['reference_labels']} labels kept as reference only (never trained on; "
             "the pairs are routed like unlabelled ones)"
+        )
+    if result.get("gold_answers"):
+        lines.append(
+            f"{result['gold_answers']} gold answers kept (never labels; the pairs are mixed "
+            "blind into annotators' queues)"
         )
     if result["report"]:
         lines.append(f"rejected rows listed in {result['report']}")
@@ -156,12 +170,42 @@ def _import_summary(result: dict[str, object]) -> str:
     default=None,
     help="Ignore labels whose confidence is below this.",
 )
+@click.option(
+    "--include-gold",
+    is_flag=True,
+    help="Export gold pairs too, with their gold answer as the verdict (left out by default).",
+)
+@click.option(
+    "--min-annotator-gold-accuracy",
+    type=float,
+    default=None,
+    help="Leave out the human labels of annotators whose accuracy on their last gold pairs "
+    "(`prefloop gold --window`) is below this; annotators with fewer than `--min-gold` gold "
+    "pairs are kept.",
+)
 @json_option
 def export_command(
-    db: str, out: str, fmt: str, test_fraction: float, min_confidence: float | None, as_json: bool
+    db: str,
+    out: str,
+    fmt: str,
+    test_fraction: float,
+    min_confidence: float | None,
+    include_gold: bool,
+    min_annotator_gold_accuracy: float | None,
+    as_json: bool,
 ) -> None:
-    """Export labelled pairs (human > import > judge > model; majority) as TRL-ready data."""
-    policy = AggregationPolicy(min_confidence=min_confidence, include_ties=fmt == "pairs")
+    """Export labelled pairs (adjudication > human > import > judge > model; majority) as
+    TRL-ready data. Gold pairs are left out unless --include-gold."""
+    if min_annotator_gold_accuracy is not None and not 0 <= min_annotator_gold_accuracy <= 1:
+        raise ConfigError(
+            f"--min-annotator-gold-accuracy {min_annotator_gold_accuracy} must be between 0 and 1"
+        )
+    policy = AggregationPolicy(
+        min_confidence=min_confidence,
+        include_ties=fmt == "pairs",
+        include_gold=include_gold,
+        min_annotator_gold_accuracy=min_annotator_gold_accuracy,
+    )
     with open_store(db, read_only=True) as store:
         report = export_pairs(store, out, fmt=fmt, test_fraction=test_fraction, policy=policy)
     emit(

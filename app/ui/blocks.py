@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from app.ui import (
+    tab_adjudicate,
     tab_annotate,
     tab_dashboard,
     tab_data,
@@ -29,7 +30,8 @@ from app.ui.events import ui_errors
 # Shift+2 click "A/B much better" where the project asks for a strength (by key position,
 # event.code, so any keyboard layout works); elsewhere they are ignored. A disabled button
 # (nothing to label) ignores its key too.
-KEYBOARD_JS = """
+KEYBOARD_JS = (
+    """
 <script>
 document.addEventListener('keydown', (event) => {
   const target = event.target;
@@ -46,6 +48,8 @@ document.addEventListener('keydown', (event) => {
 });
 </script>
 """
+    + tab_adjudicate.KEYBOARD_JS
+)
 
 # Gradio's Source Sans Pro SemiBold file (weight 600: buttons, headings) holds only a few
 # glyphs (A, B, some Cyrillic), so "A better" mixed two fonts. The app's font is the same
@@ -78,7 +82,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         identity = gr.JSON(visible=False)
         tab_annotate.build(ctx, blocks)
         admin = [tab_judge.build(ctx, blocks), tab_train.build(ctx, blocks)]
-        tab_dashboard.build(ctx, blocks)
+        admin_section = tab_dashboard.build(ctx, blocks)
+        adjudicate_tab = tab_adjudicate.build(ctx, blocks).tab
         admin += [tab_data.build(ctx, blocks), tab_review.build(ctx, blocks)]
         admin.append(tab_project.build(ctx, blocks))
         admin_tabs = [part.tab for part in admin]
@@ -87,13 +92,20 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         @ui_errors
         def whoami(request: gr.Request) -> tuple[Any, ...]:
             user = ctx.user(request)
-            is_admin = ctx.access.role_of(user) == "admin" or not ctx.access.enabled
-            role = "admin" if is_admin else "annotator"
+            role = ctx.access.role_of(user) if ctx.access.enabled else "admin"
+            is_admin = role == "admin"
             return (
                 {"user": user, "role": role},
                 *(gr.Tab(visible=is_admin) for _ in admin_tabs),
                 *(gr.Timer(active=is_admin) for _ in admin_timers),
+                gr.Tab(visible=role in ("adjudicator", "admin")),
+                gr.update(visible=is_admin),
             )
 
-        blocks.load(whoami, None, [identity, *admin_tabs, *admin_timers], api_name="whoami")
+        blocks.load(
+            whoami,
+            None,
+            [identity, *admin_tabs, *admin_timers, adjudicate_tab, admin_section],
+            api_name="whoami",
+        )
     return blocks
