@@ -10,7 +10,7 @@ its labels. Judges are simulated and served over the OpenAI API by a loopback se
 path (`judges.batch.run_batch`), and routing, scoring and export run the same code as
 the CLI (`route_store`, `score_store`, `aggregated_pairs`), on real DuckDB files.
 Simulated annotators label exactly the pairs in the human queue through
-`data.queue.submit_human_label`.
+`data.click_batch.submit_human_label`.
 
 The simulated judges make structured errors, not coin flips. For pair n, judge j sees
 
@@ -227,7 +227,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def label_human_queue(store: Any, truth: dict[str, float]) -> int:
     """Simulated annotators: label every open human-queue pair with its true verdict."""
-    from data.queue import submit_human_label
+    from data.click_batch import submit_human_label
 
     ids = [
         r[0]

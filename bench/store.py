@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data import queue  # noqa: E402
+from data import click_batch, queue  # noqa: E402
 from data.ids import canonical_messages_json, pair_id, prompt_id, render_messages, response_id  # noqa: E402
 from data.importer import ImportOptions, import_sources  # noqa: E402
 from data.store import PreferenceStore  # noqa: E402
@@ -202,7 +202,9 @@ def bench_label_writes(tmp: Path, n: int, threads: int, per_thread: int) -> dict
             for _ in range(label_count):
                 pid = queue.claim_next(store, who)
                 t = time.perf_counter()
-                queue.submit_human_label(store, pid, who, verdict_shown="a", swapped=k % 2 == 0)
+                click_batch.submit_human_label(
+                    store, pid, who, verdict_shown="a", swapped=k % 2 == 0
+                )
                 mine.append(time.perf_counter() - t)
             with lock:
                 latencies.extend(mine)

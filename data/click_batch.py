@@ -1,4 +1,4 @@
-"""Annotator clicks in batches: many labels and next-pair leases in one transaction.
+"""The one human-label path: annotator clicks, many labels and next-pair leases a transaction.
 
 The store has one writer, so with many annotators every click waits for the clicks
 before it. Doing each click's dozen statements and commit one after another costs
@@ -7,10 +7,11 @@ arrive while a batch is being written are written together: a fixed handful of
 set-based statements and one commit per batch, whatever its size (group commit).
 
 A click is acknowledged only after its batch committed, so a crash loses no
-acknowledged label. Each click's checks (known pair, in the human queue, not leased to
-someone else, not already labelled by this annotator) are the ones
-`label_and_claim_next` (one click on its own) makes; a click that fails them gets its own
-`StoreError` and does not affect the others in its batch. A click with `leased_only`
+acknowledged label. Each click is checked (known pair, in the human queue, not leased to
+someone else, not already labelled by this annotator); a click that fails a check gets its
+own `StoreError` and does not affect the others in its batch. `submit_human_label` is one
+click on its own that leases no next pair (scripts, benchmarks, tests): the same checks and
+the same INSERT, so every human vote is written here. A click with `leased_only`
 (every click from the app) is accepted only on the pair leased to its annotator, and any
 refusal says `data.queue.NOT_YOUR_PAIR`, nothing about other pairs. A click whose fields
 have the wrong types is refused on its own, before the batch's statements see it.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 
 from data.errors import StoreError
+from data.labels import insert_labels
 from data.queue import NOT_YOUR_PAIR, choose_next, drop_cached_head, forget_closed, lease
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore, check_rationale, record_human_labels
@@ -47,13 +49,6 @@ SELECT c.idx, p.pair_id IS NOT NULL, p.queue
 FROM _clicks c LEFT JOIN pairs p ON p.pair_id = c.pair_id
 WHERE list_contains($idx, c.idx)
 """
-_INSERT_SQL = """
-INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped, round)
-SELECT c.pair_id, 'human', c.who, c.verdict, c.confidence, c.rationale, c.swapped,
-       coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0)
-FROM _clicks c WHERE c.idx IN (SELECT unnest($ok))
-RETURNING label_id, pair_id, who
-"""
 
 
 @dataclass(frozen=True)
@@ -69,6 +64,7 @@ class Click:
     avoid: Collection[str] = ()  # e.g. pairs this annotator skipped
     confidence: float | None = None  # strength of preference (`data.project`), if asked
     leased_only: bool = False  # accept only on the pair leased to `annotator` (the app's clicks)
+    claim_next: bool = True  # lease the annotator's next pair in the same transaction
 
     @property
     def verdict(self) -> str:
@@ -105,7 +101,7 @@ def label_and_claim_batch(
         raise
 
 
-def label_and_claim_next(
+def submit_human_label(
     store: PreferenceStore,
     pair_id: str,
     annotator: str,
@@ -113,15 +109,14 @@ def label_and_claim_next(
     verdict_shown: str,
     swapped: bool,
     rationale: str | None = None,
-    lease_seconds: float = 600.0,
-    avoid: Collection[str] = (),
+    confidence: float | None = None,
     leased_only: bool = False,
-) -> tuple[int, str | None]:
-    """One annotator click in one transaction (one commit): store the label, lease the next pair.
+) -> int:
+    """Store one annotator's verdict on the pair as it was shown; returns the label id.
 
-    Returns (label id, next pair id or None). Either both happen or neither does. The
-    same code writes batches of clicks from many annotators (`label_and_claim_batch`).
-    `leased_only` as in `data.queue.submit_human_label`.
+    `verdict_shown` refers to what the annotator saw as A/B; when the display was swapped
+    it is turned back into the stored orientation (`Click.verdict`). `leased_only`: accept
+    it only for the pair leased to `annotator` (else `NOT_YOUR_PAIR`). Leases no next pair.
     """
     click = Click(
         pair_id,
@@ -129,14 +124,14 @@ def label_and_claim_next(
         verdict_shown,
         swapped,
         rationale,
-        lease_seconds,
-        avoid,
+        confidence=confidence,
         leased_only=leased_only,
+        claim_next=False,
     )
     (result,) = label_and_claim_batch(store, [click])
     if isinstance(result, StoreError):
         raise result
-    return result.label_id, result.next_pair_id
+    return result.label_id
 
 
 def _write(
@@ -168,10 +163,6 @@ def _write(
             "idx": pa.array(range(len(clicks)), type=pa.int32()),
             "pair_id": [c.pair_id for c in clicks],
             "who": [c.annotator for c in clicks],
-            "verdict": [c.verdict for c in clicks],
-            "rationale": pa.array([c.rationale for c in clicks], type=pa.string()),
-            "confidence": pa.array([c.confidence for c in clicks], type=pa.float64()),
-            "swapped": pa.array([c.swapped for c in clicks], type=pa.bool_()),
         }
     )
     cur.register("_clicks", table)
@@ -183,17 +174,36 @@ def _write(
             found = cur.execute(_CHECK_PAIRS_SQL, {"idx": unleased}).fetchall()
             pairs.update({idx: (known, queue) for idx, known, queue in found})
         ok = _accept(clicks, checks, pairs, results)
-        labelled: dict[tuple[str, str], int] = {}
-        if ok:
-            rows = cur.execute(_INSERT_SQL, {"ok": ok}).fetchall()
-            labelled = {(pair_id, who): int(label_id) for label_id, pair_id, who in rows}
     finally:
         cur.unregister("_clicks")
     if not ok:
         return results  # type: ignore[return-value] - every click got its error
+    rows = insert_labels(
+        cur,
+        pair_ids=[clicks[i].pair_id for i in ok],
+        source="human",
+        who=[clicks[i].annotator for i in ok],
+        verdicts=[clicks[i].verdict for i in ok],
+        confidences=[clicks[i].confidence for i in ok],
+        rationales=[clicks[i].rationale for i in ok],
+        swapped=[clicks[i].swapped for i in ok],
+    )
+    labelled = {(pair_id, who): label_id for label_id, pair_id, who in rows}
     labelled_pairs = [clicks[i].pair_id for i in ok]
     forget_closed(store, record_human_labels(cur, labelled_pairs))
-    nexts = choose_next(store, cur, [clicks[i] for i in ok], set(labelled_pairs))
+    claiming = [i for i in ok if clicks[i].claim_next]
+    chosen = (
+        dict(
+            zip(
+                claiming,
+                choose_next(store, cur, [clicks[i] for i in claiming], set(labelled_pairs)),
+                strict=True,
+            )
+        )
+        if claiming
+        else {}
+    )
+    nexts = [chosen.get(i) for i in ok]
     picks = [
         (pair_id, clicks[i].annotator, clicks[i].lease_seconds)
         for i, pair_id in zip(ok, nexts, strict=True)
@@ -300,6 +310,12 @@ class GroupCommitter:
     _busy: bool = field(default=False, repr=False)
     batches: int = 0  # batches written so far
     clicks: int = 0  # clicks in them (clicks / batches = the mean batch size)
+
+    @property
+    def waiting(self) -> int:
+        """Clicks queued for the next batch (not yet taken by a leader)."""
+        with self._cond:
+            return len(self._pending)
 
     def submit(self, click: Click) -> ClickResult:
         """Label and lease the next pair; returns once the batch holding this click committed."""

@@ -6,7 +6,6 @@ inserted set-wise: that is what makes 100k pairs a few seconds, not minutes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from data.ids import (
     render_messages,
     response_id,
 )
+from data.labels import insert_labels
 from data.schema import swap_verdict
 from data.shapes import PairRecord, Record, ResponsesRecord
 from data.store import PreferenceStore, refresh_human_queue
@@ -219,18 +219,26 @@ def _write(
             ).fetchall()
             result.reference_labels = len(inserted)
         else:
-            inserted = cur.execute(
+            fresh = cur.execute(
                 """
-                INSERT INTO labels (pair_id, source, who, verdict, confidence, round, meta)
-                SELECT n.pair_id, ?, ?, n.verdict, n.confidence, ?, ?
+                SELECT n.pair_id, n.verdict, n.confidence
                 FROM _new_labels n ANTI JOIN (
                     SELECT pair_id, verdict FROM labels
                     WHERE source = ? AND who = ? AND retracted_at IS NULL
                 ) old ON old.pair_id = n.pair_id AND old.verdict = n.verdict
-                RETURNING label_id
                 """,
-                [source, who, round, json.dumps({"origin": origin}), source, who],
+                [source, who],
             ).fetchall()
+            inserted = insert_labels(
+                cur,
+                pair_ids=[r[0] for r in fresh],
+                source=source,
+                who=who,
+                verdicts=[r[1] for r in fresh],
+                confidences=[r[2] for r in fresh],
+                round=round,
+                metas={"origin": origin},
+            )
             result.labels = len(inserted)
             if source == "human" and inserted:
                 refresh_human_queue(cur, list({k[0] for k in batch.labels}))

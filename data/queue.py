@@ -1,9 +1,9 @@
-"""The human queue: routing results, leases and acknowledged human labels.
+"""The human queue: routing results and leases (who is shown which pair next).
 
 A pair in the human queue is offered to one annotator at a time (a lease that
 expires), never to an annotator who already labelled it, until it has
-`needed_labels` human labels (overlap). Claiming and labelling each run in one
-store transaction, so two annotators never hold the same pair.
+`needed_labels` human labels (overlap). Claiming runs in one store transaction, so two
+annotators never hold the same pair. Human labels are written by `data.click_batch`.
 
 The app labels with `leased_only=True`: a label is accepted only for the pair leased to
 that annotator, the one they were shown. A lease that ran out still counts while nobody
@@ -21,7 +21,6 @@ from typing import Protocol
 import duckdb
 
 from data.errors import StoreError
-from data.schema import swap_verdict
 from data.store import PreferenceStore, refresh_human_queue
 
 # Two stages keep this fast at millions of pairs: a top-K over `human_queue` (stored in
@@ -67,9 +66,6 @@ NOT_YOUR_PAIR = (
     "that pair is not the one shown to you (its lease may have gone to someone else); "
     "ask for the next pair"
 )
-# The annotator a pair was last leased to, whether or not the lease has run out: a lease
-# row lives until the pair is labelled, skipped, undone or leased to someone else.
-_LEASE_HOLDER_SQL = "SELECT annotator FROM leases WHERE pair_id = $pair"
 
 
 def top_open_ids(
@@ -333,93 +329,6 @@ def release(store: PreferenceStore, annotator: str) -> None:
     """Give back whatever this annotator holds (skip, log out)."""
     with store.transaction() as cur:
         cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
-
-
-def submit_human_label(
-    store: PreferenceStore,
-    pair_id: str,
-    annotator: str,
-    *,
-    verdict_shown: str,
-    swapped: bool,
-    rationale: str | None = None,
-    confidence: float | None = None,
-    leased_only: bool = False,
-) -> int:
-    """Store an annotator's verdict on the pair as it was shown; returns the label id.
-
-    `verdict_shown` refers to what the annotator saw as A/B; when the display was
-    swapped it is turned back into the stored orientation here, in one place.
-    `leased_only`: accept it only for the pair leased to `annotator` (else `NOT_YOUR_PAIR`).
-    """
-    with store.transaction() as cur:
-        return _submit(
-            store,
-            cur,
-            pair_id,
-            annotator,
-            verdict_shown,
-            swapped,
-            rationale,
-            confidence,
-            leased_only=leased_only,
-        )
-
-
-def _submit(
-    store: PreferenceStore,
-    cur: duckdb.DuckDBPyConnection,
-    pair_id: str,
-    annotator: str,
-    verdict_shown: str,
-    swapped: bool,
-    rationale: str | None,
-    confidence: float | None = None,
-    *,
-    leased_only: bool = False,
-) -> int:
-    verdict = swap_verdict(verdict_shown) if swapped else verdict_shown
-    if leased_only:
-        _check_leased_to(cur, pair_id, annotator)
-    lease_holder, already = cur.execute(
-        """
-        SELECT (SELECT annotator FROM leases WHERE pair_id = $pair AND annotator <> $who
-                  AND expires_at > now()::TIMESTAMP),
-               EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human'
-                       AND who = $who AND retracted_at IS NULL)
-        """,
-        {"pair": pair_id, "who": annotator},
-    ).fetchall()[0]
-    if lease_holder is not None:
-        raise StoreError(f"pair {pair_id} is leased to another annotator; ask for the next pair")
-    if already:
-        raise StoreError(f"{annotator} has already labelled pair {pair_id}")
-    label_id = store.add_label(
-        pair_id,
-        source="human",
-        who=annotator,
-        verdict=verdict,
-        confidence=confidence,
-        rationale=rationale,
-        swapped=swapped,
-        cursor=cur,
-    )
-    cur.execute("DELETE FROM leases WHERE pair_id = ?", [pair_id]).fetchall()
-    return label_id
-
-
-def _check_leased_to(cur: duckdb.DuckDBPyConnection, pair_id: str, annotator: str) -> None:
-    """`NOT_YOUR_PAIR` unless `pair_id` is leased to `annotator` and not labelled by them."""
-    if not isinstance(pair_id, str) or not isinstance(annotator, str):
-        raise StoreError(NOT_YOUR_PAIR)
-    holder = cur.execute(_LEASE_HOLDER_SQL, {"pair": pair_id}).fetchall()
-    already = cur.execute(
-        "SELECT EXISTS (SELECT 1 FROM labels WHERE pair_id = $pair AND source = 'human' "
-        "AND who = $who AND retracted_at IS NULL)",
-        {"pair": pair_id, "who": annotator},
-    ).fetchall()[0][0]
-    if not holder or holder[0][0] != annotator or already:
-        raise StoreError(NOT_YOUR_PAIR)
 
 
 @dataclass(frozen=True)

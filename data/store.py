@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from data.errors import StoreError, StoreLockedError
+from data.labels import insert_labels
 from data.schema import MIGRATIONS, SCHEMA_VERSION, SOURCES, VERDICTS
 
 DEFAULT_DB = "prefloop.duckdb"
@@ -237,10 +238,10 @@ class PreferenceStore:
     ) -> int:
         """Store one label (verdict relative to the stored A/B) and return its id.
 
-        Pass `cursor` to write inside a transaction the caller already holds.
+        Pass `cursor` to write inside a transaction the caller already holds. Annotators'
+        votes go through `data.click_batch` (lease checks); this is for corrections and
+        scripts.
         """
-        import json
-
         _check_label(source, verdict, confidence, rationale)
         if cursor is None:
             with self.transaction() as cur:
@@ -256,33 +257,24 @@ class PreferenceStore:
                     meta=meta,
                     cursor=cur,
                 )
-        # One statement checks the pair exists and fills the round, for fast writes under load.
-        row = cursor.execute(
-            """
-            INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped,
-                                round, meta)
-            SELECT pair_id, ?, ?, ?, ?, ?, ?,
-                   coalesce(?, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0), ?
-            FROM pairs WHERE pair_id = ?
-            RETURNING label_id
-            """,
-            [
-                source,
-                who,
-                verdict,
-                confidence,
-                rationale,
-                swapped,
-                round,
-                None if meta is None else json.dumps(meta),
-                pair_id,
-            ],
-        ).fetchall()
-        if not row:
+        known = cursor.execute("SELECT 1 FROM pairs WHERE pair_id = ?", [pair_id]).fetchall()
+        if not known:
             raise StoreError(f"cannot label unknown pair {pair_id!r}")
+        ((label_id, _, _),) = insert_labels(
+            cursor,
+            pair_ids=[pair_id],
+            source=source,
+            who=who,
+            verdicts=[verdict],
+            confidences=[confidence],
+            rationales=[rationale],
+            swapped=[swapped],
+            round=round,
+            metas=[meta],
+        )
         if source == "human" and record_human_labels(cursor, [pair_id]):
             self.cache.clear()  # the cached head of the queue holds open pairs only
-        return int(row[0][0])
+        return label_id
 
     def retract_label(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from data.labels import insert_labels
 from data.store import PreferenceStore
 from judges.aggregate import JudgementRow, decide, disagrees_with_ensemble
 from judges.store_io import Outcome, Unit
@@ -203,7 +204,7 @@ class Writer:
                 }
                 for name, value in zip(
                     labels,
-                    (pair_id, decision.verdict, decision.confidence, json.dumps(meta)),
+                    (pair_id, decision.verdict, decision.confidence, meta),
                     strict=True,
                 ):
                     labels[name].append(value)
@@ -226,19 +227,17 @@ class Writer:
             ).fetchall()
             self.retracted += len(retract)
         if labels["pair_id"]:
-            n = len(labels["pair_id"])
-            _insert(
+            insert_labels(
                 cur,
-                "labels",
-                {
-                    **labels,
-                    "source": ["judge"] * n,
-                    "who": [self.who] * n,
-                    "round": [self.round] * n,
-                },
-                types={"confidence": pa.float64()},
+                pair_ids=labels["pair_id"],
+                source="judge",
+                who=self.who,
+                verdicts=labels["verdict"],
+                confidences=labels["confidence"],
+                round=self.round,
+                metas=labels["meta"],
             )
-            self.labels += n
+            self.labels += len(labels["pair_id"])
         if flags:
             _insert(
                 cur,

@@ -5,7 +5,7 @@
 * Blind: only the prompt and the two responses are shown, never scores or other labels.
 * A/B order is swapped for half the (annotator, pair) combinations, decided by a keyed
   hash (a salt kept in the store), so a reload shows the same order and the verdict can
-  be turned back into the stored orientation by `submit_human_label(..., swapped=)`.
+  be turned back into the stored orientation by `data.click_batch.submit_human_label(..., swapped=)`.
 * A strength of preference ("much" / "slightly", when the project asks for one) is stored
   as the label's confidence (`data.project.STRENGTH_CONFIDENCE`).
 * A label is accepted only for the pair leased to the annotator, the one shown to them
@@ -23,10 +23,10 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from data.click_batch import Click, GroupCommitter, human_progress
+from data.click_batch import Click, GroupCommitter, human_progress, submit_human_label
 from data.errors import StoreError
 from data.project import check_lease_seconds, strength_confidence
-from data.queue import claim_next, lease, submit_human_label
+from data.queue import claim_next, lease
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -143,7 +144,36 @@ def test_concurrent_clicks_share_commits_and_lose_nothing(store: PreferenceStore
     assert committer.clicks == 200
     assert {done.mine_today for done in last.values()} == {25}  # read after each commit
     assert min(done.queue_left for done in last.values()) == 200
-    assert committer.batches < 200  # clicks that arrived together shared a commit
+
+
+def test_clicks_that_arrive_during_a_write_share_the_next_commit(store: PreferenceStore) -> None:
+    human_queue(store, 20)
+    annotators = [f"ann{i}" for i in range(6)]
+    held = {who: queue.claim_next(store, who) for who in annotators}
+    committer = GroupCommitter(store)
+    results: dict[str, ClickResult] = {}
+
+    def click(who: str) -> None:
+        results[who] = committer.submit(Click(held[who], who, "a", swapped=False))
+
+    threads = {who: threading.Thread(target=click, args=(who,)) for who in annotators}
+    with store.transaction():  # a write in flight: the first click's batch waits on it
+        threads["ann0"].start()
+        wait_until(lambda: committer.batches == 1)
+        for who in annotators[1:]:
+            threads[who].start()
+        wait_until(lambda: committer.waiting == len(annotators) - 1)
+    for thread in threads.values():
+        thread.join(timeout=30)
+    assert sorted(results) == annotators
+    assert committer.batches == 2 and committer.clicks == len(annotators)  # 1, then 5 together
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
 
 
 def test_a_failing_batch_raises_for_its_clicks_and_the_committer_goes_on(

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 WRITER = """
 import sys
-from data import queue
+from data import click_batch, queue
 from data.store import PreferenceStore
 store = PreferenceStore(sys.argv[1])
 who = sys.argv[2]
@@ -30,7 +30,7 @@ while True:
     pair = queue.claim_next(store, who)
     if pair is None:
         break
-    label = queue.submit_human_label(store, pair, who, verdict_shown="a", swapped=False)
+    label = click_batch.submit_human_label(store, pair, who, verdict_shown="a", swapped=False)
     print(f"ack {label} {pair}", flush=True)  # acknowledged only after the commit returned
 """
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from data.click_batch import submit_human_label
 from data.errors import ConfigError
 from data.export import AggregationPolicy, aggregated_pairs, export_pairs, margin_of
 from data.ingest import ingest
@@ -22,7 +23,7 @@ from data.project import (
     update_project,
     write_project,
 )
-from data.queue import Assignment, assign, submit_human_label
+from data.queue import Assignment, assign
 from data.shapes import PairRecord
 from data.store import PreferenceStore
 

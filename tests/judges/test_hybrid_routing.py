@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from data.click_batch import submit_human_label
 from data.export import aggregated_pairs
-from data.queue import claim_next, submit_human_label
+from data.queue import Assignment, assign, claim_next
 from data.store import PreferenceStore
 from judges.batch import run_batch
 from judges.config import JudgeConfig
@@ -72,6 +73,7 @@ def test_single_order_signals_by_hand(store: PreferenceStore) -> None:
         assert signals.ens_std[i] == pytest.approx(scores[pid][1])
 
     # a human-labelled pair keeps the scores of the version fitted before its label
+    assign(store, [Assignment(pair_ids[0], "human")])
     submit_human_label(store, pair_ids[0], "ann", verdict_shown="b", swapped=False)
     score_store(store, LENGTH_ONLY)
     now = read_signals(store, pair_ids[:1])

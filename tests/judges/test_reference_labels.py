@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from app.cli import cli
+from data.click_batch import submit_human_label
 from data.export import aggregated_pairs
-from data.queue import submit_human_label
 from data.store import PreferenceStore
 from judges.agreement import agreement_report
 from judges.batch import run_batch

@@ -179,7 +179,7 @@ def test_plan_invariants(n, n_promoted, budget, fraction, diverse, seed):
 
 
 def test_next_score_reports_accuracy_on_the_labelled_calibration_slice(store):
-    from data.queue import submit_human_label
+    from data.click_batch import submit_human_label
 
     seeded_store(store)
     first = score_store(store, LENGTH_ONLY)
@@ -205,7 +205,8 @@ def test_next_score_reports_accuracy_on_the_labelled_calibration_slice(store):
 
 
 def test_rounds_never_exceed_the_budget_nor_move_held_or_labelled_pairs(store):
-    from data.queue import claim_next, submit_human_label
+    from data.click_batch import submit_human_label
+    from data.queue import claim_next
 
     seeded_store(store, labelled=20, unlabelled=60)
     score_store(store, LENGTH_ONLY)

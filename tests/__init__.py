@@ -1,0 +1,1 @@
+"""prefloop tests: a package, so that tests/data, tests/app, ... never shadow the real packages."""
