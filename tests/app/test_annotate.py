@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from app.ui.annotate import AnnotateConfig, Annotator
 from data.store import PreferenceStore
 from tests.app.conftest import make_store
+from tests.fakes.leases import run_out_leases
 
 
 def open_annotator(
@@ -71,10 +71,10 @@ def test_overlap_needs_distinct_annotators(tmp_path: Path) -> None:
 
 
 def test_lease_expiry_returns_the_pair(tmp_path: Path) -> None:
-    store, annotator = open_annotator(tmp_path, n=1, lease=0.5)
+    store, annotator = open_annotator(tmp_path, n=1)
     held = annotator.next("slow")
     assert annotator.next("fast") is None  # leased to slow
-    time.sleep(0.7)
+    run_out_leases(store)
     assert annotator.next("fast").pair_id == held.pair_id
     store.close()
 

@@ -8,6 +8,7 @@ from data.errors import StoreError
 from data.ingest import ingest
 from data.shapes import PairRecord
 from data.store import PreferenceStore
+from tests.fakes.leases import run_out_leases
 
 
 def make_pairs(store: PreferenceStore, n: int) -> list[str]:
@@ -108,9 +109,3 @@ def test_a_label_outside_the_human_queue_is_refused(store: PreferenceStore) -> N
     with pytest.raises(StoreError, match="unknown pair"):
         submit_human_label(store, "nope", "ann", verdict_shown="a", swapped=False)
     assert store.count("labels") == 0
-
-
-def run_out_leases(store: PreferenceStore) -> None:
-    """Time passes: every lease has run out (no wall-clock sleep)."""
-    with store.transaction() as cur:
-        cur.execute("UPDATE leases SET expires_at = now()::TIMESTAMP - INTERVAL 1 SECOND")
