@@ -1,0 +1,110 @@
+"""`prefloop loop` end to end: a real demo store, real training and generation subprocesses
+(a tiny GPT-2), the real openai client against the fake judge server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data.store import PreferenceStore
+from tests.loop.conftest import kill_when, loop_args, run_cli
+
+ROUND_STAGES = ("generate", "score", "judge", "route", "cutoff", "train:dpo", "rescore")
+
+
+def summary_of(result) -> dict:
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def intervals(summary: dict) -> dict[tuple[int, str], tuple[float, float]]:
+    return {(s["round"], s["stage"]): (s["start_s"], s["end_s"]) for s in summary["stages"]}
+
+
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def judge_calls(db: Path) -> int:
+    with PreferenceStore(db, read_only=True) as store:
+        return store.count("judge_calls")
+
+
+def test_the_pipelined_loop_overlaps_rounds_and_records_every_stage(
+    loop_db, tiny_policy, judge_server
+) -> None:
+    summary = summary_of(run_cli(loop_args(loop_db, tiny_policy, judge_server.url, "--json")))
+    assert summary["status"] == "finished" and summary["stop_reason"] is None
+    spans = intervals(summary)
+    assert set(spans) == {(k, s) for k in (1, 2) for s in ROUND_STAGES}
+    assert all(s["status"] == "done" for s in summary["stages"])
+    # round 2's generation, scoring and judging ran while round 1 was still at work
+    early = [spans[(2, s)] for s in ("generate", "score", "judge")]
+    round1 = [spans[(1, s)] for s in ("score", "judge", "route", "train:dpo")]
+    assert any(overlaps(a, b) for a in early for b in round1)
+    # one training job at a time, round 2's after round 1's
+    assert spans[(1, "train:dpo")][1] <= spans[(2, "train:dpo")][0]
+    # round 1 sampled from the base policy; round 2 before round 1 had trained (staleness 1)
+    r1, r2 = summary["rounds"]
+    assert set(r1["staleness"]) == {"0"} and set(r2["staleness"]) == {"1"}
+    assert r1["run_id"] and r2["run_id"] and r1["labels"]["judge"] > 0
+    with PreferenceStore(loop_db, read_only=True) as store:
+        tagged = store.scalar("SELECT count(*) FROM loop_pairs")
+        generated = store.scalar("SELECT count(*) FROM pairs WHERE origin = 'generate'")
+        assert tagged == generated > 0
+        kinds = store.query("SELECT kind, count(*) FROM runs GROUP BY kind ORDER BY kind")
+        assert kinds == [("dpo", 2), ("generate", 2)]
+        # every judge call was sent once: the server saw as many requests as the cache holds
+        assert judge_server.request_count == store.count("judge_calls") > 0
+
+
+@pytest.mark.slow
+def test_no_overlap_runs_one_stage_after_another_in_round_order(
+    loop_db, tiny_policy, judge_server
+) -> None:
+    args = loop_args(loop_db, tiny_policy, judge_server.url, "--no-overlap", "--json")
+    summary = summary_of(run_cli(args))
+    ordered = sorted(summary["stages"], key=lambda s: s["start_s"])
+    assert [(s["round"], s["stage"]) for s in ordered] == [
+        (k, s) for k in (1, 2) for s in ROUND_STAGES
+    ]
+    spans = [(s["start_s"], s["end_s"]) for s in ordered]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(set(r["staleness"]) == {"0"} for r in summary["rounds"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "marker", ["round 1: judge started", "round 1: train:dpo started", "round 2: rescore started"]
+)
+def test_resume_after_kill_9_finishes_every_stage_once(
+    loop_db, tiny_policy, judge_server, marker
+) -> None:
+    kill_when(loop_args(loop_db, tiny_policy, judge_server.url), marker)
+    calls_at_kill = judge_calls(loop_db)
+    judge_server.reset_counts()
+    summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))
+    assert summary["status"] == "finished"
+    assert set(intervals(summary)) == {(k, s) for k in (1, 2) for s in ROUND_STAGES}
+    assert all(s["status"] == "done" for s in summary["stages"])
+    with PreferenceStore(loop_db, read_only=True) as store:
+        runs = store.query("SELECT kind, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL")
+        # a run in flight at the kill was waited for, not started again
+        assert runs == [("dpo", "succeeded", 2), ("generate", "succeeded", 2)]
+        # the resumed judge sent only what had no cached call yet
+        assert judge_server.request_count == store.count("judge_calls") - calls_at_kill
+        assert store.scalar("SELECT count(*) FROM loops") == 1
+
+
+@pytest.mark.slow
+def test_the_loop_stops_early_when_the_held_out_metric_stops_gaining(
+    loop_db, tiny_policy, judge_server
+) -> None:
+    args = loop_args(loop_db, tiny_policy, judge_server.url, "--min-gain", "1.0", "--json")
+    summary = summary_of(run_cli([*args, "--rounds", "4"]))
+    assert summary["status"] == "stopped"
+    assert "early stop after round 3" in summary["stop_reason"]
+    assert "below --min-gain 1" in summary["stop_reason"]
+    assert {s["round"] for s in summary["stages"] if s["stage"].startswith("train")} == {1, 2, 3}
