@@ -145,12 +145,19 @@ def serve_command(
 @click.option(
     "--build-only", is_flag=True, help="Build the demo store, print where it is, and exit."
 )
+@click.option(
+    "--no-history",
+    is_flag=True,
+    help="Leave out the gold pairs and the simulated labelling history (four annotators of "
+    "known quality, split votes to adjudicate); human-queue pairs then want one label.",
+)
 @_server_options
 def demo_command(
     directory: str | None,
     no_score: bool,
     human_budget: int,
     build_only: bool,
+    no_history: bool,
     host: str,
     port: int,
     auth: str | None,
@@ -195,7 +202,9 @@ def demo_command(
         )
     started = time.perf_counter()
     with open_store(str(store_path)) as store:
-        report = build_demo_store(store, score=not no_score, human_budget=human_budget)
+        report = build_demo_store(
+            store, score=not no_score, human_budget=human_budget, history=not no_history
+        )
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(
@@ -203,6 +212,12 @@ def demo_command(
         f"labels; {report.routing}; {report.to_human} to humans, {report.to_judge} to the judge "
         f"({time.perf_counter() - started:.1f}s)"
     )
+    if report.history:
+        click.echo(
+            f"simulated history: {report.gold_pairs} gold pairs, {report.history['labels']} labels "
+            f"by 4 annotators ({report.history['undone']} undone), {report.history['splits']} "
+            "split pairs waiting in Adjudicate"
+        )
     if build_only:
         return
     _serve(str(store_path), config, banner=f"prefloop demo: open http://{host}:{port}")

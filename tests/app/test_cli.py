@@ -82,7 +82,8 @@ def test_demo_build_only_with_fallback_routing(tmp_path: Path) -> None:
     with PreferenceStore(tmp_path / "demo.duckdb", read_only=True) as store:
         queues = dict(store.query("SELECT queue, count(*) FROM pairs GROUP BY 1"))
         seeded = store.scalar("SELECT count(DISTINCT pair_id) FROM labels WHERE who = 'demo-seed'")
-        assert queues["human"] == store.count("pairs") - seeded  # every unlabelled pair
+        gold = store.scalar("SELECT count(*) FROM gold_answers")  # the history's, never routed
+        assert gold > 0 and queues["human"] == store.count("pairs") - seeded - gold
         multi_turn = store.scalar(
             "SELECT count(*) FROM prompts WHERE json_array_length(messages) > 1"
         )
