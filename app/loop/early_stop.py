@@ -10,7 +10,7 @@ class RoundOutcome:
     """What one round's training ended with."""
 
     round: int
-    promoted: bool  # the gate promoted the round's policy (or reward model) run
+    promoted: bool  # the gate promoted the round's run (False: parent kept, or nothing new)
     metric: float | None  # held-out accuracy (DPO) or held-out reward (RL); None: no held-out
 
 
@@ -24,7 +24,8 @@ def early_stop_reason(outcomes: list[RoundOutcome], min_gain: float) -> str | No
     if len(outcomes) >= 2 and not outcomes[-1].promoted and not outcomes[-2].promoted:
         return (
             f"the gate failed twice in a row (rounds {outcomes[-2].round} and "
-            f"{outcomes[-1].round}): the parent policy was kept both times"
+            f"{outcomes[-1].round}): the parent was kept both times (the run did not beat "
+            "it, or there was nothing new to train on)"
         )
     if len(outcomes) >= 3:
         now, before = outcomes[-1].metric, outcomes[-3].metric

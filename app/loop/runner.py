@@ -61,10 +61,13 @@ def run_loop(
     resume: bool = False,
     stop: threading.Event | None = None,
     on_loop: Any = None,
+    jobs: JobManager | None = None,
 ) -> dict[str, Any]:
     """Run a new loop (`config`) or resume the newest unfinished one; returns `loop_summary`.
 
-    `on_loop(loop_id)` is called once the loop is recorded (the Loop tab shows it live)."""
+    `on_loop(loop_id)` is called once the loop is recorded (the Loop tab shows it live).
+    `jobs`: the process's JobManager (the app's), else the loop makes its own; either way
+    generation runs may go next to a training run while the loop runs."""
     stop = stop or threading.Event()
     if resume:
         row = state.get_loop(store)
@@ -85,7 +88,11 @@ def run_loop(
         on_loop(loop_id)
     folder = Path(store.path).resolve().parent / "loops" / loop_id
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = JobManager(store, config.runs_root, generate_lane=True)
+    own_jobs = jobs is None
+    if jobs is None:
+        jobs = JobManager(store, config.runs_root, generate_lane=True)
+    else:
+        jobs.generate_lane = True
     work = LoopWork(store, config, loop_id, jobs, folder, stop)
     early = EarlyStop(config)
     done: set[str] = set()
@@ -123,10 +130,13 @@ def run_loop(
     except BaseException as exc:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         state.finish_loop(store, loop_id, status, reason)
-        jobs.close()
         raise
+    finally:
+        if own_jobs:
+            jobs.close()
+        else:
+            jobs.generate_lane = False
     state.finish_loop(store, loop_id, status, reason)
-    jobs.close()
     return loop_summary(store, loop_id)
 
 

@@ -49,6 +49,8 @@ METRIC_KEYS = (
     "ref_cached_pairs",
     "wall_s",
 )
+# what an incremental run says when the labels since its parent are all held out (or none)
+NOTHING_NEW = "no labels were added since the promoted run"
 DEFAULT_HUMAN_WAIT = 600.0  # seconds --wait-for-humans waits at most without --human-deadline
 
 
@@ -96,7 +98,7 @@ class LoopWork:
     def _dispatch(self, round_: int, stage: str) -> tuple[dict[str, Any], str, bool | None]:
         if stage.startswith("train:"):
             counts = self.train(round_, stage.split(":", 1)[1])
-            return counts, "done", counts.get("promoted")
+            return counts, "skipped" if counts.get("skipped") else "done", counts.get("promoted")
         counts = getattr(self, stage)(round_)
         return counts, "skipped" if counts.get("skipped") else "done", None
 
@@ -218,6 +220,15 @@ class LoopWork:
         labels = state.label_counts(self.store)  # the cut-off: the run's snapshot is taken now
         final = self._run_job(round_, f"train:{stage}", request)
         metrics = final.get("metrics") or {}
+        if final["status"] == "failed" and NOTHING_NEW in (final.get("log_tail") or ""):
+            return {
+                "run_id": final["run_id"],
+                "promoted": False,
+                "skipped": True,
+                "reason": "no new labels in the training split since the promoted run: "
+                "the parent is kept",
+                "labels_at_cutoff": labels,
+            }
         if final["status"] != "succeeded":
             raise TrainingError(
                 f"round {round_}: {stage} run {final['run_id']} {final['status']}; log tail:\n"

@@ -19,6 +19,7 @@ from app.ui import (
     tab_dashboard,
     tab_data,
     tab_judge,
+    tab_loop,
     tab_project,
     tab_review,
     tab_train,
@@ -82,6 +83,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         identity = gr.JSON(visible=False)
         tab_annotate.build(ctx, blocks)
         admin = [tab_judge.build(ctx, blocks), tab_train.build(ctx, blocks)]
+        admin.append(tab_loop.build(ctx, blocks))
         admin_section = tab_dashboard.build(ctx, blocks)
         adjudicate_tab = tab_adjudicate.build(ctx, blocks).tab
         admin += [tab_data.build(ctx, blocks), tab_review.build(ctx, blocks)]

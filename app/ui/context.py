@@ -30,6 +30,7 @@ class AppContext:
         default_factory=dict
     )  # stage -> TrainRequest fields
     runs_root: str | None = None
+    loop: Any = None  # app.ui.loop_jobs.LoopController, the Loop tab's loop
 
     @classmethod
     def create(

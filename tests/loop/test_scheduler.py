@@ -89,7 +89,8 @@ def test_the_loop_plan_overlaps_the_next_rounds_work_with_this_rounds_training()
 
     piped, piped_s = run(True)
     seq, seq_s = run(False)
-    assert overlaps(piped.intervals["r2.generate"], piped.intervals["r1.score"])
+    assert overlaps(piped.intervals["r2.generate"], piped.intervals["r1.train:dpo"])
+    assert piped.intervals["r2.generate"][0] >= piped.intervals["r1.cutoff"][1]
     assert overlaps(piped.intervals["r3.generate"], piped.intervals["r2.train:dpo"])
     assert piped.intervals["r3.generate"][0] >= piped.intervals["r1.train:dpo"][1]  # staleness 1
     trains = [piped.intervals[f"r{k}.train:dpo"] for k in (1, 2, 3)]

@@ -1,0 +1,198 @@
+"""Benchmark: `prefloop loop` rounds one stage after another vs pipelined, in one run.
+
+    python bench/loop.py              # 3 rounds --no-overlap, then 3 rounds overlapped
+    python bench/loop.py --rounds 2   # shorter
+
+Setup: the demo store (`prefloop demo`'s data, scored once so both runs start from the
+same copy, embeddings cached), a tiny GPT-2 policy folder (2 layers, width 64, built here
+from the demo texts), the fake OpenAI-compatible judge in its own process answering every
+request after 100 ms (a hashed A or B), at judge concurrency 16; CPU. Both runs are the
+real CLI (`python -m app loop --json`) in a subprocess, with the same flags but
+`--no-overlap`. Prints one JSON object: per-stage seconds (mean over rounds), wall time
+per round, the ratio pipelined / sequential, and the final round's held-out DPO accuracy
+of each run with its 95% Wilson interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+TINY = {"tiny_layers": 2, "tiny_width": 64, "tiny_vocab": 512, "max_length": 96, "batch_size": 4}
+
+
+def build_template(folder: Path) -> tuple[Path, Path]:
+    """The scored demo store and a tiny policy folder built from the demo texts."""
+    from app.demo_data import build_demo_store, demo_rows
+    from data.store import PreferenceStore
+    from training.models import build_tiny_policy
+    from training.stage_config import StageConfig
+
+    store_dir = folder / "template"
+    store_dir.mkdir(parents=True)
+    with PreferenceStore(store_dir / "demo.duckdb") as store:
+        build_demo_store(store)
+    texts: list[str] = []
+    for row in demo_rows():
+        prompt = row["prompt"]
+        texts.append(prompt if isinstance(prompt, str) else json.dumps(prompt))
+        texts += list(row["responses"])
+    policy = folder / "tiny-policy"
+    cfg = StageConfig(**{k: v for k, v in TINY.items() if k.startswith("tiny_")})
+    build_tiny_policy(texts, policy, cfg)
+    return store_dir, policy
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def run_loop(
+    template: Path, work: Path, policy: Path, url: str, args: argparse.Namespace, overlap: bool
+) -> dict[str, Any]:
+    store_dir = work / ("pipelined" if overlap else "sequential")
+    shutil.copytree(template, store_dir)
+    settings = [x for k, v in {**TINY, "eval_every": 0}.items() for x in ("--set", f"{k}={v}")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "app",
+        "loop",
+        "--db",
+        str(store_dir / "demo.duckdb"),
+        "--rounds",
+        str(args.rounds),
+        "--policy",
+        str(policy),
+        "--judge-base-url",
+        url,
+        "--judge-model",
+        "bench-judge",
+        "--judge-concurrency",
+        "16",
+        "--prompts-per-round",
+        str(args.prompts_per_round),
+        "--generate-n",
+        "2",
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--human-budget-per-round",
+        "8",
+        "--max-steps",
+        str(args.max_steps),
+        "--min-gain",
+        "-1",  # no early stop: both runs do every round
+        *settings,
+        "--json",
+        *([] if overlap else ["--no-overlap"]),
+    ]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "PYTHONPATH": str(REPO)}
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"prefloop loop failed:\n{done.stderr[-4000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"summary": summary, "process_wall_s": round(wall, 2)}
+
+
+def describe(run: dict[str, Any]) -> dict[str, Any]:
+    from labeling.label_quality import wilson
+
+    summary = run["summary"]
+    per_stage: dict[str, list[float]] = defaultdict(list)
+    for s in summary["stages"]:
+        per_stage[s["stage"]].append(s["end_s"] - s["start_s"])
+    last = summary["rounds"][-1]
+    acc, n = last["heldout_accuracy"], last["heldout_rows"] or 0
+    interval = list(wilson(round(acc * n), n)) if acc is not None and n else None
+    rounds = len(summary["rounds"])
+    return {
+        "status": summary["status"],
+        "loop_wall_s": summary["wall_s"],
+        "process_wall_s": run["process_wall_s"],
+        "round_wall_s": round(summary["wall_s"] / rounds, 2),
+        "stage_mean_s": {k: round(sum(v) / len(v), 2) for k, v in per_stage.items()},
+        "stage_sum_s": round(sum(sum(v) for v in per_stage.values()), 2),
+        "promoted": [r["promoted"] for r in summary["rounds"]],
+        "staleness": [r["staleness"] for r in summary["rounds"]],
+        "final_heldout_accuracy": acc,
+        "final_heldout_rows": n,
+        "final_heldout_interval95": [round(x, 3) for x in interval] if interval else None,
+        "intervals": [
+            {k: s[k] for k in ("round", "stage", "start_s", "end_s")} for s in summary["stages"]
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prompts-per-round", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--latency", type=float, default=0.1, help="Judge seconds per request.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work folder.")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    work = Path(tempfile.mkdtemp(prefix="prefloop-bench-loop-"))
+    server, url = start_server(args.latency)
+    try:
+        template, policy = build_template(work)
+        sequential = describe(run_loop(template, work, policy, url, args, overlap=False))
+        pipelined = describe(run_loop(template, work, policy, url, args, overlap=True))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    a, b = sequential["final_heldout_interval95"], pipelined["final_heldout_interval95"]
+    result = {
+        "setup": {
+            "store": "demo (44 prompts, 147 pairs, 42 seed labels), scored once",
+            "policy": "tiny GPT-2 (2 layers, width 64) from the demo texts",
+            "judge": f"fake OpenAI server, {args.latency * 1000:.0f} ms per request, concurrency 16",
+            "rounds": args.rounds,
+            "prompts_per_round": args.prompts_per_round,
+            "max_new_tokens": args.max_new_tokens,
+            "max_steps": args.max_steps,
+            "device": "cpu",
+            "load_average_at_end": os.getloadavg(),
+        },
+        "sequential": sequential,
+        "pipelined": pipelined,
+        "ratio_pipelined_over_sequential_round": round(
+            pipelined["round_wall_s"] / sequential["round_wall_s"], 3
+        ),
+        "goal_ratio": 0.6,
+        "final_heldout_intervals_overlap": (
+            None if a is None or b is None else bool(a[0] <= b[1] and b[0] <= a[1])
+        ),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
