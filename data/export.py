@@ -21,6 +21,10 @@ Aggregation policy (`AggregationPolicy`, all configurable):
 7. `min_annotator_gold_accuracy`: the human labels of an annotator whose accuracy on
    their last `GoldConfig.window` gold pairs is below it are left out (annotators with
    fewer than `GoldConfig.min_gold` gold pairs labelled are kept).
+8. `human_model="dawid-skene"`: within the human source, a pair's verdict is the one
+   Dawid–Skene (`data.dawid_skene`) finds most likely, each annotator weighed by their
+   fitted confusion matrix, instead of the plain majority: split human votes get a verdict
+   too. Adjudications still outrank it.
 
 The train/test split is by prompt: a prompt's hash decides its side, so no
 prompt is in both, and the split is stable as data grows.
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from data.adjudication import adjudicated_verdicts
+from data.dawid_skene import aggregate_votes
 from data.errors import ConfigError
 from data.gold import below_gold_accuracy, gold_answers, read_gold_config
 from data.ids import render_messages, text_hash
@@ -43,6 +48,7 @@ from data.store import PreferenceStore
 
 EXPORT_FORMATS = ("trl", "trl-conversational", "pairs")
 SOURCE_RANK = ("gold", "adjudication", "human", "import", "judge", "model")
+HUMAN_MODELS = ("majority", "dawid-skene")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class AggregationPolicy:
     include_ties: bool = False  # keep tie/both_bad verdicts (pairs format only)
     include_gold: bool = False  # export gold pairs, with their gold answer as the verdict
     min_annotator_gold_accuracy: float | None = None  # drop humans below this gold accuracy
+    human_model: str = "majority"  # or "dawid-skene": weigh each human by their fitted quality
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,12 @@ def policy_labels(store: PreferenceStore, policy: AggregationPolicy) -> list[dic
             min_gold=config.min_gold,
         )
         labels = [x for x in labels if not (x["source"] == "human" and x["who"] in dropped)]
+    if policy.human_model == "dawid-skene":
+        labels = _dawid_skene(labels)
+    elif policy.human_model != "majority":
+        raise ConfigError(
+            f"human model {policy.human_model!r} is not one of {', '.join(HUMAN_MODELS)}"
+        )
     labels += [
         {"pair_id": p, "source": "adjudication", "who": "", "verdict": v, "confidence": None}
         for p, v in adjudicated_verdicts(store).items()
@@ -140,6 +153,23 @@ def policy_labels(store: PreferenceStore, policy: AggregationPolicy) -> list[dic
             for p, v in gold.items()
         ]
     return labels
+
+
+def _dawid_skene(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Human labels that agree with each pair's Dawid–Skene verdict (`data.dawid_skene`), so
+    the majority within humans is that verdict; a verdict nobody gave becomes one row."""
+    human = [x for x in labels if x["source"] == "human"]
+    fitted = aggregate_votes((x["pair_id"], x["who"], x["verdict"]) for x in human)
+    kept = [
+        x for x in labels if x["source"] != "human" or fitted.verdicts[x["pair_id"]] == x["verdict"]
+    ]
+    backed = {x["pair_id"] for x in kept if x["source"] == "human"}
+    kept += [
+        {"pair_id": p, "source": "human", "who": "", "verdict": v, "confidence": None}
+        for p, v in fitted.verdicts.items()
+        if p not in backed
+    ]
+    return kept
 
 
 def aggregated_pairs(

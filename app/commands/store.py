@@ -8,11 +8,12 @@ import click
 
 from app.cli_common import db_option, emit, json_option, open_store
 from data.errors import ConfigError, ImportValidationError
-from data.export import EXPORT_FORMATS, AggregationPolicy, export_pairs
+from data.export import EXPORT_FORMATS, HUMAN_MODELS, AggregationPolicy, export_pairs
 from data.importer import ImportOptions, import_sources
 from data.queue import QueueCounts
 from data.shapes import FORMATS, ShapeConfig
 from data.stats import store_stats
+from training import runs
 
 
 @click.command("import")
@@ -183,6 +184,14 @@ def _import_summary(result: dict[str, object]) -> str:
     "(`prefloop gold --window`) is below this; annotators with fewer than `--min-gold` gold "
     "pairs are kept.",
 )
+@click.option(
+    "--human-model",
+    type=click.Choice(HUMAN_MODELS),
+    default="majority",
+    show_default=True,
+    help="How human votes on a pair become one: the majority, or Dawid-Skene (each annotator "
+    "weighed by their fitted quality; split votes get a verdict too).",
+)
 @json_option
 def export_command(
     db: str,
@@ -192,6 +201,7 @@ def export_command(
     min_confidence: float | None,
     include_gold: bool,
     min_annotator_gold_accuracy: float | None,
+    human_model: str,
     as_json: bool,
 ) -> None:
     """Export labelled pairs (adjudication > human > import > judge > model; majority) as
@@ -205,6 +215,7 @@ def export_command(
         include_ties=fmt == "pairs",
         include_gold=include_gold,
         min_annotator_gold_accuracy=min_annotator_gold_accuracy,
+        human_model=human_model,
     )
     with open_store(db, read_only=True) as store:
         report = export_pairs(store, out, fmt=fmt, test_fraction=test_fraction, policy=policy)
@@ -221,7 +232,7 @@ def export_command(
 def stats_command(db: str, as_json: bool) -> None:
     """Counts of pairs and labels, and human-human / human-judge agreement."""
     with open_store(db, read_only=True) as store:
-        emit(store_stats(store), as_json, _stats_summary)
+        emit({**store_stats(store), "runs": runs.status_counts(store)}, as_json, _stats_summary)
 
 
 def _stats_summary(s: dict[str, Any]) -> str:
