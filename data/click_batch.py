@@ -27,7 +27,14 @@ import duckdb
 
 from data.errors import StoreError
 from data.labels import insert_labels
-from data.queue import NOT_YOUR_PAIR, choose_next, drop_cached_head, forget_closed, lease
+from data.queue import (
+    NOT_YOUR_PAIR,
+    choose_next,
+    drop_cached_head,
+    forget_closed,
+    lease,
+    lease_back,
+)
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore, check_rationale, record_human_labels
 
@@ -380,6 +387,25 @@ def _with_pairs(
         else r
         for r in results
     ]
+
+
+def undo_last_label(store: PreferenceStore, annotator: str, lease_seconds: float) -> str | None:
+    """Retract `annotator`'s last human label and lease that pair back to them (unless it
+    left the human queue or someone else holds it now); the pair id, or None."""
+    last = store.query(
+        "SELECT label_id, pair_id FROM active_labels WHERE source = 'human' AND who = ? "
+        "ORDER BY label_id DESC LIMIT 1",
+        [annotator],
+    )
+    if not last:
+        return None
+    label_id, pair_id = last[0]
+    with store.transaction() as cur:
+        # retract_label keeps the store's own bookkeeping (human_queue) right
+        if not store.retract_label(label_id, who=annotator, cursor=cur):
+            return None
+        lease_back(cur, pair_id, annotator, lease_seconds)
+    return pair_id
 
 
 def human_progress(

@@ -331,6 +331,52 @@ def release(store: PreferenceStore, annotator: str) -> None:
         cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
 
 
+def lease_back(
+    cur: duckdb.DuckDBPyConnection, pair_id: str, annotator: str, lease_seconds: float
+) -> bool:
+    """Lease `pair_id` to `annotator` again (an undo) unless it left the human queue or
+    someone else holds it now; True if leased."""
+    blocked = cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM leases WHERE pair_id = $p AND annotator <> $who "
+        "AND expires_at > now()::TIMESTAMP) "
+        "OR NOT EXISTS (SELECT 1 FROM pairs WHERE pair_id = $p AND queue = 'human')",
+        {"p": pair_id, "who": annotator},
+    ).fetchall()[0][0]
+    if not blocked:
+        lease(cur, [(pair_id, annotator, lease_seconds)])
+    return not blocked
+
+
+# -- skips: the pairs an annotator passed over, offered to them again only when nothing
+# else is left (kept in the store so that a restart keeps them)
+
+
+def skip_pair(store: PreferenceStore, annotator: str, pair_id: str | None) -> None:
+    """Give back what `annotator` holds and remember `pair_id` (if any) as skipped by them."""
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
+        if pair_id:
+            cur.execute(
+                "INSERT OR REPLACE INTO skips (annotator, pair_id) "
+                "SELECT ?, pair_id FROM pairs WHERE pair_id = ?",
+                [annotator, pair_id],
+            ).fetchall()
+
+
+def skipped_pairs(store: PreferenceStore, annotator: str, limit: int) -> list[str]:
+    """The newest `limit` pairs `annotator` skipped, oldest first."""
+    rows = store.query(
+        "SELECT pair_id FROM skips WHERE annotator = ? ORDER BY skipped_at DESC, pair_id LIMIT ?",
+        [annotator, limit],
+    )
+    return [r[0] for r in reversed(rows)]
+
+
+def forget_skips(store: PreferenceStore, annotator: str) -> None:
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM skips WHERE annotator = ?", [annotator]).fetchall()
+
+
 @dataclass(frozen=True)
 class QueueCounts:
     """The queues in the words every surface uses (`route`, `stats`, the app's tabs).

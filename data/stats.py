@@ -37,9 +37,6 @@ def store_stats(store: PreferenceStore) -> dict[str, Any]:
         "human_human": human_human_agreement(labels),
         "human_judge": human_judge_agreement(labels),
         "judge_position_consistency": position_consistency(store),
-        "runs": dict(
-            store.query("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")
-        ),
     }
 
 
@@ -107,3 +104,11 @@ def position_consistency(store: PreferenceStore) -> dict[str, Any]:
     if not rows:
         return {"pairs": 0, "rate": None}
     return {"pairs": len(rows), "rate": sum(bool(r[0]) for r in rows) / len(rows)}
+
+
+def labels_by_hour(store: PreferenceStore) -> list[tuple[str, Any, int]]:
+    """(source, hour, active labels created in it), oldest hour first."""
+    return store.query(
+        "SELECT source, date_trunc('hour', created_at) AS t, count(*) FROM active_labels "
+        "GROUP BY ALL ORDER BY t"
+    )

@@ -21,7 +21,6 @@ Blocking use (the CLI): `run()` = submit + wait.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -37,17 +36,17 @@ from typing import Any
 
 from data.errors import ConfigError, TrainingError
 from data.store import PreferenceStore
-from training import runfiles
+from training import runfiles, runs
 from training.generation_io import GENERATIONS, ingest_generations
 from training.launch import adopted_poll, spawn_trainer, terminate_group, trainer_command
 from training.planning import (  # noqa: F401 - these names are part of this API
     DEFAULT_POLICY,
     POLICY_STAGES,
     TINY,
-    decode_run,
     plan_generate,
     plan_training,
 )
+from training.runs import decode_run  # noqa: F401 - part of this API
 from training.snapshot import ingest_ref_logprobs
 from training.stages import (  # noqa: F401 - these names are part of this API
     TrainRequest,
@@ -105,31 +104,21 @@ class JobManager:
         )  # bad settings fail here, not in the subprocess
         with self._lock:
             self.tick()
-            queued = self.store.query(
-                "SELECT run_id, config FROM runs WHERE status = 'queued' AND kind = ? "
-                "ORDER BY created_at LIMIT 1",
-                [request.stage],
-            )
+            queued = runs.oldest_queued(self.store, request.stage)
             if queued and self._running_id(request.stage) is not None:
-                run_id, config = queued[0][0], json.loads(queued[0][1])
+                run_id, config = queued
                 config["request"] = asdict(request)
                 config["merged_requests"] = int(config.get("merged_requests", 1)) + 1
-                with self.store.transaction() as cur:
-                    cur.execute(
-                        "UPDATE runs SET config = ? WHERE run_id = ?", [json.dumps(config), run_id]
-                    ).fetchall()
+                runs.set_config(self.store, run_id, config)
                 return run_id
             run_id = f"{request.stage}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-            with self.store.transaction() as cur:
-                cur.execute(
-                    "INSERT INTO runs (run_id, kind, status, config, run_dir) VALUES (?, ?, 'queued', ?, ?)",
-                    [
-                        run_id,
-                        request.stage,
-                        json.dumps({"request": asdict(request), "merged_requests": 1}),
-                        str(self.runs_root / run_id),
-                    ],
-                ).fetchall()
+            runs.insert_queued(
+                self.store,
+                run_id,
+                request.stage,
+                {"request": asdict(request), "merged_requests": 1},
+                str(self.runs_root / run_id),
+            )
             self.tick()
             return run_id
 
@@ -167,10 +156,9 @@ class JobManager:
     def status(self, run_id: str) -> dict[str, Any]:
         """The run's row plus live progress from its folder (step, last metrics)."""
         self.tick()
-        rows = self.store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        if not rows:
+        row = runs.get_run(self.store, run_id)
+        if row is None:
             raise TrainingError(f"no run {run_id!r}; list runs with `prefloop runs`")
-        row = decode_run(rows[0])
         run_dir = Path(row["run_dir"])
         live = runfiles.read_json(run_dir / runfiles.STATUS, {}) or {}
         metrics = runfiles.read_metrics(run_dir)
@@ -189,24 +177,17 @@ class JobManager:
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         self.tick()
-        return [
-            decode_run(r)
-            for r in self.store.query_dicts(
-                "SELECT run_id, kind, status, promoted, artifact_path, metrics, parent_run_id, "
-                "created_at, started_at, finished_at, run_dir FROM runs ORDER BY created_at DESC LIMIT ?",
-                [limit],
-            )
-        ]
+        return runs.list_runs(self.store, limit)
 
     def cancel(self, run_id: str, grace: float = 5.0) -> bool:
         """Stop a queued or running run (its whole process group); False if it had ended."""
         with self._lock:
-            row = self.store.query("SELECT status, pid FROM runs WHERE run_id = ?", [run_id])
-            if not row or row[0][0] not in ("queued", "running"):
+            row = runs.status_and_pid(self.store, run_id)
+            if row is None or row[0] not in runs.ACTIVE:
                 return False
-            if row[0][0] == "running":
+            if row[0] == "running":
                 proc = self._procs.get(run_id)
-                terminate_group(row[0][1], proc, grace)
+                terminate_group(row[1], proc, grace)
                 self._procs.pop(run_id, None)
             self._finish(run_id, "cancelled", log_tail=runfiles.log_tail(self._run_dir(run_id)))
         self.tick()
@@ -225,9 +206,7 @@ class JobManager:
                     self._procs.pop(run_id)
                     self._ingest(run_id, None)  # exit status of an adopted process is unknown
             lanes_started: set[bool] = set()
-            for run_id, kind in self.store.query(
-                "SELECT run_id, kind FROM runs WHERE status = 'queued' ORDER BY created_at"
-            ):
+            for run_id, kind in runs.queued_runs(self.store):
                 lane = self.generate_lane and kind == "generate"
                 if lane in lanes_started or self._running_id(kind) is not None:
                     continue
@@ -254,30 +233,25 @@ class JobManager:
         """The running run a run of `kind` waits for: any run, or with `generate_lane` one of
         the same lane (generation, or training)."""
         if not self.generate_lane or kind is None:
-            return self.store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")
-        return self.store.scalar(
-            "SELECT run_id FROM runs WHERE status = 'running' AND (kind = 'generate') = ? LIMIT 1",
-            [kind == "generate"],
-        )
+            return runs.running_id(self.store)
+        return runs.running_id(self.store, generation=kind == "generate")
 
     def _run_dir(self, run_id: str) -> Path:
-        return Path(self.store.scalar("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]))
+        return Path(runs.run_dir_of(self.store, run_id))
 
     def _pid(self, run_id: str) -> int | None:
-        return self.store.scalar("SELECT pid FROM runs WHERE run_id = ?", [run_id])
+        return runs.pid_of(self.store, run_id)
 
     def _recover(self) -> None:
         """Runs left `running` by an owner that went away: adopt a live process, else fail it."""
-        for run_id, pid in self.store.query(
-            "SELECT run_id, pid FROM runs WHERE status = 'running'"
-        ):
+        for run_id, pid in runs.running_runs(self.store):
             if pid and adopted_poll(pid) is None:
                 self._procs[run_id] = None
             else:
                 self._ingest(run_id, None)
 
     def _start(self, run_id: str) -> None:
-        config = json.loads(self.store.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id]))
+        config = runs.run_config(self.store, run_id)
         request = TrainRequest(**config["request"])
         run_dir = self._run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,24 +274,18 @@ class JobManager:
         cmd = trainer_command(self.python, request.stage, run_dir, request.num_processes)
         proc = spawn_trainer(cmd, run_dir)
         self._procs[run_id] = proc
-        with self.store.transaction() as cur:
-            cur.execute(
-                "UPDATE runs SET status = 'running', pid = ?, config = ?, parent_run_id = ?, "
-                "started_at = current_timestamp WHERE run_id = ?",
-                [proc.pid, json.dumps(config), plan.get("parent_run_id"), run_id],
-            ).fetchall()
+        runs.mark_running(
+            self.store, run_id, config=config, parent_run_id=plan.get("parent_run_id"), pid=proc.pid
+        )
 
     def _run_inline(
         self, run_id: str, request: TrainRequest, run_dir: Path, config: dict[str, Any]
     ) -> None:
         from training.__main__ import main as trainer_main
 
-        with self.store.transaction() as cur:
-            cur.execute(
-                "UPDATE runs SET status = 'running', started_at = current_timestamp, config = ?, "
-                "parent_run_id = ? WHERE run_id = ?",
-                [json.dumps(config), config.get("parent_run_id"), run_id],
-            ).fetchall()
+        runs.mark_running(
+            self.store, run_id, config=config, parent_run_id=config.get("parent_run_id")
+        )
         code = trainer_main([request.stage, "--run-dir", str(run_dir)])
         self._ingest(run_id, code)
 
@@ -365,19 +333,15 @@ class JobManager:
         artifact: str | None = None,
         promoted: bool = False,
     ) -> None:
-        with self.store.transaction() as cur:
-            cur.execute(
-                "UPDATE runs SET status = ?, log_tail = ?, metrics = ?, artifact_path = ?, promoted = ?, "
-                "finished_at = current_timestamp WHERE run_id = ?",
-                [
-                    status,
-                    log_tail[-4000:],
-                    json.dumps(metrics or {}, default=str),
-                    artifact,
-                    promoted,
-                    run_id,
-                ],
-            ).fetchall()
+        runs.mark_ended(
+            self.store,
+            run_id,
+            status,
+            log_tail=log_tail,
+            metrics=metrics,
+            artifact=artifact,
+            promoted=promoted,
+        )
 
 
 def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:

@@ -6,14 +6,13 @@ imports no torch, so the app can import it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from data.errors import ConfigError, TrainingError
 from data.models import NAMED_MODELS, SMOLLM2, is_named, source_file
 from data.store import PreferenceStore
-from training import runfiles
+from training import runfiles, runs
 from training.generation_io import PROMPTS, export_prompts
 from training.snapshot import export_snapshot, label_watermark, model_hash, template_hash
 from training.stage_config import StageConfig, profile_defaults
@@ -109,45 +108,24 @@ def policy_profile(store: PreferenceStore, policy: str) -> str:
     """`tiny` for the embedded GPT-2 and the runs trained from it, else `pretrained`."""
     if policy == TINY:
         return "tiny"
-    for (config,) in store.query("SELECT config FROM runs WHERE artifact_path = ?", [policy]):
-        parent = json.loads(config) if isinstance(config, str) else (config or {})
+    for parent in runs.configs_with_artifact(store, policy):
         return parent.get("profile") or ("tiny" if parent.get("policy") == TINY else "pretrained")
     return "pretrained"
 
 
 def latest_artifact(store: PreferenceStore, kinds: tuple[str, ...]) -> str | None:
     """Artifact of the newest promoted, succeeded run of one of these kinds."""
-    marks = ", ".join("?" for _ in kinds)
-    return store.scalar(
-        f"SELECT artifact_path FROM runs WHERE promoted AND status = 'succeeded' AND kind IN ({marks}) "
-        "ORDER BY finished_at DESC LIMIT 1",
-        list(kinds),
-    )
+    return runs.latest_promoted_artifact(store, kinds)
 
 
 def latest_promoted(
     store: PreferenceStore, stage: str, policy: str, use_lora: bool | None
 ) -> dict[str, Any] | None:
     """The last promoted run of `stage` on `policy` trained the same way (LoRA or full)."""
-    for row in store.query_dicts(
-        "SELECT run_id, artifact_path, config, metrics FROM runs WHERE promoted AND "
-        "status = 'succeeded' AND kind = ? ORDER BY finished_at DESC",
-        [stage],
-    ):
-        row = decode_run(row)
+    for row in runs.promoted_runs(store, stage):
         same_kind = (
             row["config"].get("request", {}).get("overrides", {}).get("use_lora") == use_lora
         )
         if row["config"].get("policy") == policy and row["artifact_path"] and same_kind:
             return row
     return None
-
-
-def decode_run(row: dict[str, Any]) -> dict[str, Any]:
-    """A `runs` row with its JSON columns decoded (missing ones as {})."""
-    for key in ("config", "metrics"):
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
-        elif key in row and row[key] is None:
-            row[key] = {}
-    return row

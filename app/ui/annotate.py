@@ -23,10 +23,16 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from data.click_batch import Click, GroupCommitter, human_progress, submit_human_label
+from data.click_batch import (
+    Click,
+    GroupCommitter,
+    human_progress,
+    submit_human_label,
+    undo_last_label,
+)
 from data.errors import StoreError
 from data.project import check_lease_seconds, strength_confidence
-from data.queue import claim_next, lease
+from data.queue import claim_next, forget_skips, skip_pair, skipped_pairs
 from data.store import PairView, PreferenceStore
 
 SHOWN_VERDICTS = ("a", "b", "tie", "both_bad")
@@ -106,21 +112,15 @@ class Annotator:
         """This annotator's skipped pairs, oldest first; kept in the store's `skips` table."""
         with self._lock:
             if annotator not in self._skipped:
-                rows = self.store.query(
-                    "SELECT pair_id FROM skips WHERE annotator = ? "
-                    "ORDER BY skipped_at DESC, pair_id LIMIT ?",
-                    [annotator, _SKIP_MEMORY],
-                )
                 self._skipped[annotator] = deque(
-                    (r[0] for r in reversed(rows)), maxlen=_SKIP_MEMORY
+                    skipped_pairs(self.store, annotator, _SKIP_MEMORY), maxlen=_SKIP_MEMORY
                 )
             return self._skipped[annotator]
 
     def _forget_skips(self, annotator: str) -> None:
         with self._lock:
             self._skipped[annotator] = deque(maxlen=_SKIP_MEMORY)
-        with self.store.transaction() as cur:
-            cur.execute("DELETE FROM skips WHERE annotator = ?", [annotator]).fetchall()
+        forget_skips(self.store, annotator)
 
     # -- actions ----------------------------------------------------------------------
 
@@ -203,14 +203,7 @@ class Annotator:
         """Give the pair back and pass over it for this annotator while others remain."""
         pair_id = _checked_pair(pair_id)
         skipped = self._skips(annotator)
-        with self.store.transaction() as cur:
-            cur.execute("DELETE FROM leases WHERE annotator = ?", [annotator]).fetchall()
-            if pair_id:
-                cur.execute(
-                    "INSERT OR REPLACE INTO skips (annotator, pair_id) "
-                    "SELECT ?, pair_id FROM pairs WHERE pair_id = ?",
-                    [annotator, pair_id],
-                ).fetchall()
+        skip_pair(self.store, annotator, pair_id or None)
         with self._lock:
             if pair_id and pair_id not in skipped:
                 skipped.append(pair_id)
@@ -221,28 +214,7 @@ class Annotator:
         Returns the pair id, or None when there is nothing to undo. The pair is leased
         back unless another annotator holds it now.
         """
-        last = self.store.query(
-            "SELECT label_id, pair_id FROM active_labels WHERE source = 'human' AND who = ? "
-            "ORDER BY label_id DESC LIMIT 1",
-            [annotator],
-        )
-        if not last:
-            return None
-        label_id, pair_id = last[0]
-        # retract_label keeps the store's own bookkeeping (queue counts) right
-        if not self.store.retract_label(label_id, who=annotator):
-            return None
-        with self.store.transaction() as cur:
-            # Leased back only while it is in the human queue and nobody else holds it.
-            blocked = cur.execute(
-                "SELECT EXISTS (SELECT 1 FROM leases WHERE pair_id = $p AND annotator <> $who "
-                "AND expires_at > now()::TIMESTAMP) "
-                "OR NOT EXISTS (SELECT 1 FROM pairs WHERE pair_id = $p AND queue = 'human')",
-                {"p": pair_id, "who": annotator},
-            ).fetchall()[0][0]
-            if not blocked:
-                lease(cur, [(pair_id, annotator, self.config.lease_seconds)])
-        return pair_id
+        return undo_last_label(self.store, annotator, self.config.lease_seconds)
 
     def progress(self, annotator: str) -> Progress:
         mine, left = human_progress(self.store.cursor(), [annotator])

@@ -1,7 +1,7 @@
 """Dashboard figures and numbers, read from the store (matplotlib, shown with gr.Plot).
 
 * labels by source over time (cumulative, per hour);
-* human-human and human-judge agreement (`data.stats` when present);
+* human-human and human-judge agreement (`data.stats`);
 * ensemble accuracy on the calibration slice per ensemble version (pairs the router
   sent to humans at random: `route_reason` mentions "calib");
 * the label-efficiency curve: that accuracy against human labels available at the time;
@@ -16,7 +16,9 @@ from typing import Any
 
 from app.ui.render import plain
 from data.queue import queue_counts
+from data.stats import human_human_agreement, human_judge_agreement, labels_by_hour
 from data.store import PreferenceStore
+from labeling.score_reports import calibration_accuracy, calibration_counts, latest_score_stds
 
 
 def new_figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
@@ -38,11 +40,7 @@ def empty_note(ax: Any, message: str) -> None:
 
 
 def labels_over_time(store: PreferenceStore):  # noqa: ANN201
-    rows = store.query(
-        """
-        SELECT source, date_trunc('hour', created_at) AS t, count(*) FROM active_labels GROUP BY ALL ORDER BY t
-        """
-    )
+    rows = labels_by_hour(store)
     fig, ax = new_figure("Labels by source over time (cumulative)")
     if not rows:
         empty_note(
@@ -72,40 +70,17 @@ def labels_over_time(store: PreferenceStore):  # noqa: ANN201
     return fig
 
 
-def calibration_accuracy(store: PreferenceStore) -> list[dict[str, Any]]:
-    """Per ensemble version: accuracy of P(A>B) > 0.5 against human a/b labels on calibration pairs."""
-    return store.query_dicts(
-        """
-        WITH human AS (
-            SELECT l.pair_id, l.verdict FROM active_labels l JOIN pairs p USING (pair_id)
-            WHERE l.source = 'human' AND l.verdict IN ('a', 'b')
-              AND lower(coalesce(p.route_reason, '')) LIKE '%calib%'
-       )
-        SELECT s.version, count(*) AS n,
-               avg(CASE WHEN (s.p_mean > 0.5) = (h.verdict = 'a') THEN 1.0 ELSE 0.0 END) AS accuracy,
-               (SELECT count(*) FROM active_labels x WHERE x.source = 'human' AND x.created_at <= any_value(e.created_at)) AS human_labels
-        FROM scores s JOIN human h USING (pair_id) JOIN ensembles e ON e.version = s.version
-        GROUP BY s.version ORDER BY s.version
-        """
-    )
-
-
 def calibration_needs(store: PreferenceStore) -> str:
     """What would put a first point on the calibration plots, in the store's numbers."""
-    routed, labelled = store.query(
-        """
-        SELECT count(*), count(*) FILTER (WHERE EXISTS (
-                   SELECT 1 FROM active_labels l WHERE l.pair_id = p.pair_id AND l.source = 'human' AND l.verdict IN ('a', 'b')))
-        FROM pairs p WHERE lower(coalesce(p.route_reason, '')) LIKE '%calib%'
-        """
-    )[0]
+    counts = calibration_counts(store)
+    routed, labelled = counts.routed, counts.labelled
     if not routed:
         return (
             "no calibration pairs yet: route pairs to humans\n(`prefloop route`) to set some aside"
         )
     if not labelled:
         return f"label {routed:,} calibration pairs in Annotate\n(none labelled A or B yet)"
-    if not store.scalar("SELECT count(*) FROM ensembles"):
+    if not counts.ensembles:
         return (
             f"{labelled:,} calibration pairs labelled:\nscore them (`prefloop score` or a retrain)"
         )
@@ -142,25 +117,19 @@ def calibration_plot(  # noqa: ANN201
 
 
 def uncertainty_histogram(store: PreferenceStore):  # noqa: ANN201
-    rows = store.query("SELECT p_std FROM scores WHERE version = (SELECT max(version) FROM scores)")
+    stds = latest_score_stds(store)
     fig, ax = new_figure("Ensemble uncertainty (std of P(A>B)), latest version")
-    if not rows:
+    if not stds:
         empty_note(ax, "no scores yet: run `prefloop score`,\nor retrain (a run re-scores)")
         return fig
-    ax.hist([r[0] for r in rows], bins=30, color="#4c72b0")
+    ax.hist(stds, bins=30, color="#4c72b0")
     ax.set_xlabel("std across members")
     ax.set_ylabel("pairs")
     return fig
 
 
 def agreement_markdown(store: PreferenceStore) -> str:
-    try:
-        from data.stats import human_human_agreement, human_judge_agreement
-    except ImportError:
-        return "Agreement needs `data/stats.py` (not in this install)."
-    labels = store.query_dicts(
-        "SELECT pair_id, source, who, verdict, confidence FROM active_labels"
-    )
+    labels = store.labels()
     hh = human_human_agreement(labels)
     hj = human_judge_agreement(labels)
     counts = queue_counts(store)

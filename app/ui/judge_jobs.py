@@ -17,27 +17,23 @@ from app.ui.background import Background, run_in_background
 from app.ui.render import plain
 from data.errors import ConfigError
 from data.queue import queue_counts
+from data.stats import human_judge_agreement
 from data.store import PreferenceStore
 from judges.batch import run_batch as judge_batch
 from judges.batch import summary_lines
 from judges.config import JudgeConfig, Price
+from judges.progress import failed_judgements, judge_progress, tokens_by_model
 
 
 def judge_status_markdown(store: PreferenceStore, task: Background | None) -> str:
-    counts = dict(store.query("SELECT status, count(*) FROM judgements GROUP BY status"))
-    tokens = store.query(
-        "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
-        "FROM judge_calls"
-    )[0]
+    done = judge_progress(store)
     queues = queue_counts(store)
-    judged = store.scalar(
-        "SELECT count(DISTINCT pair_id) FROM active_labels WHERE source = 'judge'"
-    )
     lines = [
         f"**Judge queue**: {queues.judge:,} pairs ({queues.judge_unlabelled:,} without a judge "
-        f"label) · **pairs with a judge label**: {judged:,}",
-        f"**Judgements**: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed",
-        f"**Calls cached**: {tokens[0]} · **tokens**: {tokens[1]} prompt + {tokens[2]} completion",
+        f"label) · **pairs with a judge label**: {done.judged_pairs:,}",
+        f"**Judgements**: {done.judgements_ok} ok, {done.judgements_failed} failed",
+        f"**Calls cached**: {done.cached_calls} · **tokens**: {done.prompt_tokens} prompt + "
+        f"{done.completion_tokens} completion",
     ]
     if task is not None:
         state = "running" if task.running else ("failed" if task.error else "finished")
@@ -61,31 +57,18 @@ def judge_status_markdown(store: PreferenceStore, task: Background | None) -> st
                     f"{k} {v}" for k, v in task.result.items() if not isinstance(v, (list, dict))
                 )
             lines.append(f"**Result**: {plain(shown)}")
-    try:
-        from data.stats import human_judge_agreement
-
-        labels = store.query_dicts(
-            "SELECT pair_id, source, who, verdict, confidence FROM active_labels"
+    agreement = human_judge_agreement(store.labels())
+    if agreement.get("pairs"):
+        kappa = agreement.get("cohen_kappa")
+        lines.append(
+            f"**Judge vs human**: accuracy {agreement['accuracy']:.3f} on {agreement['pairs']} pairs"
+            + (f", Cohen's kappa {kappa:.3f}" if kappa is not None else "")
         )
-        agreement = human_judge_agreement(labels)
-        if agreement.get("pairs"):
-            kappa = agreement.get("cohen_kappa")
-            lines.append(
-                f"**Judge vs human**: accuracy {agreement['accuracy']:.3f} on {agreement['pairs']} pairs"
-                + (f", Cohen's kappa {kappa:.3f}" if kappa is not None else "")
-            )
-    except ImportError:
-        pass
     return "  \n".join(lines)
 
 
 def judge_failures(store: PreferenceStore, limit: int = 50) -> list[list[Any]]:
-    rows = store.query(
-        "SELECT pair_id, model, order_shown, coalesce(error, ''), left(coalesce(raw_text, ''), 200) "
-        "FROM judgements WHERE status = 'failed' ORDER BY created_at DESC LIMIT ?",
-        [limit],
-    )
-    return [list(r) for r in rows]
+    return failed_judgements(store, limit)
 
 
 def start_judge_batch(
@@ -121,7 +104,7 @@ def start_judge_batch(
         price_per_million=price_per_million,
     )
     key = (api_key or "").strip() or None
-    tokens_before = _tokens_by_model(store)
+    tokens_before = tokens_by_model(store)
     task = run_in_background("judge", lambda: run_batch(store, config, api_key=key))
     task.price_per_million = price_per_million
     task.tokens_before = tokens_before
@@ -169,18 +152,10 @@ def run_batch(
     return judge_batch(store, config, api_key=api_key).as_dict()
 
 
-def _tokens_by_model(store: PreferenceStore) -> dict[str, tuple[int, int]]:
-    rows = store.query(
-        "SELECT model, coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
-        "FROM judge_calls GROUP BY model"
-    )
-    return {model: (int(p), int(c)) for model, p, c in rows}
-
-
 def _batch_cost(store: PreferenceStore, task: Background) -> tuple[int, int, float]:
     """Tokens this batch has used so far (calls answered from the cache cost nothing)."""
     prompt = completion = 0
-    for model, (p, c) in _tokens_by_model(store).items():
+    for model, (p, c) in tokens_by_model(store).items():
         p0, c0 = task.tokens_before.get(model, (0, 0))
         prompt, completion = prompt + p - p0, completion + c - c0
     return prompt, completion, Price(*task.price_per_million).cost(prompt, completion)

@@ -13,6 +13,7 @@ from app.ui.render import code_block, plain
 from data.errors import ConfigError
 from data.store import PreferenceStore
 from training import jobs as run_queue
+from training import runs
 from training.jobs import reward_stages
 
 # what the tab trains: stages joined by "+", run in order (rm+ppo: PPO on the new reward model)
@@ -53,14 +54,9 @@ HEADLINE_METRICS = (
 
 
 def runs_table(store: PreferenceStore, limit: int = 30) -> list[list[Any]]:
-    rows = store.query_dicts(
-        "SELECT run_id, kind, status, promoted, metrics, created_at FROM runs "
-        "ORDER BY created_at DESC LIMIT ?",
-        [limit],
-    )
     table = []
-    for row in rows:
-        metrics = run_queue.decode_run(row)["metrics"]
+    for row in runs.list_runs(store, limit):
+        metrics = row["metrics"]
         table.append(
             [
                 row["run_id"],
@@ -94,11 +90,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)[:120]
     return str(value)
-
-
-def latest_run(store: PreferenceStore) -> dict[str, Any] | None:
-    rows = store.query_dicts("SELECT * FROM runs ORDER BY created_at DESC LIMIT 1")
-    return run_queue.decode_run(rows[0]) if rows else None
 
 
 def metric_curves(metrics: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -173,9 +164,7 @@ def start_generation(
 
 def cancel_training(ctx: Any, run_id: str) -> str:
     manager = ctx.job_manager()
-    run_id = run_id.strip() or ctx.store.scalar(
-        "SELECT run_id FROM runs WHERE status IN ('running', 'queued') ORDER BY created_at DESC LIMIT 1"
-    )
+    run_id = run_id.strip() or runs.newest_active_id(ctx.store)
     if not run_id:
         return "No run is queued or running."
     return f"Cancelled `{run_id}`." if manager.cancel(run_id) else f"`{run_id}` had already ended."
@@ -185,7 +174,7 @@ def training_view(ctx: Any) -> tuple[Any, ...]:
     """(status markdown, curves figure, latest run's metrics rows, history rows)."""
     if ctx.jobs is not None:
         ctx.jobs.tick()
-    run = latest_run(ctx.store)
+    run = runs.latest_run(ctx.store)
     if run is None:
         md = "No runs yet: choose what to train and press **Retrain now**."
         return md, curves_figure({}, "Loss / reward / KL"), [], runs_table(ctx.store)
@@ -288,12 +277,7 @@ class RunWatcher:
         self._thread.start()
 
     def _ended(self) -> set[str]:
-        return {
-            r[0]
-            for r in self.ctx.store.query(
-                "SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')"
-            )
-        }
+        return runs.ended_ids(self.ctx.store)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -308,10 +292,7 @@ class RunWatcher:
         self._seen = ended
         if not new or (self.ctx.rescore_task is not None and self.ctx.rescore_task.running):
             return
-        succeeded = self.ctx.store.scalar(
-            f"SELECT count(*) FROM runs WHERE status = 'succeeded' AND run_id IN ({', '.join('?' for _ in new)})",
-            sorted(new),
-        )
+        succeeded = runs.succeeded_among(self.ctx.store, new)
         if succeeded:
             budget = self.ctx.rescore_budget
             self.ctx.rescore_task = run_in_background(

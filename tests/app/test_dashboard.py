@@ -8,6 +8,7 @@ from pathlib import Path
 from app.ui import dashboard
 from data.queue import Assignment, assign
 from data.store import PreferenceStore
+from labeling.score_reports import calibration_accuracy
 from tests.app.conftest import make_store
 
 
@@ -36,7 +37,7 @@ def test_calibration_accuracy_per_version(tmp_path: Path) -> None:
                     cur.execute(
                         "INSERT INTO scores VALUES (?, ?, ?, ?, 0.1)", [pid, version, [p], p]
                     ).fetchall()
-        rows = dashboard.calibration_accuracy(store)
+        rows = calibration_accuracy(store)
         assert [(r["version"], r["n"]) for r in rows] == [(1, 3), (2, 3)]
         assert abs(rows[0]["accuracy"] - 2 / 3) < 1e-9 and rows[1]["accuracy"] == 1.0
         assert all(r["human_labels"] == 6 for r in rows)
