@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -103,6 +104,10 @@ def gold_answers(store: PreferenceStore) -> dict[str, str]:
     return dict(store.query("SELECT pair_id, verdict FROM gold_answers"))
 
 
+def gold_count(store: PreferenceStore) -> int:
+    return int(store.scalar("SELECT count(*) FROM gold_answers"))
+
+
 def _state(store: PreferenceStore, cur: duckdb.DuckDBPyConnection) -> tuple[float, int]:
     state = store.cache.get(_CACHE_KEY)
     if state is None:
@@ -139,14 +144,16 @@ def gold_picks(
 ) -> dict[int, str]:
     """Which of `wants` get a gold pair next (index -> pair id), each with chance `rate`.
 
-    An annotator who holds a live lease keeps it (no gold instead); a gold pair goes to at
-    most one of them, never to one who labelled it or would rather not get it (`avoid`).
+    An annotator who holds a live lease keeps it (no gold instead), and one who asks twice
+    in the batch gets none; a gold pair goes to at most one of them, never to one who
+    labelled it or would rather not get it (`avoid`).
     Costs nothing while the store has no gold pairs.
     """
     rate, count = _state(store, cur)
     if not count or rate <= 0.0:
         return {}
-    drawn = [i for i in range(len(wants)) if _RNG.random() < rate]
+    asks = Counter(w.annotator for w in wants)  # two clicks of one annotator: no gold
+    drawn = [i for i in range(len(wants)) if asks[wants[i].annotator] == 1 and _RNG.random() < rate]
     if not drawn:
         return {}
     who = sorted({wants[i].annotator for i in drawn})
@@ -158,7 +165,7 @@ def gold_picks(
     picks: dict[int, str] = {}
     for i in drawn:
         want = wants[i]
-        if want.annotator in holding or want.annotator in (wants[j].annotator for j in picks):
+        if want.annotator in holding:
             continue
         free = [
             p

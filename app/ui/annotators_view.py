@@ -8,6 +8,8 @@ here; `tab_annotators.py` lays it out.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -135,12 +137,24 @@ def agreement_plot(rows: list[AnnotatorRow]):  # noqa: ANN201
     return fig
 
 
+_KEEP_CSV = 20  # folders of earlier downloads kept (Gradio copies each file when sent)
+
+
+def _csv_folder() -> Path:
+    """A new folder for this download under one per-process folder; the oldest go."""
+    root = Path(tempfile.gettempdir()) / f"prefloop-annotators-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    earlier = sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)
+    for old in earlier[: max(0, len(earlier) - _KEEP_CSV + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
 def annotators_section(store: PreferenceStore) -> tuple[Any, ...]:
     """(table markdown, labels-over-time plot, agreement plot, CSV path) for admins."""
     config = read_gold_config(store)
     rows = annotator_table(store, config)
-    folder = Path(tempfile.mkdtemp(prefix="prefloop-annotators-"))
-    csv_path = write_csv(rows, folder / "annotators.csv")
+    csv_path = write_csv(rows, _csv_folder() / "annotators.csv")
     return (
         table_markdown(rows, config.min_accuracy),
         labels_plot(store),

@@ -52,6 +52,7 @@ def test_an_adjudicator_resolves_a_split_with_the_keyboard(browser: Any, served_
     expect(votes).to_contain_text("<img src=x")  # the hostile name, as text
     expect(page.locator("#adj-status")).to_contain_text("1 pair(s) wait")
     pair_id = page.locator("#adj-pair-id textarea, #adj-pair-id input").first.input_value()
+    save(page, "adjudicate-case")
     page.locator("body").click(position={"x": 5, "y": 5})  # focus off any text box
     page.keyboard.press("2")
     expect(page.locator("#adj-status")).to_contain_text(
