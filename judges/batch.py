@@ -141,7 +141,7 @@ def run_batch(
     cannot be reached, a rejected key, an unknown model); the judgements finished before
     it are committed first, so running the batch again does only the rest."""
     started = time.perf_counter()
-    template = load_template(config.template_path)
+    template = load_template(config.template_path, config.template_text)
     store.set_meta(f"judge_template:{template.hash}", template.text)
     orders = ORDERS_SWAP if config.swap else ("ab",)
     units, views = select_work(

@@ -96,6 +96,13 @@ class JudgeConfig:
             "rubric); text before a '=== user ===' line is the system message."
         },
     )
+    template_text: str | None = field(
+        default=None,
+        metadata={
+            "help": "The template itself, as typed in the app's Judge tab (instead of "
+            "template_path)."
+        },
+    )
     timeout: float = field(
         default=60.0, metadata={"help": "Seconds per request before it is retried."}
     )

@@ -94,8 +94,10 @@ def parse_template(text: str, *, source: str = "template") -> Template:
     return Template(text=text, system=system, user=user)
 
 
-def load_template(path: str | None) -> Template:
-    """The default template, or the one in `path`."""
+def load_template(path: str | None, text: str | None = None) -> Template:
+    """The default template, the `text` given, or the one in `path`."""
+    if text is not None:
+        return parse_template(text, source="the template typed in the Judge tab")
     if path is None:
         return parse_template(DEFAULT_TEMPLATE, source="default template")
     file = Path(path)

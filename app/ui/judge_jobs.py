@@ -8,9 +8,7 @@ nowhere after the batch.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from app.ui.background import Background, run_in_background
@@ -125,12 +123,6 @@ def judge_config(
     """The `JudgeConfig` the CLI would build from the same values (`ConfigError` if bad).
     With backend 'hf' the model is a folder or a named model such as
     `smollm2-135m-instruct`, resolved by `data.models.resolve_model` as for `--backend hf`."""
-    template_path = None
-    if template:
-        # the engine reads templates from files: keep the tab's text in a private temp file
-        folder = Path(tempfile.mkdtemp(prefix="prefloop-judge-"))
-        template_path = str(folder / "template.txt")
-        Path(template_path).write_text(template, encoding="utf-8")
     models = tuple(m.strip() for m in model.split(",") if m.strip())
     return JudgeConfig(
         models=models,
@@ -139,7 +131,7 @@ def judge_config(
         concurrency=concurrency,
         swap=swap,
         limit=limit,
-        template_path=template_path,
+        template_text=template or None,
         progress=False,
         prices={m: Price(*price_per_million) for m in models if any(price_per_million)},
     )

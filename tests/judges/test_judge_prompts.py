@@ -35,6 +35,8 @@ def test_custom_template_file(tmp_path: Path) -> None:
     assert template.system == "Be strict."
     assert template.messages("q", "x", "y")[1]["content"] == "Q: q\n1: x\n2: y\nVerdict:"
     assert template.hash != load_template(None).hash
+    typed = load_template(None, path.read_text())  # the Judge tab's text, no file written
+    assert (typed.system, typed.hash) == (template.system, template.hash)
 
 
 def test_template_without_placeholders_is_refused(tmp_path: Path) -> None:
