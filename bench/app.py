@@ -146,11 +146,11 @@ def api_annotator(url: str, prefix: str):  # noqa: ANN201
 
 
 def direct_annotator(store_path: Path):  # noqa: ANN201
-    from app.ui.annotate import Annotator
+    from app.ui.annotate import AnnotationService
     from data.store import PreferenceStore
 
     store = PreferenceStore(store_path)
-    annotator = Annotator(store)
+    annotator = AnnotationService(store)
 
     def fn(index: int, out: list[float], n: int, warmup: int, barrier: threading.Barrier) -> None:
         user = f"direct{index}"

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from data.store import PreferenceStore
-from tests.app.conftest import free_port
 from tests.fakes.judging import shown_responses
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
+from tests.fakes.served_app import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "helpful-base" / "test.jsonl.gz"

@@ -63,7 +63,7 @@ class Progress:
     queue_left: int
 
 
-class Annotator:
+class AnnotationService:
     """Claims, labels, skips and undoes for every annotator of one store."""
 
     def __init__(self, store: PreferenceStore, config: AnnotateConfig | None = None):

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.ui.annotate import AnnotateConfig, Annotator
+from app.ui.annotate import AnnotateConfig, AnnotationService
 from app.ui.auth import Access
 from app.ui.background import Background
 from data.project import DEFAULT_GUIDELINES, ProjectSettings, read_project, write_project
@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_GUIDELINES", "AppContext"]
 class AppContext:
     store: PreferenceStore
     access: Access
-    annotator: Annotator
+    annotator: AnnotationService
     project: ProjectSettings = field(default_factory=ProjectSettings)  # as stored (meta)
     judge_task: Background | None = None
     rescore_task: Background | None = None
@@ -39,7 +39,7 @@ class AppContext:
         """The context for one store; without `config` the lease is the project's setting."""
         project = read_project(store)
         config = config or AnnotateConfig(lease_seconds=project.lease_seconds)
-        return cls(store, access, Annotator(store, config), project)
+        return cls(store, access, AnnotationService(store, config), project)
 
     @property
     def guidelines(self) -> str:

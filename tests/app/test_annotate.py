@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.ui.annotate import AnnotateConfig, Annotator
+from app.ui.annotate import AnnotateConfig, AnnotationService
 from data.store import PreferenceStore
-from tests.app.conftest import make_store
 from tests.fakes.leases import run_out_leases
+from tests.fakes.served_app import make_store
 
 
 def open_annotator(
     tmp_path: Path, n: int = 6, *, needed: int = 1, lease: float = 600.0
-) -> tuple[PreferenceStore, Annotator]:
+) -> tuple[PreferenceStore, AnnotationService]:
     make_store(tmp_path / "s.duckdb", n, needed_labels=needed)
     store = PreferenceStore(tmp_path / "s.duckdb")
-    return store, Annotator(store, AnnotateConfig(lease_seconds=lease))
+    return store, AnnotationService(store, AnnotateConfig(lease_seconds=lease))
 
 
 def test_swap_is_shown_and_undone_when_stored(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_skips_survive_a_restart_of_the_app(tmp_path: Path) -> None:
     store.close()
 
     store = PreferenceStore(tmp_path / "s.duckdb")  # a new process: nothing in memory
-    annotator = Annotator(store)
+    annotator = AnnotationService(store)
     second = annotator.next("ann")
     assert second.pair_id != first.pair_id
     third, _ = annotator.click("ann", second.pair_id, "a", None)
@@ -192,7 +192,7 @@ def test_the_lease_can_change_while_serving(tmp_path: Path) -> None:
 
 def test_an_empty_queue_through_the_api(tmp_path: Path) -> None:
     """next_pair on an empty queue says so; the buttons' states are not in the API tuple."""
-    from tests.app.conftest import serve_store, stop
+    from tests.fakes.served_app import serve_store, stop
 
     served = serve_store(tmp_path, n=1)
     try:

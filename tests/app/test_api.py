@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import Served
+from tests.fakes.served_app import Served
 
 ADMIN_ENDPOINTS = {
     "/judge_start": ("http://127.0.0.1:9/v1", "m", "", 1, 0, False, 0, 0),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import PASSWORDS, Served, serve_store, stop
-from tests.browsing import CHROMIUM, log_in
+from tests.browsing import (
+    ARTIFACTS,
+    CHROMIUM,
+    assert_no_script_ran,
+    login,
+    save,
+    shown_prompt,
+    wait_for_pair,
+)
+from tests.fakes.served_app import Served, serve_store, stop
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [
@@ -35,40 +41,6 @@ def served_xss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     running = serve_store(tmp_path_factory.mktemp("browser"), n=24, xss_every=1)
     yield running
     stop(running)
-
-
-def login(browser: Any, served: Served, user: str) -> tuple[Any, Any, list[str]]:
-    context, page, dialogs = log_in(browser, served.url, user, PASSWORDS[user])
-    page.locator("#btn-a").wait_for(state="visible", timeout=30_000)
-    wait_for_pair(page)
-    return context, page, dialogs
-
-
-def shown_prompt(page: Any) -> str:
-    return page.locator("#prompt").inner_text()
-
-
-def wait_for_pair(page: Any, mine_today: int | None = None) -> str:
-    """Wait until the page shows a pair (and, if given, my label count); return the prompt text."""
-    from playwright.sync_api import expect
-
-    expect(page.locator("#progress")).to_contain_text("still want a label", timeout=15_000)
-    if mine_today is not None:
-        expect(page.locator("#progress")).to_contain_text(f"today: {mine_today} ", timeout=15_000)
-    expect(page.locator("#prompt")).to_contain_text(re.compile("question", re.I), timeout=15_000)
-    page.wait_for_timeout(100)  # let the Markdown finish rendering before reading it
-    return shown_prompt(page)
-
-
-def save(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def assert_no_script_ran(page: Any, dialogs: list[str]) -> None:
-    assert page.evaluate("window.__xss") is None
-    assert page.evaluate("window.__dialogs") == []
-    assert dialogs == []
 
 
 def test_keyboard_labelling_undo_and_xss(browser: Any, served_xss: Served) -> None:
@@ -203,7 +175,7 @@ def test_demo_starts_within_a_minute_and_screenshots(browser: Any, tmp_path: Pat
     import httpx
     from playwright.sync_api import expect
 
-    from tests.app.conftest import free_port
+    from tests.fakes.served_app import free_port
 
     port = free_port()
     started = time.monotonic()

@@ -14,9 +14,8 @@ import pytest
 
 from data.project import update_project
 from data.store import PreferenceStore
-from tests.app.conftest import PASSWORDS, Served, free_port, make_store, make_users
-from tests.app.test_browser import assert_no_script_ran, save
-from tests.browsing import CHROMIUM, log_in
+from tests.browsing import CHROMIUM, assert_no_script_ran, log_in, save
+from tests.fakes.served_app import PASSWORDS, Served, free_port, make_store, make_users
 
 pytestmark = [
     pytest.mark.browser,

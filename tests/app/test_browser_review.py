@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import XSS_RESPONSE, Served, serve_store, stop
-from tests.app.test_browser import assert_no_script_ran, login, save
-from tests.browsing import CHROMIUM
+from tests.browsing import CHROMIUM, assert_no_script_ran, login, save
+from tests.fakes.served_app import XSS_RESPONSE, Served, serve_store, stop
 
 pytestmark = [
     pytest.mark.browser,

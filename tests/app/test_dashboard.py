@@ -9,7 +9,7 @@ from app.ui import dashboard
 from data.queue import Assignment, assign
 from data.store import PreferenceStore
 from labeling.score_reports import calibration_accuracy
-from tests.app.conftest import make_store
+from tests.fakes.served_app import make_store
 
 
 def test_calibration_accuracy_per_version(tmp_path: Path) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.app.conftest import Served, serve_store, stop
+from tests.fakes.served_app import Served, serve_store, stop, wait_for_batch
 
 SECRET = "sk-tab-only-SECRET-41c7e2"
 
@@ -25,16 +23,6 @@ def judged(tmp_path: Path) -> Iterator[Served]:
         cur.execute("UPDATE pairs SET queue = 'judge'").fetchall()
     yield running
     stop(running)
-
-
-def wait_for_batch(client: Any) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status, _failures = client.predict(api_name="/judge_status")
-        if "**Batch**: finished" in status or "**Batch**: failed" in status:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"the batch did not end: {status}")
 
 
 def test_judge_batch_with_the_tabs_api_key(

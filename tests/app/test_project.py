@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from app.cli import cli
 from data.project import DEFAULT_GUIDELINES, ProjectSettings, read_project
 from data.store import PreferenceStore
-from tests.app.conftest import PASSWORDS, free_port, make_store, make_users
+from tests.fakes.served_app import PASSWORDS, free_port, make_store, make_users
 
 GUIDELINES = """# Rules for the pilot
 

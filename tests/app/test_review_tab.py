@@ -10,7 +10,7 @@ import pytest
 from app.ui import review_view
 from data.errors import ConfigError
 from data.review import LabelEntry
-from tests.app.conftest import Served, serve_store, stop
+from tests.fakes.served_app import Served, serve_store, stop
 
 REVIEW_ENDPOINTS = {
     "/review_search": ("any", "", "any", "", False),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import free_port, make_users
+from tests.fakes.served_app import free_port, make_users
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_retrain_runs_and_rescoring_updates_the_queue(tmp_path: Path) -> None:
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, launch, make_app
     from data.store import PreferenceStore
-    from tests.app.conftest import PASSWORDS
+    from tests.fakes.served_app import PASSWORDS
 
     store = PreferenceStore(tmp_path / "demo.duckdb")
     build_demo_store(store, score=False)  # seed labels; everything else in the human queue
@@ -66,7 +66,7 @@ def test_cancel_from_the_tab_stops_the_run(tmp_path: Path) -> None:
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, launch, make_app
     from data.store import PreferenceStore
-    from tests.app.conftest import PASSWORDS
+    from tests.fakes.served_app import PASSWORDS
 
     store = PreferenceStore(tmp_path / "demo.duckdb")
     build_demo_store(store, score=False)
@@ -120,7 +120,7 @@ def test_generate_from_the_tab_forms_new_pairs_that_get_scored(tmp_path: Path) -
     from app.demo_data import build_demo_store
     from app.ui.server import ServeConfig, launch, make_app
     from data.store import PreferenceStore
-    from tests.app.conftest import PASSWORDS
+    from tests.fakes.served_app import PASSWORDS
     from tests.fakes.tiny_lm import build_tiny_lm
 
     policy = build_tiny_lm(tmp_path / "tiny-lm")

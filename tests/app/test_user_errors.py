@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.app.conftest import Served, serve_store, stop
+from tests.fakes.served_app import Served, serve_store, stop
 
 
 @pytest.fixture(scope="module")

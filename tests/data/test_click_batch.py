@@ -11,7 +11,7 @@ from data import queue
 from data.click_batch import Click, ClickResult, GroupCommitter, label_and_claim_batch
 from data.errors import StoreError
 from data.store import PreferenceStore
-from tests.data.test_queue import make_pairs
+from tests.fakes.pairs import make_pairs
 
 
 def human_queue(store: PreferenceStore, n: int, needed: int = 1) -> list[str]:

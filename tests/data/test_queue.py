@@ -5,18 +5,9 @@ import pytest
 from data import queue
 from data.click_batch import Click, label_and_claim_batch, submit_human_label
 from data.errors import StoreError
-from data.ingest import ingest
-from data.shapes import PairRecord
 from data.store import PreferenceStore
 from tests.fakes.leases import run_out_leases
-
-
-def make_pairs(store: PreferenceStore, n: int) -> list[str]:
-    records = [
-        PairRecord([{"role": "user", "content": f"q{i}"}], f"good {i}", f"bad {i}")
-        for i in range(n)
-    ]
-    return ingest(store, records, origin="t").pair_ids
+from tests.fakes.pairs import make_pairs
 
 
 def test_claims_follow_priority_and_never_overlap(store: PreferenceStore) -> None:

@@ -9,7 +9,7 @@ import httpx
 
 from app.ui.login_guard import LoginPolicy
 from app.ui.server import ServeConfig
-from tests.app.conftest import PASSWORDS, Served, free_port, make_store, make_users
+from tests.fakes.served_app import PASSWORDS, Served, free_port, make_store, make_users
 
 
 def serve_guarded(

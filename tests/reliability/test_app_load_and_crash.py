@@ -27,7 +27,7 @@ bench_app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_app)
 
 
-class Annotator(threading.Thread):
+class SimulatedAnnotator(threading.Thread):
     def __init__(self, url: str, name: str, quota: int | None, stop: threading.Event):
         super().__init__(daemon=True)
         self.url, self.name, self.quota, self.stop = url, name, quota, stop
@@ -97,7 +97,7 @@ def load(tmp: Path, pairs: int, annotators: int, per_annotator: int) -> dict[str
     stop = threading.Event()
     try:
         workers = [
-            Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", per_annotator, stop)
+            SimulatedAnnotator(f"http://127.0.0.1:{port}/", f"ann{i}", per_annotator, stop)
             for i in range(annotators)
         ]
         for w in workers:
@@ -129,7 +129,8 @@ def crash(tmp: Path, rounds: int, annotators: int = 4, seed: int = 0) -> int:
         proc = bench_app.serve(db, users, port)
         stop = threading.Event()
         workers = [
-            Annotator(f"http://127.0.0.1:{port}/", f"ann{i}", None, stop) for i in range(annotators)
+            SimulatedAnnotator(f"http://127.0.0.1:{port}/", f"ann{i}", None, stop)
+            for i in range(annotators)
         ]
         for w in workers:
             w.start()

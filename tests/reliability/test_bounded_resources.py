@@ -24,7 +24,7 @@ from app.ui import upload_guard
 from app.ui.upload_guard import UploadLimits
 from data.errors import StoreError
 from data.store import MAX_RATIONALE_CHARS, PreferenceStore
-from tests.app.conftest import PASSWORDS, Served, serve_store, stop
+from tests.fakes.served_app import PASSWORDS, Served, serve_store, stop
 
 ROW = b'{"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"}\n'
 

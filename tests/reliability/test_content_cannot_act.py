@@ -218,7 +218,7 @@ TOPMOST = """(selector) => {
 def served_overlays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from app.ui.background import Background
     from app.ui.server import ServeConfig, launch, make_app
-    from tests.app.conftest import Served, free_port, make_users
+    from tests.fakes.served_app import Served, free_port, make_users
 
     tmp: Path = tmp_path_factory.mktemp("overlays")
     db = tmp / "store.duckdb"
@@ -282,9 +282,8 @@ def test_overlays_cannot_cover_the_buttons_nor_call_the_app(served_overlays: Any
 
     if not CHROMIUM.exists():
         pytest.skip("needs /usr/bin/chromium")
-    from tests.app.conftest import PASSWORDS
-    from tests.app.test_browser import assert_no_script_ran
-    from tests.browsing import ARGS, WATCH_XSS
+    from tests.browsing import ARGS, WATCH_XSS, assert_no_script_ran
+    from tests.fakes.served_app import PASSWORDS
 
     playwright_api = pytest.importorskip("playwright.sync_api")
     served = served_overlays

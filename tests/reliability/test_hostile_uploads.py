@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import Served, served  # noqa: F401 - module-scoped app fixture
+from tests.fakes.served_app import Served, served  # noqa: F401 - module-scoped app fixture
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from app.ui.annotate import AnnotateConfig, Annotator
+from app.ui.annotate import AnnotateConfig, AnnotationService
 from data.click_batch import Click, label_and_claim_batch
 from data.errors import StoreError
 from data.queue import NOT_YOUR_PAIR
 from data.store import PreferenceStore
-from tests.app.conftest import PASSWORDS, Served, make_store, serve_store, stop
+from tests.fakes.served_app import PASSWORDS, Served, make_store, serve_store, stop
 
 LABEL_ENDPOINTS = (
     "/label_a",
@@ -149,10 +149,10 @@ def test_undo_leases_the_pair_back_so_it_can_be_labelled_again(served: Served) -
 # -- leases that ran out, and batches (below the app, on a store) ------------------------
 
 
-def open_annotator(tmp_path: Path, lease: float) -> tuple[PreferenceStore, Annotator]:
+def open_annotator(tmp_path: Path, lease: float) -> tuple[PreferenceStore, AnnotationService]:
     make_store(tmp_path / "s.duckdb", 3)
     store = PreferenceStore(tmp_path / "s.duckdb")
-    return store, Annotator(store, AnnotateConfig(lease_seconds=lease))
+    return store, AnnotationService(store, AnnotateConfig(lease_seconds=lease))
 
 
 def test_a_lease_that_ran_out_counts_until_someone_else_gets_the_pair(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from app.ui.login_guard import LoginLocked, LoginPolicy, LoginThrottle
-from tests.app.conftest import Served, stop
+from tests.fakes.served_app import Served, stop
 from tests.reliability.served_guarded import PASSWORDS, login, run, serve_guarded, session
 
 NEVER = 10**9  # failures before a lock: never, for the timing tests

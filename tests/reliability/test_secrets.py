@@ -9,11 +9,11 @@ from pathlib import Path
 
 from data.ingest import ingest
 from data.shapes import PairRecord
+from tests.fakes.hh import TINY, import_hh
 from tests.fakes.openai_server import FakeOpenAIServer, always
-from tests.training.conftest import TINY, import_hh
+from tests.fakes.secrets import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET = "sk-prefloop-SECRET-do-not-store-9131"
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

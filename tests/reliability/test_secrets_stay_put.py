@@ -24,10 +24,10 @@ import pytest
 from app.cli import main
 from data.store import PreferenceStore
 from judges.secrets import REDACTED, secret_forms
+from tests.fakes.hh import TINY, import_hh
 from tests.fakes.judging import make_pairs
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
-from tests.reliability.test_secrets import SECRET
-from tests.training.conftest import TINY, import_hh
+from tests.fakes.secrets import SECRET
 from training.launch import trainer_env
 
 OTHER_SECRET = "vllm-endpoint-key-SECRET-55e0"
@@ -264,8 +264,7 @@ def test_a_per_endpoint_key_variable(
 def test_the_judge_tab_shows_no_echoed_key(
     tmp_path: Path, echoing: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.app.conftest import serve_store, stop
-    from tests.app.test_judge_tab import wait_for_batch
+    from tests.fakes.served_app import serve_store, stop, wait_for_batch
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the key comes from the tab only
     (tmp_path / "app").mkdir()

@@ -18,7 +18,7 @@ import pytest
 
 from app.ui.web_guard import normalise_origin, parse_allowed_origins, same_origin
 from data.errors import ConfigError
-from tests.app.conftest import Served, free_port, stop
+from tests.fakes.served_app import Served, free_port, stop
 from tests.reliability.served_guarded import (
     guard_of,
     login,

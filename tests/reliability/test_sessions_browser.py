@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import PASSWORDS, Served, free_port, stop
 from tests.browsing import CHROMIUM
+from tests.fakes.served_app import PASSWORDS, Served, free_port, stop
 from tests.reliability.served_guarded import serve_guarded
 
 pytestmark = [

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from tests.training.conftest import TINY, jobs, labelled_store  # noqa: F401 - fixtures
+from tests.fakes.hh import TINY
 from training.jobs import TrainRequest
 
 TABLES = ("prompts", "responses", "pairs", "labels", "ref_logprobs", "scores")

@@ -12,9 +12,8 @@ from data import queue
 from data.ingest import ingest
 from data.shapes import PairRecord
 from data.store import PreferenceStore
-from tests.app.conftest import Served, free_port, make_users, stop
-from tests.app.test_browser import assert_no_script_ran, login
-from tests.browsing import CHROMIUM
+from tests.browsing import CHROMIUM, assert_no_script_ran, login
+from tests.fakes.served_app import Served, free_port, make_users, stop
 
 pytestmark = [
     pytest.mark.browser,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from tests.training.conftest import TINY
+from tests.fakes.hh import TINY
 
 SETTINGS = [  # the embedded tiny GPT-2: the default (SmolLM2) is for the slow tests
     "--policy",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.training.conftest import TINY, import_hh
+from tests.fakes.hh import TINY, import_hh
 from training import runfiles
 from training.jobs import JobManager, TrainRequest
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.training.test_stages import make_ensemble
+from tests.fakes.ensembles import make_ensemble
 from training.ensemble_reward import EnsembleReward
 from training.generation_io import export_prompts, ingest_generations, select_prompts
 from training.snapshot import prompt_text, transcript_from_prompt
