@@ -10,9 +10,8 @@ import pytest
 
 from data.click_batch import submit_human_label
 from data.queue import claim_next
-from tests.app.conftest import Served, serve_store, stop
-from tests.app.test_browser import assert_no_script_ran, login, save
-from tests.browsing import CHROMIUM, log_in
+from tests.browsing import CHROMIUM, assert_no_script_ran, log_in, login, save
+from tests.fakes.served_app import Served, serve_store, stop
 
 pytestmark = [
     pytest.mark.browser,

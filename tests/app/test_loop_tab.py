@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import PASSWORDS, free_port, make_users
+from tests.fakes.hh import TINY
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.loop.conftest import TINY, demo_template, hh_path_session, tiny_policy  # noqa: F401
+from tests.fakes.served_app import PASSWORDS, free_port, make_users
+from tests.loop.conftest import demo_template  # noqa: F401 - a fixture
 
 
 def test_admin_starts_follows_and_stops_the_loop(

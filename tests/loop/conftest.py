@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.hh import TINY
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.training.conftest import TINY, hh_path_session, tiny_policy  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = [x for k, v in {**TINY, "eval_every": 0}.items() for x in ("--set", f"{k}={v}")]
