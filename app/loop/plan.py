@@ -6,10 +6,10 @@ Round k, in plan order (the `--no-overlap` order):
 
 Dependencies (what lets stages of neighbouring rounds overlap):
 
-- `generate` k waits for round k-1's cut-off (so its pairs are labelled after round k-1's
-  training took its snapshot, and belong to round k) and for the training of round k-2: it
-  samples from the last promoted policy while round k-1 trains (a staleness of at most one
-  round);
+- `generate` k waits for round k-1's cut-off and, in rm+X, for round k-1's reward model
+  (so its pairs are labelled after round k-1's last run took its snapshot, and belong to
+  round k), and for the training of round k-2: it samples from the last promoted policy
+  while round k-1 trains (a staleness of at most one round);
 - `score` and `judge` k need only round k's pairs, so they run during round k-1's training;
 - `route` k needs the scores and the judge's labels; `cutoff` k waits for humans if asked;
 - the first training stage of round k waits for `cutoff` k and round k-1's training (one
@@ -65,6 +65,7 @@ def plan_steps(rounds: int, training: tuple[str, ...]) -> list[Step]:
         gen_deps = []
         if k > 1:
             gen_deps += [step_key(k - 1, "generate"), step_key(k - 1, "cutoff")]
+            gen_deps += [step_key(k - 1, t) for t in trains[:-1]]
         if k > 2:
             gen_deps.append(step_key(k - 2, last_train))
         steps.append(Step(k, "generate", tuple(gen_deps), "generator"))

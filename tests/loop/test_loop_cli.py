@@ -115,3 +115,20 @@ def test_the_loop_stops_early_when_the_held_out_metric_stops_gaining(
     trained = {s["round"] for s in summary["stages"] if s["stage"].startswith("train")}
     assert trained == set(range(1, stopped_after + 1))  # round 4 never ran
     assert {s["round"] for s in summary["stages"]} <= {1, 2, 3, stopped_after + 1}
+
+
+@pytest.mark.slow
+def test_rm_then_ppo_rounds_train_both_stages_in_order(loop_db, tiny_policy, judge_server) -> None:
+    args = loop_args(loop_db, tiny_policy, judge_server.url, "--pipeline", "rm+ppo", "--json")
+    summary = summary_of(run_cli(args))
+    assert summary["status"] == "finished"
+    spans = intervals(summary)
+    stages = ("generate", "score", "judge", "route", "cutoff", "train:rm", "train:ppo", "rescore")
+    assert set(spans) == {(k, s) for k in (1, 2) for s in stages}
+    assert all(s["status"] == "done" for s in summary["stages"])
+    for k in (1, 2):  # the PPO run trains on the reward model of its own round
+        assert spans[(k, "train:rm")][1] <= spans[(k, "train:ppo")][0]
+    assert spans[(1, "train:ppo")][1] <= spans[(2, "train:rm")][0]
+    # round 2 sampled after round 1's reward model, while its PPO run went on
+    assert spans[(1, "train:rm")][1] <= spans[(2, "generate")][0] < spans[(1, "train:ppo")][1]
+    assert all(r["heldout_reward"] is not None for r in summary["rounds"])

@@ -106,6 +106,8 @@ def test_rm_then_policy_training_is_one_chain_per_round() -> None:
     assert keys.index("r1.train:rm") < keys.index("r1.train:ppo") < keys.index("r1.rescore")
     assert steps["r1.train:ppo"].deps == ("r1.train:rm",)
     assert set(steps["r2.train:rm"].deps) == {"r2.cutoff", "r1.train:ppo"}
+    # round 2's pairs come after round 1's PPO run took its snapshot (with the RM's labels)
+    assert "r1.train:rm" in steps["r2.generate"].deps
 
 
 def test_bad_plans_are_refused_with_what_is_wrong() -> None:
