@@ -11,6 +11,7 @@ from typing import Any
 from training.models import device_kind, use_bf16
 from training.run_context import RunContext
 from training.stage_config import StageConfig
+from training.tracking import TENSORBOARD_FOLDER, resolve_report_to
 
 
 def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: int, **extra: Any):
@@ -21,6 +22,9 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, ctx.world_size)))
     evaluate = cfg.eval_every > 0 and eval_rows > 0
+    trackers = resolve_report_to(cfg.report_to)
+    if "tensorboard" in trackers:  # event files go with the run unless the user points them away
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(ctx.run_dir / TENSORBOARD_FOLDER))
     return config_cls(
         output_dir=str(ctx.run_dir / "hf"),
         max_steps=cfg.max_steps,
@@ -31,7 +35,8 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
         warmup_steps=0,
         logging_steps=1,
         save_strategy="no",
-        report_to="none",
+        report_to=trackers or "none",
+        run_name=ctx.run_dir.name,
         seed=cfg.seed,
         use_cpu=cpu,
         bf16=use_bf16(cfg),

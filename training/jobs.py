@@ -56,6 +56,7 @@ from training.stages import (  # noqa: F401 - these names are part of this API
     reward_stages,
     stage_names,
 )
+from training.tracking import tracker_env_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ class JobManager:
             self._run_inline(run_id, request, run_dir, config)
             return
         cmd = trainer_command(self.python, request.stage, run_dir, request.num_processes)
-        proc = spawn_trainer(cmd, run_dir)
+        trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
+        proc = spawn_trainer(cmd, run_dir, trackers)
         self._procs[run_id] = proc
         runs.mark_running(
             self.store, run_id, config=config, parent_run_id=plan.get("parent_run_id"), pid=proc.pid

@@ -82,10 +82,19 @@ def passes_to_trainer(name: str) -> bool:
     return name in ENV_NAMES or name.startswith(ENV_PREFIXES)
 
 
-def trainer_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a trainer process: the allow-list above, plus prefloop's settings."""
+def trainer_env(
+    environ: Mapping[str, str] | None = None, tracker_prefixes: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The environment of a trainer process: the allow-list above, plus prefloop's settings.
+
+    `tracker_prefixes`: the variables of the trackers the run reports to (`report_to`),
+    their keys included (WANDB_API_KEY): the user asked for that tracker."""
     source = os.environ if environ is None else environ
-    env = {name: value for name, value in source.items() if passes_to_trainer(name)}
+    env = {
+        name: value
+        for name, value in source.items()
+        if passes_to_trainer(name) or (tracker_prefixes and name.startswith(tracker_prefixes))
+    }
     env.update(
         PYTHONUNBUFFERED="1",
         TOKENIZERS_PARALLELISM="false",
@@ -96,9 +105,12 @@ def trainer_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def spawn_trainer(cmd: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
+def spawn_trainer(
+    cmd: list[str], run_dir: Path, tracker_prefixes: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """Start `cmd` in its own session (so cancel can stop the whole group), logging to the run,
-    with `trainer_env()`: no judge API key or other secret reaches the trainer."""
+    with `trainer_env()`: no judge API key or other secret reaches the trainer (a tracker's
+    own variables do when the run reports to it)."""
     with (run_dir / runfiles.LOG).open("ab") as log:
         return subprocess.Popen(
             cmd,
@@ -106,7 +118,7 @@ def spawn_trainer(cmd: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=trainer_env(),
+            env=trainer_env(tracker_prefixes=tracker_prefixes),
             cwd=run_dir,
         )
 

@@ -58,11 +58,23 @@ class StageConfig:
     replay_ratio: float = help_field(1.0, "Incremental runs: old pairs replayed per new pair.")
     min_replay: int = help_field(16, "Incremental runs: replay at least this many old pairs.")
     seed: int = help_field(0, "Random seed for data order, replay sample and initialisation.")
+    report_to: str = help_field(
+        "auto",
+        "Experiment tracking, passed to TRL: none, tensorboard, wandb, mlflow, trackio (or a "
+        "comma list). auto: TensorBoard event files in the run folder when tensorboard is "
+        "installed. A named tracker must be installed, and gets its own environment "
+        "variables (WANDB_API_KEY, MLFLOW_TRACKING_URI, ...).",
+    )
     tiny_layers: int = help_field(4, "Embedded default policy: transformer layers.")
     tiny_width: int = help_field(192, "Embedded default policy: hidden size.")
     tiny_vocab: int = help_field(
         4096, "Embedded default policy: BPE vocabulary trained on the store's texts."
     )
+
+    def __post_init__(self) -> None:  # at submit: a tracker that is not there fails now
+        from training.tracking import check_report_to
+
+        check_report_to(self.report_to)
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:

@@ -41,6 +41,8 @@ def test_sft_run_trains_and_is_recorded(jobs, labelled_store) -> None:
     assert [m["step"] for m in runfiles.read_metrics(run_dir) if "loss" in m] == [1, 2, 3]
     assert runfiles.read_json(run_dir / runfiles.STATUS)["state"] == "succeeded"
     assert labelled_store.scalar("SELECT started_at <= finished_at FROM runs") is True
+    # report_to=auto: TensorBoard event files in the run folder (tensorboardX is a test extra)
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
 
 
 def test_killed_run_is_failed_with_log_tail_and_store_untouched(jobs, labelled_store) -> None:
