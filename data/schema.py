@@ -267,6 +267,19 @@ MIGRATIONS: list[str] = [
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
     """,
+    # 8: unpaired feedback (a thumbs up or down on one response to a prompt), for KTO:
+    # imported as prompt / completion / label rows (data.feedback)
+    """
+    CREATE TABLE feedback (
+        prompt_id VARCHAR NOT NULL,
+        response_id VARCHAR NOT NULL,
+        desirable BOOLEAN NOT NULL,      -- thumbs up (true) or down (false)
+        who VARCHAR NOT NULL,            -- the file (or --who) the feedback came from
+        source VARCHAR NOT NULL,         -- import, human
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (prompt_id, response_id, who)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -417,4 +417,5 @@ _COUNTABLE = {
     "judgements",
     "runs",
     "ref_logprobs",
+    "feedback",
 }
