@@ -280,6 +280,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (prompt_id, response_id, who)
     );
     """,
+    # OpenAI Batch API batches of the judge (`prefloop judge --batch-api`), owned by
+    # judges/openai_batch.py: a killed prefloop finds its batch here and polls it again
+    """
+    CREATE TABLE judge_api_batches (
+        batch_id VARCHAR PRIMARY KEY,    -- the provider's batch id
+        scope VARCHAR NOT NULL,          -- endpoint, template, models, orders, params (hashed)
+        endpoint VARCHAR NOT NULL,
+        input_file_id VARCHAR NOT NULL,
+        request_keys JSON NOT NULL,      -- the cache keys of its lines (their custom_id)
+        status VARCHAR NOT NULL,         -- submitted, ingested
+        provider_status VARCHAR,         -- completed, failed, expired, cancelled
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        updated_at TIMESTAMP
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
