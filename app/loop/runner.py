@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,9 @@ def loop_summary(store: PreferenceStore, loop_id: str | None = None) -> dict[str
     config = LoopConfig.from_dict(row["config"])
     stages = state.stage_rows(store, row["loop_id"])
     t0 = min((s["started_at"] for s in stages if s["started_at"]), default=0.0)
+    # a stage still running ends now (a loop killed mid-stage: at the last recorded moment)
+    ends = [s["finished_at"] or s["started_at"] or t0 for s in stages]
+    now = time.time() if row["status"] == "running" else max(ends, default=t0)
     staleness = state.pair_staleness(store, row["loop_id"])
     last_train = train_stages(config.stages)[-1]
     rounds: list[dict[str, Any]] = []
@@ -163,7 +167,9 @@ def loop_summary(store: PreferenceStore, loop_id: str | None = None) -> dict[str
         rounds.append(
             {
                 "round": k,
-                "labels": counts.get("labels_at_cutoff"),
+                # labels when the round's run took its snapshot (before: at its cut-off)
+                "labels": counts.get("labels_at_cutoff")
+                or ((by_stage.get("cutoff") or {}).get("counts") or {}).get("labels"),
                 "judge_labels": judge.get("labels"),
                 "heldout_accuracy": metrics.get("heldout_accuracy"),
                 "heldout_reward": metrics.get("heldout_reward"),
@@ -194,5 +200,9 @@ def loop_summary(store: PreferenceStore, loop_id: str | None = None) -> dict[str
             }
             for s in stages
         ],
-        "wall_s": round(max((s["finished_at"] or 0.0) for s in stages) - t0 if stages else 0.0, 3),
+        "wall_s": round(max(s["finished_at"] or now for s in stages) - t0, 3) if stages else 0.0,
+        "now_s": round(now - t0, 3) if stages else 0.0,
+        "running": [
+            f"{s['stage']} (round {s['round']})" for s in stages if s["status"] == "running"
+        ],
     }

@@ -118,6 +118,8 @@ def loop_view(ctx: Any) -> tuple[str, list[list[Any]], Any]:
         return "No loop yet: set the options and press **Start loop**.", [], timeline({})
     state = "running" if ctl.running else summary["status"]
     lines = [f"**Loop** `{summary['loop_id']}`: **{state}**, {summary['wall_s']:g} s"]
+    if summary.get("running"):
+        lines.append("running now: " + ", ".join(summary["running"]))
     if ctl.running and ctl.stop.is_set():
         lines.append("stopping: waiting for the running stages to end")
     if summary.get("stop_reason"):
@@ -131,14 +133,13 @@ def round_rows(ctx: Any, summary: dict[str, Any]) -> list[list[Any]]:
     agreement = _judge_agreement(ctx)
     rows = []
     for r in summary["rounds"]:
-        labels = r["labels"] or {}
+        labels = r["labels"]  # the counts at the round's cut-off, once it has one
+        shown = [labels.get(s, 0) if labels else "-" for s in ("human", "judge", "import")]
         metric = r["heldout_accuracy"] if r["heldout_accuracy"] is not None else r["heldout_reward"]
         rows.append(
             [
                 r["round"],
-                labels.get("human", 0),
-                labels.get("judge", 0),
-                labels.get("import", 0),
+                *shown,
                 agreement,
                 None if metric is None else round(float(metric), 3),
                 {True: "yes", False: "no (kept parent)"}.get(r["promoted"], "-"),
@@ -172,7 +173,7 @@ def timeline(summary: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figure
         return fig
     last_rounds = sorted({s["round"] for s in stages})[-4:]
     stages = [s for s in stages if s["round"] in last_rounds]
-    now = max((s["end_s"] or s["start_s"]) for s in stages)
+    now = summary.get("now_s") or max((s["end_s"] or s["start_s"]) for s in stages)
     names = list(dict.fromkeys(s["stage"] for s in sorted(stages, key=lambda s: s["start_s"])))
     for s in stages:
         end = s["end_s"] if s["end_s"] is not None else now

@@ -89,7 +89,9 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
     with gr.Tab("Loop", id="loop", visible=False) as loop_tab:
         gr.Markdown(LOOP_HELP)
         with gr.Row():
-            rounds = gr.Number(value=3, precision=0, minimum=1, label="Rounds")
+            rounds = gr.Number(
+                value=3, precision=0, minimum=1, label="Rounds", elem_id="loop-rounds-n"
+            )
             pipeline = gr.Radio(list(PIPELINES), value="dpo", label="Pipeline")
             budget = gr.Number(
                 value=LoopConfig.human_budget_per_round,
@@ -105,25 +107,35 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
                 label="Prompts per round",
             )
         with gr.Row():
-            policy = gr.Textbox(label="Base policy (empty: default)", info=help_of("policy"))
-            judge_url = gr.Textbox(label="Judge base URL", info=help_of("judge_base_url"))
-            judge_model = gr.Textbox(label="Judge model (empty: no judge stage)")
+            policy = gr.Textbox(
+                label="Base policy (empty: default)", info=help_of("policy"), elem_id="loop-policy"
+            )
+            judge_url = gr.Textbox(
+                label="Judge base URL", info=help_of("judge_base_url"), elem_id="loop-judge-url"
+            )
+            judge_model = gr.Textbox(
+                label="Judge model (empty: no judge stage)", elem_id="loop-judge-model"
+            )
         with gr.Row():
             overlap = gr.Checkbox(value=True, label="Overlap stages", info=help_of("overlap"))
-            max_steps = gr.Number(value=None, precision=0, minimum=1, label="Steps per run")
-            settings = gr.Textbox(label="Stage settings (KEY=VALUE, comma-separated)")
+            max_steps = gr.Number(
+                value=None, precision=0, minimum=1, label="Steps per run", elem_id="loop-steps"
+            )
+            settings = gr.Textbox(
+                label="Stage settings (KEY=VALUE, comma-separated)", elem_id="loop-settings"
+            )
         with gr.Row():
             start_button = gr.Button("Start loop", variant="primary", elem_id="btn-loop-start")
             resume_button = gr.Button("Resume last loop", elem_id="btn-loop-resume")
             stop_button = gr.Button("Stop loop", variant="stop", elem_id="btn-loop-stop")
-        loop_md = gr.Markdown()
+        loop_md = gr.Markdown(elem_id="loop-status")
         rounds_table = gr.Dataframe(
             headers=loop_jobs.ROUND_COLUMNS,
-            label="Rounds",
+            label="Per-round results",
             interactive=False,
             elem_id="loop-rounds",
         )
-        chart = gr.Plot(label="Timeline")
+        chart = gr.Plot(label="Timeline", elem_id="loop-timeline")
         loop_timer = gr.Timer(2.0, active=False)
 
     inputs = [
