@@ -32,6 +32,43 @@ def judge_calls(db: Path) -> int:
         return store.count("judge_calls")
 
 
+CONTRACT_FLAGS = (
+    "--db",
+    "--rounds",
+    "--pipeline",
+    "--human-budget-per-round",
+    "--judge-base-url",
+    "--judge-model",
+    "--generate-n",
+    "--prompts-per-round",
+    "--wait-for-humans",
+    "--human-deadline",
+    "--no-overlap",
+    "--json",
+    "--resume",
+)
+
+
+def test_loop_has_the_issue_flags_and_errors_are_one_line_with_the_fix(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    shown = CliRunner().invoke(cli, ["loop", "--help"])
+    assert shown.exit_code == 0
+    assert all(flag in shown.output for flag in CONTRACT_FLAGS)
+    db = str(tmp_path / "s.duckdb")
+    for args, fix in (
+        (["--policy", "tiny"], "pass a policy folder"),
+        (["--resume"], "start one with `prefloop loop --rounds N`"),
+        (["--pipeline", "rm+ppo", "--generate-n", "1", "--policy", "x"], "at least 2"),
+    ):
+        result = run_cli(["loop", "--db", db, *args])
+        assert result.returncode == 1
+        assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+        assert fix in result.stderr, result.stderr
+
+
 def test_the_pipelined_loop_overlaps_rounds_and_records_every_stage(
     loop_db, tiny_policy, judge_server
 ) -> None:
