@@ -59,6 +59,7 @@ class ImportReport:
     labels: int = 0
     reference_labels: int = 0
     gold_answers: int = 0
+    feedback: int = 0  # unpaired thumbs up/down rows (prompt/completion/label files)
     duplicates: int = 0
     duplicate_labels: int = 0
     invalid: int = 0
@@ -72,6 +73,7 @@ class ImportReport:
             "labels": self.labels,
             "reference_labels": self.reference_labels,
             "gold_answers": self.gold_answers,
+            "feedback": self.feedback,
             "duplicates": self.duplicates,
             "duplicate_labels": self.duplicate_labels,
             "invalid": self.invalid,
@@ -183,6 +185,7 @@ def import_sources(
         imported_pairs=result.imported_pairs,
         labels=result.labels,
         reference_labels=result.reference_labels,
+        feedback=result.feedback,
         duplicates=result.duplicates,
         duplicate_labels=result.duplicate_labels,
         invalid=len(problems),

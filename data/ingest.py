@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from data.feedback import insert_feedback
 from data.ids import (
     canonical_messages_json,
     canonical_order,
@@ -22,7 +23,7 @@ from data.ids import (
 )
 from data.labels import insert_labels
 from data.schema import swap_verdict
-from data.shapes import PairRecord, Record, ResponsesRecord
+from data.shapes import PairRecord, Record, ResponsesRecord, UnpairedRecord
 from data.store import PreferenceStore, refresh_human_queue
 
 
@@ -33,6 +34,7 @@ class IngestResult:
     labels: int = 0
     duplicate_labels: int = 0
     reference_labels: int = 0  # with as_reference: stored in reference_labels instead
+    feedback: int = 0  # unpaired thumbs up/down rows new or changed (data.feedback)
     responses: int = 0
     pair_ids: list[str] = field(default_factory=list)
 
@@ -44,6 +46,7 @@ class _Batch:
     prompt_responses: dict[tuple[str, str], None] = field(default_factory=dict)
     pairs: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     labels: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    feedback: dict[tuple[str, str], bool] = field(default_factory=dict)  # the last row wins
     rows_seen: int = 0
     in_batch_duplicates: int = 0
 
@@ -86,6 +89,9 @@ def _batch_of(records: Iterable[Record]) -> _Batch:
                 batch.add_response(pid, text)
             for pair in record.pairs:
                 batch.add_pair(pair)
+        elif isinstance(record, UnpairedRecord):
+            pid = batch.add_prompt(record.messages)
+            batch.feedback[(pid, batch.add_response(pid, record.completion))] = record.desirable
         else:
             batch.add_pair(record)
     return batch
@@ -244,6 +250,7 @@ def _write(
                 refresh_human_queue(cur, list({k[0] for k in batch.labels}))
                 store.cache.clear()
         result.duplicate_labels = len(batch.labels) - len(inserted)
+    result.feedback = insert_feedback(cur, batch.feedback, who=who, source=source)
     for name in ("_new_prompts", "_new_responses", "_new_links", "_new_pairs", "_new_labels"):
         cur.unregister(name)
     return result

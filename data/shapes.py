@@ -40,7 +40,7 @@ from data.errors import RowProblem
 from data.ids import Messages, text_hash
 from data.schema import VERDICTS
 
-FORMATS = ("auto", "trl", "hh", "pairs", "responses")
+FORMATS = ("auto", "trl", "hh", "pairs", "responses", "unpaired")
 ROLES = ("system", "user", "assistant")
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 _HH_ASSISTANT = "\n\nAssistant:"
@@ -75,7 +75,16 @@ class ResponsesRecord:
     pairs: list[PairRecord]
 
 
-Record = PairRecord | ResponsesRecord
+@dataclass
+class UnpairedRecord:
+    """A thumbs up (``desirable``) or down on one response to a prompt (KTO's data)."""
+
+    messages: Messages
+    completion: str
+    desirable: bool
+
+
+Record = PairRecord | ResponsesRecord | UnpairedRecord
 
 
 class RowError(Exception):
@@ -96,6 +105,8 @@ def detect_format(row: dict[str, Any]) -> str | None:
         return "pairs"
     if "responses" in keys:
         return "responses"
+    if "completion" in keys and "label" in keys:
+        return "unpaired"
     return None
 
 
@@ -104,7 +115,7 @@ def describe_unknown(row: dict[str, Any]) -> str:
     return (
         f"unknown row shape with fields [{keys}]; expected prompt/chosen/rejected (trl), "
         "chosen/rejected HH transcripts (hh), prompt/response_a/response_b (pairs) "
-        "or prompt/responses (responses)"
+        "prompt/responses (responses) or prompt/completion/label (unpaired, for KTO)"
     )
 
 
@@ -118,6 +129,8 @@ def parse_row(row: dict[str, Any], fmt: str, config: ShapeConfig) -> Record:
         return _parse_pairs(row, config)
     if fmt == "responses":
         return _parse_responses(row, config)
+    if fmt == "unpaired":
+        return _parse_unpaired(row, config)
     raise RowError(None, f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
@@ -399,6 +412,28 @@ def _parse_responses(row: dict[str, Any], config: ShapeConfig) -> ResponsesRecor
             verdict = "a" if s1 > s2 else "b" if s2 > s1 else "tie"
         pairs.append(PairRecord(prompt, first, second, verdict))
     return ResponsesRecord(prompt, unique, pairs)
+
+
+_DESIRABLE_WORDS = {"true": True, "false": False, "1": True, "0": False, "up": True, "down": False}
+
+
+def _parse_unpaired(row: dict[str, Any], config: ShapeConfig) -> UnpairedRecord:
+    prompt = _prompt(row, config)
+    completion = _text(row, "completion", config, response=True)
+    label = row.get("label")
+    if isinstance(label, str):
+        desirable = _DESIRABLE_WORDS.get(label.strip().lower())
+    elif isinstance(label, bool | int) and label in (0, 1):  # True == 1, False == 0
+        desirable = bool(label)
+    else:
+        desirable = None
+    if desirable is None:
+        raise RowError(
+            "label",
+            f"must say whether the completion is desirable: true/false, 1/0 or up/down, "
+            f"got {label!r}",
+        )
+    return UnpairedRecord(prompt, completion, desirable)
 
 
 def _scores(row: dict[str, Any], count: int) -> list[float] | None:

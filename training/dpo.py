@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from data.errors import ConfigError
 from training.hf_trainer import final_evaluation, progress_callback, trainer_args
 from training.models import (
     base_label,
@@ -56,7 +57,57 @@ class DPOStageConfig(StageConfig):
         None,
         "Pairs per reference forward batch (sorted by length, no gradients). None: 2 on "
         "CPU, where a batch's padding costs more than batching saves, else batch_size.",
-    )  # measured on 2 CPU cores, 400 HH pairs: 19.0 ms a pair at 2, 23.0 at 8, 29.5 at 16
+    )
+    loss_type: str = help_field(
+        "sigmoid",
+        "TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, "
+        "exo_pair, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm, sft; a comma "
+        "list combines them (e.g. sigmoid,sft for RPO-style), weighted by loss_weights.",
+    )
+    loss_weights: str | None = help_field(
+        None, "Comma list of weights, one per loss_type (None: 1 each)."
+    )
+    label_smoothing: float = help_field(
+        0.0, "Assumed label noise in [0, 0.5) for the robust / conservative (cDPO) losses."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [t for t in self.loss_types if t not in DPO_LOSS_TYPES]
+        if unknown or not self.loss_types:
+            raise ConfigError(
+                f"loss_type={self.loss_type!r}: use one or more (comma list) of "
+                f"{', '.join(DPO_LOSS_TYPES)}"
+            )
+        if self.loss_weights is not None and len(self.weights or []) != len(self.loss_types):
+            raise ConfigError(
+                f"loss_weights={self.loss_weights!r}: give one number per loss_type "
+                f"({len(self.loss_types)}: {', '.join(self.loss_types)})"
+            )
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing={self.label_smoothing}: use a value in [0, 0.5)")
+
+    @property
+    def loss_types(self) -> list[str]:
+        return [t.strip() for t in self.loss_type.split(",") if t.strip()]
+
+    @property
+    def weights(self) -> list[float] | None:
+        if self.loss_weights is None:
+            return None
+        try:
+            return [float(w) for w in str(self.loss_weights).split(",") if w.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"loss_weights={self.loss_weights!r}: use numbers separated by commas"
+            ) from None
+
+
+# TRL 1.16's DPOConfig.loss_type values (checked at submit, before a process starts)
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)  # fmt: skip
 
 
 def cached_reference_trainer_class():
@@ -264,6 +315,9 @@ def run(ctx: RunContext) -> None:
         DPOConfig,
         len(test_rows),
         beta=cfg.beta,
+        loss_type=cfg.loss_types,
+        loss_weights=cfg.weights,
+        label_smoothing=cfg.label_smoothing,
         max_length=cfg.max_length,
         truncation_mode="keep_end",
         precompute_ref_log_probs=cfg.use_lora,

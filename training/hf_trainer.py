@@ -25,7 +25,7 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
     trackers = resolve_report_to(cfg.report_to)
     if "tensorboard" in trackers:  # event files go with the run unless the user points them away
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(ctx.run_dir / TENSORBOARD_FOLDER))
-    return config_cls(
+    settings: dict[str, Any] = dict(
         output_dir=str(ctx.run_dir / "hf"),
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
@@ -47,8 +47,9 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
         gradient_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         ddp_backend="gloo" if cpu and ctx.world_size > 1 else None,
-        **extra,
     )
+    settings.update(extra)  # a stage's own settings win (KTO needs sequential sampling)
+    return config_cls(**settings)
 
 
 def progress_callback(

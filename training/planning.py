@@ -14,7 +14,13 @@ from data.models import NAMED_MODELS, SMOLLM2, is_named, source_file
 from data.store import PreferenceStore
 from training import runfiles, runs
 from training.generation_io import PROMPTS, export_prompts
-from training.snapshot import export_snapshot, label_watermark, model_hash, template_hash
+from training.snapshot import (
+    export_feedback,
+    export_snapshot,
+    label_watermark,
+    model_hash,
+    template_hash,
+)
 from training.stage_config import StageConfig, profile_defaults
 from training.stages import TrainRequest, get_stage, policy_stages
 
@@ -50,6 +56,16 @@ def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
         ref_model_hash=plan["ref_model_hash"],
         template=plan["template_hash"],
     )
+    if get_stage(request.stage).unpaired:
+        plan["feedback"] = export_feedback(
+            store, run_dir / runfiles.FEEDBACK, test_fraction=request.test_fraction
+        )
+        if plan["snapshot"]["train"] + plan["feedback"]["train"] == 0:
+            raise TrainingError(
+                "nothing to train KTO on: no labelled pairs and no thumbs up/down rows; label "
+                "pairs, or import a prompt/completion/label file with `prefloop import`"
+            )
+        return plan
     if plan["snapshot"]["train"] == 0:
         raise TrainingError(
             "no labelled pairs to train on (ties, both_bad and split votes are left out); "

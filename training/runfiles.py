@@ -24,6 +24,7 @@ from typing import Any
 
 CONFIG = "config.json"
 SNAPSHOT = "snapshot.parquet"
+FEEDBACK = "feedback.parquet"  # KTO runs: unpaired thumbs up/down rows
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
 LOG = "train.log"

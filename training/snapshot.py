@@ -61,6 +61,53 @@ def label_watermark(store: PreferenceStore) -> int:
     return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)
 
 
+def export_feedback(
+    store: PreferenceStore, path: Path, *, test_fraction: float = 0.1
+) -> dict[str, int]:
+    """Write the unpaired thumbs up/down rows (`data.feedback`) a KTO run trains on, in the
+    snapshot's prompt/completion text and split; returns counts."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data.feedback import feedback_rows
+
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("prompt_id", "prompt", "completion", "label", "split")
+    }
+    for row in feedback_rows(store):
+        messages = (
+            row["messages"] if isinstance(row["messages"], list) else json.loads(row["messages"])
+        )
+        rows["prompt_id"].append(row["prompt_id"])
+        rows["prompt"].append(prompt_text(messages))
+        rows["completion"].append(completion_text(row["completion"]))
+        rows["label"].append(bool(row["desirable"]))
+        rows["split"].append("test" if is_test_prompt(row["prompt_id"], test_fraction) else "train")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            rows,
+            schema=pa.schema(
+                [
+                    ("prompt_id", pa.string()),
+                    ("prompt", pa.string()),
+                    ("completion", pa.string()),
+                    ("label", pa.bool_()),
+                    ("split", pa.string()),
+                ]
+            ),
+        ),
+        path,
+    )
+    return {
+        "rows": len(rows["label"]),
+        "train": rows["split"].count("train"),
+        "desirable": sum(rows["label"]),
+    }
+
+
 def export_snapshot(
     store: PreferenceStore,
     path: Path,

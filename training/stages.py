@@ -27,6 +27,7 @@ class Stage:
     multi_process: bool  # may run under `accelerate launch` (`--num-processes N`, N > 1)
     help: str  # one line: what it does
     trains: bool = True  # False for generate: it samples from a policy and trains nothing
+    unpaired: bool = False  # also trains on unpaired thumbs up/down rows (`data.feedback`)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -56,6 +57,16 @@ STAGES: tuple[Stage, ...] = (
         needs_reward=False,
         multi_process=True,
         help="direct preference optimisation on the pairs (TRL DPOTrainer)",
+    ),
+    Stage(
+        "kto",
+        "training.kto",
+        "KTOStageConfig",
+        trains_policy=True,
+        needs_reward=False,
+        multi_process=True,
+        help="KTO on thumbs up/down: unpaired feedback and each pair's two sides (TRL KTOTrainer)",
+        unpaired=True,
     ),
     Stage(
         "ppo",
@@ -129,7 +140,7 @@ def get_stage(name: str) -> Stage:
 class TrainRequest:
     """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
 
-    stage: str  # a name in STAGES: sft, rm, dpo, ppo, grpo, rloo, or generate
+    stage: str  # a name in STAGES: sft, rm, dpo, kto, ppo, grpo, rloo, or generate
     policy: str | None = (
         None  # HF id, local path, "tiny" or a named model; None: latest promoted SFT, else DEFAULT_POLICY
     )

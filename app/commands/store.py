@@ -131,6 +131,11 @@ def _import_summary(result: dict[str, object]) -> str:
             f"{result['reference_labels']} labels kept as reference only (never trained on; "
             "the pairs are routed like unlabelled ones)"
         )
+    if result.get("feedback"):
+        lines.append(
+            f"{result['feedback']} unpaired thumbs up/down rows (train them with "
+            "`prefloop train kto`)"
+        )
     if result.get("gold_answers"):
         lines.append(
             f"{result['gold_answers']} gold answers kept (never labels; the pairs are mixed "

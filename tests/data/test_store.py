@@ -107,18 +107,21 @@ def test_not_a_duckdb_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_an_older_store_is_migrated_on_open(store_path: Path) -> None:
-    with PreferenceStore(store_path) as store, store.transaction() as cur:
-        cur.execute("DROP TABLE skips").fetchall()  # what a version-1 file looks like
-        cur.execute("DROP TABLE reference_labels").fetchall()
-        cur.execute("DROP TABLE label_corrections").fetchall()
-        cur.execute("DROP VIEW active_labels").fetchall()
-        cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'").fetchall()
+    import duckdb
+
+    from data.schema import MIGRATIONS
+
+    first = duckdb.connect(str(store_path))  # a file written by version 1, and nothing since
+    first.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    first.execute(MIGRATIONS[0])
+    first.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    first.close()
     with PreferenceStore(store_path) as again:
-        assert again.schema_version() == SCHEMA_VERSION == 5
-        assert again.count("pairs") == 0 and again.query("SELECT count(*) FROM skips") == [(0,)]
-        assert again.query("SELECT count(*) FROM reference_labels") == [(0,)]
-        assert again.count("label_corrections") == 0
-        assert again.query("SELECT count(*) FROM active_labels") == [(0,)]
+        assert again.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+        assert again.count("pairs") == 0
+        for later in ("skips", "reference_labels", "label_corrections", "active_labels",
+                      "loop_rounds", "gold_answers", "adjudications", "feedback"):  # fmt: skip
+            assert again.query(f"SELECT count(*) FROM {later}") == [(0,)], later
 
 
 def test_active_labels_is_the_labels_that_count(store: PreferenceStore) -> None:

@@ -25,9 +25,9 @@ def test_the_lists_read_the_table() -> None:
     from app.commands.train import train_command
     from app.ui.train_jobs import TRAIN_KINDS, TRAIN_STAGES
 
-    assert STAGES == ("sft", "rm", "dpo", "ppo", "grpo", "rloo")
+    assert STAGES == ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
     assert list(KINDS) == [*STAGES, "generate"]
-    assert POLICY_STAGES == ("sft", "dpo", "ppo", "grpo", "rloo")
+    assert POLICY_STAGES == ("sft", "dpo", "kto", "ppo", "grpo", "rloo")
     assert stages.reward_stages() == ("ppo", "grpo", "rloo")
     assert tuple(train_command.params[0].type.choices) == STAGES
     assert TRAIN_KINDS == ("dpo", "rm+ppo", "rm+grpo", "rm+rloo", "rm")
