@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from data.errors import JudgeError
@@ -70,6 +70,10 @@ class BatchReport:
     batch_id: str = ""
     logprobs: bool = True
     seconds: float = 0.0
+    # with several --base-url: per endpoint, requests, failures, times benched
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    # with --batch-api: the batch's id, whether it was resumed, its counts; failed lines
+    batch_api: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -109,6 +113,21 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{result['calls']} calls{cached}, {result['prompt_tokens']} prompt + "
         f"{result['completion_tokens']} completion tokens{cost}, {result.get('seconds', 0):g} s",
     ]
+    batch = result.get("batch_api")
+    if batch:
+        lines.append(
+            f"Batch API batch {batch['batch_id']}{' (resumed)' if batch['resumed'] else ''}: "
+            f"{batch['completed']} of {batch['requests']} requests answered, "
+            f"{batch['failed_lines']} failed lines"
+            + (f" ({batch['retried_live']} judged live)" if batch.get("retried_live") else "")
+            + (f", {len(batch['listed'])} left for the next run" if batch.get("listed") else "")
+            + (
+                f", {batch['deferred']} units wait for the next batch"
+                if batch.get("deferred")
+                else ""
+            )
+            + "; costs at batch prices"
+        )
     if not result.get("logprobs", True):
         lines.append(
             "the endpoint gave no logprobs: verdicts were parsed from text, confidences left empty"
@@ -123,6 +142,10 @@ def make_backend(config: JudgeConfig, api_key: str | None = None) -> Backend:
         from judges.hf_backend import HFBackend
 
         return HFBackend(config)
+    if len(config.resolved_base_urls) > 1:
+        from judges.replicas import ReplicaBackend
+
+        return ReplicaBackend(config, api_key=api_key)
     from judges.client import OpenAIBackend
 
     return OpenAIBackend(config, api_key=api_key)
@@ -170,7 +193,23 @@ def run_batch(
         units=units,
         debias_margin=config.debias_margin,
     )
-    asyncio.run(_judge_all(units, views, template, backend, writer, config, report))
+    prepaid: dict[str, Completion] = {}
+    if config.batch_api:
+        units, prepaid = _through_batch_api(
+            store, config, backend, template, orders, units, views, report, api_key
+        )
+    try:
+        if units:
+            asyncio.run(
+                _judge_all(units, views, template, backend, writer, config, report, prepaid)
+            )
+    finally:
+        if hasattr(backend, "stats"):
+            report.endpoints = backend.stats()
+    if report.batch_api is not None:
+        from judges.openai_batch import mark_batch
+
+        mark_batch(store, report.batch_api["batch_id"], "ingested", report.batch_api["status"])
     report.judged = writer.judged
     report.labels = writer.labels
     report.inconsistent = writer.inconsistent
@@ -183,6 +222,69 @@ def run_batch(
     return report
 
 
+def _through_batch_api(
+    store: PreferenceStore,
+    config: JudgeConfig,
+    backend: Backend,
+    template: Template,
+    orders: tuple[str, ...],
+    units: list[Unit],
+    views: dict[str, PairView],
+    report: BatchReport,
+    api_key: str | None,
+) -> tuple[list[Unit], dict[str, Completion]]:
+    """Send the units' first requests as one Batch API batch (or resume the stored one) and
+    return the units to judge now with the batch's replies under their cache keys: the live
+    path then parses, repairs (live), writes and prices them as if they had been sent live.
+    Failed lines are judged live (`--batch-failed live`) or listed and left for later."""
+    from judges.openai_batch import collect, scope_of
+
+    params = backend.params()
+    keys = {
+        u: cache_key(
+            backend.endpoint, u.model, params, _messages(template, views[u.pair_id], u.order)
+        )
+        for u in units
+    }
+    cached = {} if config.retry_failed else prefetch_cache(store, list(keys.values()))
+    requests = {
+        key: {
+            "model": u.model,
+            "messages": _messages(template, views[u.pair_id], u.order),
+            **params,
+        }
+        for u, key in keys.items()
+        if key not in cached
+    }
+    scope = scope_of(backend.endpoint, template.hash, config.models, orders, params)
+    outcome = collect(store, config, api_key=api_key, scope=scope, requests=requests)
+    if outcome is None:  # everything was in the cache
+        return units, {}
+    for completion in outcome.completions.values():
+        completion.params = params
+    # a resumed batch covers the units it was sent for; newer ones wait for the next batch
+    kept = [u for u in units if keys[u] in outcome.keys or keys[u] in cached]
+    listed: list[dict[str, str]] = []
+    if config.batch_failed == "list":
+        listed = [
+            {
+                "pair_id": u.pair_id,
+                "model": u.model,
+                "order": u.order,
+                "error": outcome.failed[keys[u]],
+            }
+            for u in kept
+            if keys[u] in outcome.failed
+        ]
+        kept = [u for u in kept if keys[u] not in outcome.failed]
+    report.batch_api = outcome.as_dict() | {
+        "retried_live": 0 if config.batch_failed == "list" else len(outcome.failed),
+        "listed": listed,
+        "deferred": len(units) - len(kept) - len(listed),
+    }
+    return kept, outcome.completions
+
+
 async def _judge_all(
     units: list[Unit],
     views: dict[str, PairView],
@@ -191,7 +293,10 @@ async def _judge_all(
     writer: Writer,
     config: JudgeConfig,
     report: BatchReport,
+    prepaid: dict[str, Completion] | None = None,
 ) -> None:
+    """`prepaid`: replies already paid for (a Batch API batch), by cache key: stored and
+    counted as calls, not as cache hits."""
     from tqdm import tqdm
 
     messages = {u: _messages(template, views[u.pair_id], u.order) for u in units}
@@ -200,6 +305,7 @@ async def _judge_all(
         params = backend.params()
         keys = [cache_key(backend.endpoint, u.model, params, msgs) for u, msgs in messages.items()]
     cache = prefetch_cache(writer.store, keys)
+    cache.update(prepaid or {})
     semaphore = asyncio.Semaphore(config.concurrency)
 
     async def one(unit: Unit) -> Outcome:
@@ -262,7 +368,9 @@ def _account(report: BatchReport, outcome: Outcome, config: JudgeConfig) -> None
         report.completion_tokens += completion.completion_tokens
         price = config.price(model)
         if price is not None:
-            report.cost_usd += price.cost(completion.prompt_tokens, completion.completion_tokens)
+            report.cost_usd += price.cost(
+                completion.prompt_tokens, completion.completion_tokens, batch=completion.batched
+            )
 
 
 def _messages(template: Template, pair: PairView, order: str) -> list[dict[str, str]]:
@@ -282,8 +390,12 @@ async def _ask(
     """One reply for `msgs`: from the cache when this exact request was answered before."""
     if cache:  # most batches find nothing cached: then skip hashing the request twice
         hit = cache.get(cache_key(backend.endpoint, unit.model, backend.params(), msgs))
-        if hit is not None:
+        if hit is not None and hit.cached:
             outcome.cache_hits += 1
+            return hit
+        if hit is not None:  # a Batch API reply: paid for in this batch, stored like a live one
+            key = cache_key(backend.endpoint, unit.model, hit.params, msgs)
+            outcome.calls.append((key, unit.model, {"params": hit.params, "messages": msgs}, hit))
             return hit
     completion = await backend.complete(unit.model, msgs)
     if completion.error is None:

@@ -50,6 +50,11 @@ START_A_SERVER = (
 )
 
 
+class EndpointUnreachable(JudgeError):
+    """No connection could be made to the endpoint (refused, unresolvable, connect timeout).
+    One endpoint stops the batch; among replicas (`judges/replicas.py`) it is benched."""
+
+
 @dataclass
 class Completion:
     """What one call produced; `error` set means no usable reply (and nothing to cache)."""
@@ -60,7 +65,8 @@ class Completion:
     completion_tokens: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # the parameters actually sent
     error: str | None = None
-    cached: bool = False
+    cached: bool = False  # read from `judge_calls`: not sent, not paid for again
+    batched: bool = False  # answered by an OpenAI Batch API batch (priced at batch prices)
 
 
 def scrub_completion(completion: Completion, secrets: tuple[str, ...]) -> Completion:
@@ -104,7 +110,7 @@ class OpenAIBackend:
         self.endpoint = config.resolved_base_url
         self.logprobs_enabled = config.logprobs
         self.logprobs_disabled_reason: str | None = None
-        key = api_key or _key_from_env(config.api_key_env)
+        key = key_for(config, api_key)
         self._secrets = secret_forms(key)
         self._client = AsyncOpenAI(
             base_url=self.endpoint,
@@ -225,20 +231,30 @@ class OpenAIBackend:
                     params=params,
                 )
 
+    def forget_unreachable(self) -> None:
+        """Try this endpoint again (a replica pool does, once its bench is over)."""
+        self._unreachable = None
+        self._reached = False
+
     def _unreachable_error(self, exc: Exception) -> JudgeError:
         tries = 1 + self.config.max_retries
         tries_text = f"{tries} attempt" + ("s" if tries > 1 else "")
         reason = _connect_reason(exc, self.config.timeout)
         if self._reached:
-            return JudgeError(
+            return EndpointUnreachable(
                 f"{self.endpoint} stopped accepting connections ({reason}; {tries_text}) "
                 "during the batch; the judgements finished so far are stored: restart the "
                 "server and run the same command again to judge the rest"
             )
-        return JudgeError(
+        return EndpointUnreachable(
             f"cannot reach {self.endpoint} ({reason}; {tries_text}); nothing was judged: "
             + START_A_SERVER
         )
+
+
+def key_for(config: JudgeConfig, api_key: str | None = None) -> str:
+    """The key a client of `config` sends: the caller's, else the variable's (see above)."""
+    return api_key or _key_from_env(config.api_key_env)
 
 
 def _key_from_env(name: str) -> str:
@@ -297,6 +313,11 @@ def _connect_reason(exc: BaseException, timeout: float) -> str:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300]
+
+
+def completion_from_json(response: Any, params: dict[str, Any]) -> Completion:
+    """A Completion from a chat.completion JSON object (a live reply or a Batch API line)."""
+    return _completion(response, params)
 
 
 def _completion(response: Any, params: dict[str, Any]) -> Completion:

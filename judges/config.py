@@ -15,9 +15,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.endpoints import PoolPolicy, parse_base_urls, pool_name
 from data.errors import ConfigError
 
 BACKENDS = ("openai", "hf")
+BATCH_FAILED = ("live", "list")  # what --batch-api does with lines the batch failed
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -28,9 +30,24 @@ class Price:
 
     prompt: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens."})
     completion: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens."})
+    batch_prompt: float | None = field(
+        default=None,
+        metadata={"help": "USD per 1M prompt tokens through the Batch API (default: half)."},
+    )
+    batch_completion: float | None = field(
+        default=None,
+        metadata={"help": "USD per 1M completion tokens through the Batch API (default: half)."},
+    )
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1_000_000
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+        """US dollars for these tokens, at live prices or (`batch`) at Batch API prices."""
+        prompt, completion = self.prompt, self.completion
+        if batch:
+            prompt = self.prompt / 2 if self.batch_prompt is None else self.batch_prompt
+            completion = (
+                self.completion / 2 if self.batch_completion is None else self.batch_completion
+            )
+        return (prompt_tokens * prompt + completion_tokens * completion) / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -44,12 +61,14 @@ class JudgeConfig:
             "hf: a model folder or smollm2-135m-instruct."
         },
     )
-    base_url: str | None = field(
+    base_url: str | tuple[str, ...] | None = field(
         default=None,
         metadata={
             "help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: "
-            "$OPENAI_BASE_URL). The key is read from $OPENAI_API_KEY (or --api-key-env), sent "
-            "to this endpoint, and never stored."
+            "$OPENAI_BASE_URL). Repeat it (or separate URLs with commas or spaces) for replicas "
+            "of the same model: requests go to the healthy one with the fewest in flight. The "
+            "key is read from $OPENAI_API_KEY (or --api-key-env), sent to these endpoints, and "
+            "never stored."
         },
     )
     api_key_env: str = field(
@@ -67,6 +86,40 @@ class JudgeConfig:
         },
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
+    per_endpoint_concurrency: int | None = field(
+        default=None,
+        metadata={
+            "help": "Requests in flight at once on each --base-url (default: no cap of its own)."
+        },
+    )
+    bench_after: int = field(
+        default=3,
+        metadata={
+            "help": "With several --base-url: failures in a row after which an endpoint is "
+            "benched (its requests go to the others)."
+        },
+    )
+    bench_seconds: float = field(
+        default=30.0, metadata={"help": "Seconds a benched endpoint gets no requests."}
+    )
+    batch_api: bool = field(
+        default=False,
+        metadata={
+            "help": "Send the batch through the OpenAI Batch API (/v1/files, /v1/batches): half "
+            "price, results within 24 h. The batch id is stored, so running the same command "
+            "again after a kill resumes polling it."
+        },
+    )
+    batch_poll_seconds: float = field(
+        default=10.0, metadata={"help": "Seconds between two polls of a Batch API batch."}
+    )
+    batch_failed: str = field(
+        default="live",
+        metadata={
+            "help": "Lines the Batch API batch failed: 'live' judges them with live calls, "
+            "'list' lists them in the report and leaves them for the next run."
+        },
+    )
     swap: bool = field(
         default=False,
         metadata={
@@ -167,16 +220,49 @@ class JudgeConfig:
             raise ConfigError(f"--timeout must be positive seconds (got {self.timeout})")
         if self.max_retries < 0:
             raise ConfigError(f"--max-retries must be >= 0 (got {self.max_retries})")
-        if self.backend == "openai" and not self.resolved_base_url:
+        if self.backend == "openai" and not self.resolved_base_urls:
             raise ConfigError(
                 "no endpoint: pass --base-url URL (e.g. http://127.0.0.1:8000/v1) or set $OPENAI_BASE_URL"
             )
+        self.pool_policy()  # a bad per-endpoint cap or bench setting fails here
+        if self.batch_failed not in BATCH_FAILED:
+            raise ConfigError(
+                f"--batch-failed {self.batch_failed!r} is not one of {', '.join(BATCH_FAILED)}"
+            )
+        if self.batch_api:
+            if self.backend != "openai":
+                raise ConfigError("--batch-api needs --backend openai (an OpenAI-compatible API)")
+            if len(self.resolved_base_urls) > 1:
+                raise ConfigError(
+                    "--batch-api sends one batch to one endpoint: give --base-url once"
+                )
+            if self.retry_failed and self.batch_failed == "list":
+                raise ConfigError("--retry-failed with --batch-failed list would judge nothing")
+        if self.batch_poll_seconds <= 0:
+            raise ConfigError(
+                f"--batch-poll-seconds must be positive (got {self.batch_poll_seconds})"
+            )
+
+    @property
+    def resolved_base_urls(self) -> tuple[str, ...]:
+        """Every endpoint, in the order given (several: replicas of one model)."""
+        if self.backend == "hf":
+            return ("hf://local",)
+        return parse_base_urls(self.base_url or os.environ.get("OPENAI_BASE_URL") or "")
 
     @property
     def resolved_base_url(self) -> str:
-        if self.backend == "hf":
-            return "hf://local"
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
+        """The endpoint's name in cache keys and `judge_calls`: the URL, or for replicas
+        their sorted URLs (`data.endpoints.pool_name`), whichever replica answered."""
+        urls = self.resolved_base_urls
+        return pool_name(urls) if urls else ""
+
+    def pool_policy(self) -> PoolPolicy:
+        return PoolPolicy(
+            per_endpoint=self.per_endpoint_concurrency,
+            fail_threshold=self.bench_after,
+            bench_seconds=self.bench_seconds,
+        )
 
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
@@ -196,13 +282,16 @@ def load_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
         ) from None
     prices: dict[str, Price] = {}
     for model, entry in table.items():
-        if not isinstance(entry, dict) or not set(entry) <= {"prompt", "completion"}:
+        keys = {"prompt", "completion", "batch_prompt", "batch_completion"}
+        if not isinstance(entry, dict) or not set(entry) <= keys:
             raise ConfigError(
-                f'--prices {file}: entry {model!r} must be {{"prompt": USD_PER_1M, "completion": USD_PER_1M}}'
+                f'--prices {file}: entry {model!r} must be {{"prompt": USD_PER_1M, "completion": '
+                'USD_PER_1M} (optionally "batch_prompt", "batch_completion": Batch API prices)'
             )
         try:
+            batch = {k: float(entry[k]) for k in ("batch_prompt", "batch_completion") if k in entry}
             prices[model] = Price(
-                float(entry.get("prompt", 0.0)), float(entry.get("completion", 0.0))
+                float(entry.get("prompt", 0.0)), float(entry.get("completion", 0.0)), **batch
             )
         except (TypeError, ValueError):
             raise ConfigError(

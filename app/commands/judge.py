@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
-from judges.config import BACKENDS, DEFAULT_API_KEY_ENV, JudgeConfig
+from judges.config import BACKENDS, BATCH_FAILED, DEFAULT_API_KEY_ENV, JudgeConfig
 
 
 def _help(name: str) -> str:
@@ -20,7 +20,9 @@ def _help(name: str) -> str:
 @db_option
 @click.option(
     "--base-url",
-    default=None,
+    "base_urls",
+    multiple=True,
+    metavar="URL",
     help=_help("base_url"),
 )
 @click.option(
@@ -50,6 +52,41 @@ def _help(name: str) -> str:
     default=JudgeConfig.concurrency,
     show_default=True,
     help=_help("concurrency"),
+)
+@click.option(
+    "--per-endpoint-concurrency",
+    type=int,
+    default=None,
+    help=_help("per_endpoint_concurrency"),
+)
+@click.option(
+    "--bench-after",
+    type=int,
+    default=JudgeConfig.bench_after,
+    show_default=True,
+    help=_help("bench_after"),
+)
+@click.option(
+    "--bench-seconds",
+    type=float,
+    default=JudgeConfig.bench_seconds,
+    show_default=True,
+    help=_help("bench_seconds"),
+)
+@click.option("--batch-api", is_flag=True, help=_help("batch_api"))
+@click.option(
+    "--batch-poll-seconds",
+    type=float,
+    default=JudgeConfig.batch_poll_seconds,
+    show_default=True,
+    help=_help("batch_poll_seconds"),
+)
+@click.option(
+    "--batch-failed",
+    type=click.Choice(BATCH_FAILED),
+    default=JudgeConfig.batch_failed,
+    show_default=True,
+    help=_help("batch_failed"),
 )
 @click.option(
     "--swap",
@@ -108,16 +145,23 @@ def _help(name: str) -> str:
     "prices_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help='JSON/TOML price table {"MODEL": {"prompt": USD_PER_1M, "completion": USD_PER_1M}} for cost_usd.',
+    help='JSON/TOML price table {"MODEL": {"prompt": USD_PER_1M, "completion": USD_PER_1M}} for '
+    'cost_usd (optional "batch_prompt"/"batch_completion": Batch API prices, default half).',
 )
 @json_option
 def judge_command(
     db: str,
-    base_url: str | None,
+    base_urls: tuple[str, ...],
     api_key_env: str,
     models: tuple[str, ...],
     backend: str,
     concurrency: int,
+    per_endpoint_concurrency: int | None,
+    bench_after: int,
+    bench_seconds: float,
+    batch_api: bool,
+    batch_poll_seconds: float,
+    batch_failed: str,
     swap: bool,
     debias_margin: float,
     limit: int | None,
@@ -137,10 +181,16 @@ def judge_command(
 
     config = JudgeConfig(
         models=models,
-        base_url=base_url,
+        base_url=base_urls or None,
         api_key_env=api_key_env,
         backend=backend,
         concurrency=concurrency,
+        per_endpoint_concurrency=per_endpoint_concurrency,
+        bench_after=bench_after,
+        bench_seconds=bench_seconds,
+        batch_api=batch_api,
+        batch_poll_seconds=batch_poll_seconds,
+        batch_failed=batch_failed,
         swap=swap,
         debias_margin=debias_margin,
         limit=limit,
@@ -183,6 +233,14 @@ def _summary(result: dict[str, Any]) -> str:
         )
     elif result["failed"]:
         lines.append("re-run the failures with --retry-failed")
+    for endpoint in result.get("endpoints") or []:
+        lines.append(
+            f"  {endpoint['url']}: {endpoint['requests']} requests, {endpoint['failures']} "
+            f"failed, benched {endpoint['benched']} times"
+        )
+    listed = (result.get("batch_api") or {}).get("listed") or []
+    for line in listed:
+        lines.append(f"  not judged: pair {line['pair_id']} ({line['model']}): {line['error']}")
     return "\n".join(lines)
 
 

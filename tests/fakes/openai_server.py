@@ -14,6 +14,17 @@ too: `Reply.rate_limited(retry_after=0.2)`, `Reply.server_error()`, `Reply.slow(
 no verdict. The server counts in-flight requests (`in_flight`, `max_in_flight`) and
 logs every request (`requests`), so tests can assert retries, concurrency and caching.
 
+Generation: a request with `n` gets `n` choices (`Reply.choices` gives their texts;
+`honour_n=False` answers one choice, as llama.cpp does); `model_name` is the model the
+server says it served (default: the requested one).
+
+The Batch API: `POST /v1/files` (multipart upload), `POST /v1/batches`,
+`GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`, `GET /v1/files/{id}/content`. A
+batch stays `in_progress` while `batch_hold` is set; the first poll after that answers
+every line through the script and the responder, as live calls would be, and completes
+it: 200s go to the output file, other statuses to the error file. These requests are
+logged in `batch_calls`, not in `requests` (which holds chat completions only).
+
 As a pytest fixture: `from tests.fakes.fixtures import fake_openai_server` in a conftest.
 A fixed `latency` (seconds before every answer) serves benchmarks.
 
@@ -26,7 +37,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.parser
+import email.policy
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -57,6 +71,7 @@ class Reply:
     error_message: str = "fake server error"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    choices: list[str] | None = None  # texts of the `n` choices of a generation request
 
     @classmethod
     def rate_limited(cls, retry_after: float = 0.2) -> Reply:
@@ -122,8 +137,18 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_bodies: bool = True,
+        model_name: str | None = None,
+        honour_n: bool = True,
     ):
         self.responder: Responder = responder or always("A")
+        self.model_name = model_name
+        self.honour_n = honour_n
+        # the Batch API
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_hold = False
+        self.batch_calls: list[tuple[str, str]] = []  # (method, path) of every files/batches call
+        self._ids = itertools.count(1)
         self.latency = latency
         self.script: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -238,8 +263,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        if self.path.rstrip("/").endswith("/models"):
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.endswith("/models"):
             self._send_json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        elif "/v1/batches/" in path or "/v1/files/" in path:
+            fake = self.server.fake
+            with fake._lock:
+                fake.batch_calls.append(("GET", path))
+            if "/v1/batches/" in path:
+                self._batch_status(path.rsplit("/", 1)[1])
+            else:
+                self._file_content(path)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -247,6 +281,17 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.endswith("/v1/files") or "/v1/batches" in path:
+            with fake._lock:
+                fake.batch_calls.append(("POST", path))
+            if path.endswith("/v1/files"):
+                self._upload(raw)
+            elif path.endswith("/cancel"):
+                self._cancel(path.rsplit("/", 2)[1])
+            else:
+                self._create_batch(json.loads(raw or b"{}"))
+            return
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
@@ -272,6 +317,116 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             fake._leave()
 
+    # -- the Batch API ----------------------------------------------------------------
+
+    def _upload(self, raw: bytes) -> None:
+        fake = self.server.fake
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
+        )
+        parts = {
+            part.get_param("name", header="content-disposition"): part
+            for part in message.iter_parts()
+        }
+        if "file" not in parts:
+            self._send_json(400, {"error": {"message": "no file part in the upload"}})
+            return
+        data = parts["file"].get_payload(decode=True) or b""
+        file_id = f"file-fake{next(fake._ids)}"
+        with fake._lock:
+            fake.files[file_id] = data
+        purpose = parts["purpose"].get_content().strip() if "purpose" in parts else "batch"
+        self._send_json(200, _file_object(file_id, data, purpose))
+
+    def _create_batch(self, body: dict[str, Any]) -> None:
+        fake = self.server.fake
+        if body.get("input_file_id") not in fake.files:
+            self._send_json(404, {"error": {"message": "no such input file"}})
+            return
+        batch_id = f"batch_fake{next(fake._ids)}"
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "created_at": int(time.time()),
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        }
+        with fake._lock:
+            fake.batches[batch_id] = batch
+        self._send_json(200, batch)
+
+    def _batch_status(self, batch_id: str) -> None:
+        fake = self.server.fake
+        batch = fake.batches.get(batch_id)
+        if batch is None:
+            self._send_json(404, {"error": {"message": f"no batch {batch_id}"}})
+            return
+        if batch["status"] in ("validating", "in_progress"):
+            if fake.batch_hold:
+                batch["status"] = "in_progress"
+            else:
+                self._run_batch(batch)
+        self._send_json(200, batch)
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        fake = self.server.fake
+        out, errors = [], []
+        for number, line in enumerate(fake.files[batch["input_file_id"]].splitlines()):
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            body = request.get("body") or {}
+            reply = fake._next_reply(body)
+            if reply.status == 200 and reply.fault is None:
+                response = {"status_code": 200, "body": completion(body, reply, fake.model_name)}
+                out.append({"id": f"batch_req_{number}", "custom_id": request["custom_id"],
+                            "response": response, "error": None})  # fmt: skip
+            else:
+                response = {"status_code": reply.status if reply.status != 200 else 500,
+                            "body": {"error": {"message": reply.error_message}}}  # fmt: skip
+                errors.append({"id": f"batch_req_{number}", "custom_id": request["custom_id"],
+                               "response": response, "error": None})  # fmt: skip
+        with fake._lock:
+            for name, lines in (("output_file_id", out), ("error_file_id", errors)):
+                if lines:
+                    file_id = f"file-fake{next(fake._ids)}"
+                    fake.files[file_id] = "".join(json.dumps(x) + "\n" for x in lines).encode()
+                    batch[name] = file_id
+            batch["status"] = "completed"
+            batch["completed_at"] = int(time.time())
+            batch["request_counts"] = {
+                "total": len(out) + len(errors),
+                "completed": len(out),
+                "failed": len(errors),
+            }
+
+    def _cancel(self, batch_id: str) -> None:
+        batch = self.server.fake.batches.get(batch_id)
+        if batch is None:
+            self._send_json(404, {"error": {"message": f"no batch {batch_id}"}})
+            return
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"] = "cancelled"
+        self._send_json(200, batch)
+
+    def _file_content(self, path: str) -> None:
+        parts = path.split("/")
+        file_id = parts[-2] if parts[-1] == "content" else parts[-1]
+        data = self.server.fake.files.get(file_id)
+        if data is None:
+            self._send_json(404, {"error": {"message": f"no file {file_id}"}})
+        elif parts[-1] == "content":
+            self._send_bytes(200, data)
+        else:
+            self._send_json(200, _file_object(file_id, data, "batch"))
+
+    # -- chat completions -------------------------------------------------------------
+
     def _answer(self, body: dict[str, Any], reply: Reply) -> None:
         if reply.fault == "drop":
             self.close_connection = True
@@ -285,7 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {k: v for k, v in reply.headers.items() if k != "x-fake-param"}
             self._send_json(reply.status, {"error": error}, headers)
             return
-        payload = completion(body, reply)
+        fake = self.server.fake
+        n = int(body.get("n") or 1) if fake.honour_n else 1
+        payload = completion(body, reply, fake.model_name, n=n)
         if reply.fault == "truncate":
             data = json.dumps(payload).encode()
             self._send_bytes(200, data[: len(data) // 2])
@@ -308,33 +465,53 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    """A chat.completion object answering `body` with `reply.text`."""
-    text = reply.text
-    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-    tokens = _TOKEN.findall(text) or [text]
-    if max_tokens:
-        tokens = tokens[: int(max_tokens)]
-        text = "".join(tokens)
-    choice: dict[str, Any] = {
-        "index": 0,
-        "message": {"role": "assistant", "content": text},
-        "finish_reason": "stop",
-        "logprobs": None,
+def _file_object(file_id: str, data: bytes, purpose: str) -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(data),
+        "created_at": int(time.time()),
+        "filename": f"{file_id}.jsonl",
+        "purpose": purpose,
+        "status": "processed",
     }
-    if body.get("logprobs") and reply.logprobs:
-        top_n = int(body.get("top_logprobs") or 0)
-        choice["logprobs"] = {
-            "content": [_token_logprobs(t, reply.p_a, top_n) for t in tokens],
-            "refusal": None,
+
+
+def completion(
+    body: dict[str, Any], reply: Reply, model_name: str | None = None, *, n: int = 1
+) -> dict[str, Any]:
+    """A chat.completion object answering `body` with `reply.text` (`n` choices: the texts
+    of `reply.choices`, else `reply.text` each time)."""
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    texts = (reply.choices or [reply.text] * n)[:n] if n > 1 else [reply.text]
+    choices, all_tokens = [], []
+    for index, text in enumerate(texts):
+        tokens = _TOKEN.findall(text) or [text]
+        if max_tokens:
+            tokens = tokens[: int(max_tokens)]
+            text = "".join(tokens)
+        choice: dict[str, Any] = {
+            "index": index,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+            "logprobs": None,
         }
+        if body.get("logprobs") and reply.logprobs:
+            top_n = int(body.get("top_logprobs") or 0)
+            choice["logprobs"] = {
+                "content": [_token_logprobs(t, reply.p_a, top_n) for t in tokens],
+                "refusal": None,
+            }
+        choices.append(choice)
+        all_tokens += tokens
+    tokens = all_tokens
     prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": body.get("model", "fake"),
-        "choices": [choice],
+        "model": model_name or body.get("model", "fake"),
+        "choices": choices,
         "usage": {
             "prompt_tokens": reply.prompt_tokens
             if reply.prompt_tokens is not None
