@@ -31,7 +31,16 @@ from data.shapes import (
     parse_row,
 )
 from data.store import PreferenceStore
+from data.tool_import import (
+    detect_tool_format,
+    ingest_votes,
+    open_tool_source,
+    tool_parser,
+    with_votes_as_verdicts,
+)
+from data.tool_records import TOOL_FORMATS, ToolConfig, ToolPair
 
+IMPORT_FORMATS = (*FORMATS, *TOOL_FORMATS)
 LABEL_MODES = ("use", "as-reference")
 
 
@@ -39,7 +48,7 @@ LABEL_MODES = ("use", "as-reference")
 class ImportOptions:
     """How `prefloop import` treats its sources."""
 
-    format: str = "auto"  # auto, trl, hh, pairs, responses
+    format: str = "auto"  # auto, trl, hh, pairs, responses, unpaired, labelstudio, argilla
     skip_invalid: bool = False  # store valid rows, report the rest, instead of all-or-nothing
     report_path: str | None = None  # where rejected rows go with skip_invalid
     who: str = "import"  # recorded as the labeller of imported labels
@@ -51,6 +60,7 @@ class ImportOptions:
     max_problems: int = 50  # how many problems an atomic failure lists
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # refuse larger files (after decompression)
     progress: bool = False
+    tool: ToolConfig = field(default_factory=ToolConfig)  # Label Studio / Argilla projects
 
 
 @dataclass
@@ -85,17 +95,29 @@ class ImportReport:
 
 def parse_sources(
     sources: Sequence[str], options: ImportOptions
-) -> tuple[list[Record], list[RowProblem], int]:
+) -> tuple[list[Record | ToolPair], list[RowProblem], int]:
     """Records from every valid row, and a located problem for every invalid one."""
-    if options.format not in FORMATS:
-        raise ConfigError(f"--format {options.format!r} is not one of {', '.join(FORMATS)}")
-    records: list[Record] = []
+    if options.format not in IMPORT_FORMATS:
+        raise ConfigError(f"--format {options.format!r} is not one of {', '.join(IMPORT_FORMATS)}")
+    records: list[Record | ToolPair] = []
     problems: list[RowProblem] = []
     rows = 0
     for source in sources:
         fmt = None if options.format == "auto" else options.format
+        tool = open_tool_source(
+            source,
+            options.format,
+            options.tool,
+            options.shape,
+            split=options.split,
+            limits=options.read,
+            max_bytes=options.max_source_bytes,
+        )
+        parse_tool = tool.parse if tool else None
         for raw in tqdm(
-            read_source(
+            tool.rows
+            if tool
+            else read_source(
                 source,
                 split=options.split,
                 max_bytes=options.max_source_bytes,
@@ -110,15 +132,20 @@ def parse_sources(
                 problems.append(raw.problem)
                 continue
             assert raw.value is not None
-            row_format = fmt or detect_format(raw.value)
+            row_format = fmt or detect_tool_format(raw.value) or detect_format(raw.value)
             if row_format is None:
                 problems.append(
                     RowProblem(raw.source, raw.line, None, describe_unknown(raw.value), raw.unit)
                 )
                 continue
             fmt = fmt or row_format  # the first readable row fixes the shape for the file
+            if parse_tool is None and fmt in TOOL_FORMATS:
+                parse_tool = tool_parser(fmt, options.tool, options.shape)
             try:
-                records.append(parse_row(raw.value, fmt, options.shape))
+                if parse_tool is not None:
+                    records.append(parse_tool(raw.value))
+                else:
+                    records.append(parse_row(raw.value, fmt, options.shape))
             except RowError as exc:
                 problems.append(located(raw.source, raw.line, raw.unit, exc))
             if problems and not options.skip_invalid and len(problems) >= options.max_problems:
@@ -166,6 +193,7 @@ def import_sources(
         raise ConfigError("--gold and --labels as-reference exclude each other; choose one")
     gold = 0
     if options.gold:
+        records = with_votes_as_verdicts(records)
         answers = _gold_answers(records)
         with store.transaction() as cur:
             result = ingest(store, _without_verdicts(records), origin=origin, cursor=cur)
@@ -173,13 +201,15 @@ def import_sources(
                 store, answers, who=origin if options.who == "import" else options.who, cursor=cur
             )
     else:
-        result = ingest(
-            store,
-            records,
-            origin=origin,
-            who=options.who,
-            as_reference=options.labels == "as-reference",
-        )
+        with store.transaction() as cur:
+            result = ingest_votes(  # annotators' votes from a tool: human labels, who they are
+                store,
+                records,
+                origin=origin,
+                who=options.who,
+                as_reference=options.labels == "as-reference",
+                cursor=cur,
+            )
     report = ImportReport(
         gold_answers=gold,
         imported_pairs=result.imported_pairs,
