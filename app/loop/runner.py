@@ -128,6 +128,11 @@ def run_loop(
             status, reason = "stopped", "stopped by request"
     except LoopStopped:
         status, reason = "stopped", "stopped by request"
+    except KeyboardInterrupt:
+        state.finish_loop(
+            store, loop_id, "stopped", "interrupted (Ctrl-C); its runs were cancelled"
+        )
+        raise
     except BaseException as exc:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         state.finish_loop(store, loop_id, status, reason)

@@ -9,7 +9,8 @@ the sequential loop a person would run by hand.
 
 Setting `stop` (a task may do it, e.g. on early stop, or another thread, e.g. the Loop
 tab) starts no further task; those already running finish. A task that raises stops the
-plan the same way, and `run` raises its error once the running tasks have ended.
+plan the same way, and `run` raises its error once the running tasks have ended; so does an
+exception in the caller's thread (Ctrl-C), after setting `stop` for the running tasks.
 """
 
 from __future__ import annotations
@@ -149,32 +150,40 @@ class Scheduler:
                 cond.notify_all()
 
         threads: list[threading.Thread] = []
-        with cond:
-            while pending and not self.stop.is_set():
-                if skip is not None:
-                    for task in [t for t in pending if skip(t)]:
+        try:
+            with cond:
+                while pending and not self.stop.is_set():
+                    if skip is not None:
+                        for task in [t for t in pending if skip(t)]:
+                            pending.remove(task)
+                            result.skipped.append(task.key)
+                        if not pending:
+                            break
+                    if self.overlap:
+                        startable = [t for t in pending if ready(t)]
+                    else:  # plan order, one at a time (check_order made plan order a valid one)
+                        startable = [pending[0]] if not running and ready(pending[0]) else []
+                    for task in startable:
+                        if not ready(task):  # an earlier start may have taken the slot
+                            continue
                         pending.remove(task)
-                        result.skipped.append(task.key)
-                    if not pending:
-                        break
-                if self.overlap:
-                    startable = [t for t in pending if ready(t)]
-                else:  # plan order, one at a time (check_order made plan order a valid one)
-                    startable = [pending[0]] if not running and ready(pending[0]) else []
-                for task in startable:
-                    if not ready(task):  # an earlier start may have taken the slot
-                        continue
-                    pending.remove(task)
-                    running[task.key] = task
-                    result.order.append(task.key)
-                    thread = threading.Thread(target=work, args=(task,), name=f"loop-{task.key}")
-                    threads.append(thread)
-                    thread.start()
-                if not startable and not running:
-                    break  # nothing can start: only possible when a dependency failed
-                cond.wait(timeout=0.5)
-            while running:
-                cond.wait(timeout=0.5)
+                        running[task.key] = task
+                        result.order.append(task.key)
+                        thread = threading.Thread(
+                            target=work, args=(task,), name=f"loop-{task.key}"
+                        )
+                        threads.append(thread)
+                        thread.start()
+                    if not startable and not running:
+                        break  # nothing can start: only possible when a dependency failed
+                    cond.wait(timeout=0.5)
+                while running:
+                    cond.wait(timeout=0.5)
+        except BaseException:  # Ctrl-C in the caller's thread: start nothing more, let
+            self.stop.set()  # the running tasks see `stop` (runs are cancelled), then go
+            for thread in threads:
+                thread.join()
+            raise
         for thread in threads:
             thread.join()
         result.not_started = [t.key for t in pending]

@@ -75,6 +75,11 @@ def start_loop(ctx: Any, config: LoopConfig | None, *, who: str, resume: bool = 
         started.set()
 
     def work() -> None:
+        # The loop re-scores after its own runs; the Train tab's watcher would re-score and
+        # route another human budget after each of them, so it rests while the loop runs.
+        watcher, ctx.watcher = ctx.watcher, None
+        if watcher is not None:
+            watcher.close()
         try:
             run_loop(
                 ctx.store,
@@ -89,6 +94,8 @@ def start_loop(ctx: Any, config: LoopConfig | None, *, who: str, resume: bool = 
             ctl.error = f"{type(exc).__name__}: {exc}"
         finally:
             started.set()
+            if watcher is not None:
+                ctx.start_background()  # a new watcher: the loop's ended runs count as seen
 
     ctl.thread = threading.Thread(target=work, name="prefloop-loop", daemon=True)
     ctl.thread.start()

@@ -89,6 +89,14 @@ def run_cli(args: list[str], timeout: float = 400) -> subprocess.CompletedProces
 
 def kill_when(args: list[str], marker: str, timeout: float = 300) -> str:
     """Start `prefloop loop` and SIGKILL it as soon as its log prints `marker`; its log."""
+    log, code = signal_when(args, marker, signal.SIGKILL, timeout)
+    assert code == -signal.SIGKILL
+    return log
+
+
+def signal_when(args: list[str], marker: str, sig: int, timeout: float = 300) -> tuple[str, int]:
+    """Start `prefloop loop`, send it `sig` as soon as its log prints `marker`, and wait for
+    it to exit: (its log, its exit status)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", *args],
         cwd=REPO,
@@ -104,12 +112,12 @@ def kill_when(args: list[str], marker: str, timeout: float = 300) -> str:
         for line in proc.stderr:
             lines.append(line)
             if marker in line:
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(sig)
                 break
             assert time.monotonic() < deadline, "".join(lines[-20:])
         else:
             raise AssertionError(f"the loop ended before {marker!r}:\n{''.join(lines[-30:])}")
+        lines += proc.stderr.readlines()  # what it says on its way out
     finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    return "".join(lines)
+        proc.wait(timeout=60)
+    return "".join(lines), proc.returncode

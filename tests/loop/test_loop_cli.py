@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data.store import PreferenceStore
-from tests.loop.conftest import kill_when, loop_args, run_cli
+from tests.loop.conftest import kill_when, loop_args, run_cli, signal_when
 
 ROUND_STAGES = ("generate", "score", "judge", "route", "cutoff", "train:dpo", "rescore")
 
@@ -169,3 +169,26 @@ def test_rm_then_ppo_rounds_train_both_stages_in_order(loop_db, tiny_policy, jud
     # round 2 sampled after round 1's reward model, while its PPO run went on
     assert spans[(1, "train:rm")][1] <= spans[(2, "generate")][0] < spans[(1, "train:ppo")][1]
     assert all(r["heldout_reward"] is not None for r in summary["rounds"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_running_run_and_resume_finishes(
+    loop_db, tiny_policy, judge_server
+) -> None:
+    import signal
+
+    log, code = signal_when(
+        loop_args(loop_db, tiny_policy, judge_server.url),
+        "round 1: train:dpo started",
+        signal.SIGINT,
+    )
+    assert code == 130 and "Aborted." in log, log[-3000:]
+    with PreferenceStore(loop_db, read_only=True) as store:
+        assert store.query("SELECT status, stop_reason FROM loops") == [
+            ("stopped", "interrupted (Ctrl-C); its runs were cancelled")
+        ]
+        assert store.scalar("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+        assert store.scalar("SELECT status FROM runs WHERE kind = 'dpo'") == "cancelled"
+    summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))
+    assert summary["status"] == "finished"
+    assert all(s["status"] == "done" for s in summary["stages"])
