@@ -16,20 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from data.export import active_labels
+from data.intervals import accuracy_with_interval
 from data.reference import reference_verdicts
 from data.store import PreferenceStore
-from labeling.label_quality import export_quality, wilson
+from labeling.label_quality import export_quality
 from labeling.scoring import latest_version
-
-
-def accuracy_with_interval(right: int, n: int) -> dict[str, Any]:
-    low, high = wilson(right, n)
-    return {
-        "pairs": n,
-        "right": right,
-        "accuracy": round(right / n, 4) if n else None,
-        "interval": [round(low, 4), round(high, 4)] if n else None,
-    }
 
 
 def ensemble_vs_reference(

@@ -21,16 +21,8 @@ from labeling.signals import human_checked, latest_judge_labels
 
 if TYPE_CHECKING:
     from data.reference import reference_verdicts
+from data.intervals import wilson
 from data.store import PreferenceStore
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def export_quality(store: PreferenceStore) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def eval_command(db: str, as_json: bool) -> None:
 
 def _interval(vs: dict[str, Any]) -> dict[str, Any]:
     """A judge's agreement with the reference, with the same count and interval as the rest."""
-    from labeling.evaluation import accuracy_with_interval
+    from data.intervals import accuracy_with_interval
 
     n = int(vs.get("pairs") or 0)
     return {**vs, **accuracy_with_interval(round((vs.get("accuracy") or 0) * n), n)}
