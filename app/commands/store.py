@@ -7,12 +7,17 @@ from typing import Any
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
+from app.tool_suggestions import PREDICTIONS, tool_suggestions
 from data.errors import ConfigError, ImportValidationError
 from data.export import EXPORT_FORMATS, HUMAN_MODELS, AggregationPolicy, export_pairs
-from data.importer import ImportOptions, import_sources
+from data.formats_labelstudio import TEMPLATES
+from data.hub_push import HubPush, push_export
+from data.importer import IMPORT_FORMATS, ImportOptions, import_sources
 from data.queue import QueueCounts
-from data.shapes import FORMATS, ShapeConfig
+from data.shapes import ShapeConfig
 from data.stats import store_stats
+from data.tool_export import PAIR_SETS, export_for_tool, pairs_for_tool
+from data.tool_records import TOOL_FORMATS, ToolConfig
 from training import runs
 
 
@@ -22,10 +27,11 @@ from training import runs
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(IMPORT_FORMATS),
     default="auto",
     show_default=True,
-    help="Row shape; auto detects it from the first readable row of each source.",
+    help="Row shape; auto detects it from the first readable row of each source (a Label "
+    "Studio JSON export, an Argilla dataset folder, and the preference shapes).",
 )
 @click.option(
     "--skip-invalid",
@@ -73,6 +79,25 @@ from training import runs
     show_default=True,
     help="Pairs formed per prompt from a list of responses.",
 )
+@click.option(
+    "--label-config",
+    default=None,
+    help="Label Studio: the project's labeling config (XML), which says which data keys hold "
+    "the prompt and the two responses (default: common names such as prompt/answer1/answer2).",
+)
+@click.option(
+    "--question",
+    default=None,
+    help="Label Studio control / Argilla question holding the preference, when there are several.",
+)
+@click.option(
+    "--choice",
+    "choices",
+    multiple=True,
+    metavar="TEXT=VERDICT",
+    help="Read a Label Studio choice or Argilla label TEXT as VERDICT (a, b, tie, both_bad); "
+    "repeatable. A/B, left/right, the response field names, tie and both bad are read already.",
+)
 @json_option
 def import_command(
     sources: tuple[str, ...],
@@ -86,9 +111,15 @@ def import_command(
     split: str | None,
     max_text_chars: int,
     max_pairs_per_prompt: int,
+    label_config: str | None,
+    question: str | None,
+    choices: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Import preference data from SOURCES (files, dataset folders or hub ids) into the store."""
+    """Import preference data from SOURCES (files, dataset folders or hub ids) into the store.
+
+    Label Studio exports and Argilla datasets import their annotators' answers as human
+    labels, with the annotator as the labeller."""
     options = ImportOptions(
         format=fmt,
         skip_invalid=skip_invalid,
@@ -99,6 +130,7 @@ def import_command(
         split=split,
         shape=ShapeConfig(max_text_chars=max_text_chars, max_pairs_per_prompt=max_pairs_per_prompt),
         progress=not as_json,
+        tool=ToolConfig(label_config, question, tuple(_choice(c) for c in choices)),
     )
     with open_store(db) as store:
         try:
@@ -119,6 +151,13 @@ def import_command(
             raise
     result = report.as_dict()
     emit(result, as_json, _import_summary)
+
+
+def _choice(text: str) -> tuple[str, str]:
+    choice, sep, verdict = text.rpartition("=")
+    if not sep or not choice.strip():
+        raise ConfigError(f"--choice {text!r}: write it as TEXT=VERDICT, e.g. 'Left wins=a'")
+    return choice, verdict.strip().lower()
 
 
 def _import_summary(result: dict[str, object]) -> str:
@@ -151,17 +190,68 @@ def _import_summary(result: dict[str, object]) -> str:
 @click.option(
     "--out",
     "out",
-    required=True,
-    help="Output: FILE.jsonl, FILE.parquet, or a folder (Hugging Face save_to_disk).",
+    default=None,
+    help="Output: FILE.jsonl, FILE.parquet, or a folder (Hugging Face save_to_disk); "
+    "labelstudio: FILE.json; argilla: a new folder. Not needed with --push-to-hub.",
 )
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(EXPORT_FORMATS),
+    type=click.Choice((*EXPORT_FORMATS, *TOOL_FORMATS)),
     default="trl",
     show_default=True,
     help="trl: prompt/chosen/rejected strings; trl-conversational: message lists; "
-    "pairs: prompt/response_a/response_b/label, ties kept.",
+    "pairs: prompt/response_a/response_b/label, ties kept; labelstudio / argilla: pairs to "
+    "label in that tool (see --pairs, --predictions), its export imports back as human labels.",
+)
+@click.option(
+    "--pairs",
+    "pair_set",
+    type=click.Choice(PAIR_SETS),
+    default="human-queue",
+    show_default=True,
+    help="labelstudio/argilla: which pairs to send; human-queue: the ones routing gave to "
+    "humans that still want labels, highest priority first.",
+)
+@click.option(
+    "--limit", type=int, default=None, help="labelstudio/argilla: at most this many pairs."
+)
+@click.option(
+    "--predictions",
+    type=click.Choice(PREDICTIONS),
+    default="auto",
+    show_default=True,
+    help="labelstudio/argilla: prefloop's verdict shown as each task's pre-annotation; auto: "
+    "the judge's where it judged the pair, else the latest ensemble's.",
+)
+@click.option(
+    "--template",
+    type=click.Choice(TEMPLATES),
+    default="pairwise",
+    show_default=True,
+    help="labelstudio: the Pairwise tag (A or B) or Choices (A, B, tie, both bad); the "
+    "labeling config is written next to the tasks.",
+)
+@click.option(
+    "--push-to-hub",
+    "hub_repo",
+    default=None,
+    metavar="REPO",
+    help="Push the TRL-format export, with a dataset card, to this Hugging Face dataset repo "
+    "(token: HF_TOKEN or `hf auth login`). Built locally first, uploaded in one commit.",
+)
+@click.option("--private", is_flag=True, help="--push-to-hub: create the repo private.")
+@click.option(
+    "--split-name",
+    default="train,test",
+    show_default=True,
+    help="--push-to-hub: names of the train split and (with --test-fraction) the test split.",
+)
+@click.option(
+    "--save-local",
+    default=None,
+    metavar="DIR",
+    help="--push-to-hub: also keep the uploaded folder (parquet files and README.md) in DIR.",
 )
 @click.option(
     "--test-fraction",
@@ -207,6 +297,14 @@ def export_command(
     include_gold: bool,
     min_annotator_gold_accuracy: float | None,
     human_model: str,
+    pair_set: str,
+    limit: int | None,
+    predictions: str,
+    template: str,
+    hub_repo: str | None,
+    private: bool,
+    split_name: str,
+    save_local: str | None,
     as_json: bool,
 ) -> None:
     """Export labelled pairs (adjudication > human > import > judge > model; majority) as
@@ -222,6 +320,38 @@ def export_command(
         min_annotator_gold_accuracy=min_annotator_gold_accuracy,
         human_model=human_model,
     )
+    if fmt in TOOL_FORMATS:
+        if not out:
+            raise ConfigError(f"--format {fmt} needs --out")
+        with open_store(db, read_only=True) as store:
+            pairs = pairs_for_tool(store, pair_set, limit)
+            hints = tool_suggestions(store, [p.pair_id for p in pairs], predictions)
+            files = export_for_tool(out, fmt, pairs, hints, template=template)
+        result = {"pairs": len(pairs), "predictions": len(hints), "files": files}
+        emit(
+            result,
+            as_json,
+            lambda r: (
+                f"wrote {r['pairs']} pairs ({r['predictions']} with "
+                f"a pre-annotation) to {', '.join(r['files'])}"
+            ),
+        )
+        return
+    if hub_repo:
+        names = [n.strip() for n in split_name.split(",")]
+        push = HubPush(
+            hub_repo, private, (names[0], names[1] if len(names) > 1 else "test"), save_local
+        )
+        with open_store(db, read_only=True) as store:
+            pushed = push_export(store, push, fmt=fmt, test_fraction=test_fraction, policy=policy)
+        emit(
+            pushed.as_dict(),
+            as_json,
+            lambda r: f"pushed {r['train']} train and {r['test']} test rows to {r['url']}",
+        )
+        return
+    if not out:
+        raise ConfigError("give --out FILE (or --push-to-hub REPO)")
     with open_store(db, read_only=True) as store:
         report = export_pairs(store, out, fmt=fmt, test_fraction=test_fraction, policy=policy)
     emit(
