@@ -241,9 +241,9 @@ def _verdict(value: Any, at: str, where: Layout, config: ToolConfig) -> str:
         if len(set(ranks.values())) == 1:
             return "tie"
         value = sorted(ranks, key=lambda v: ranks[v])
+    if not all(isinstance(v, str) for v in value) or sorted(value) != sorted(where.values):
+        raise RowError(at, f"must rank {' and '.join(where.values)}, got {value!r}")
     first = value[0]
-    if first not in where.values:
-        raise RowError(at, f"ranks {first!r} first, which is not one of {', '.join(where.values)}")
     position = where.values.index(first)
     # the values name the response fields (or stand for A and B in their order)
     named = where.values[position]

@@ -73,8 +73,9 @@ _MAX_CONFIG_BYTES = 1024**2
 
 def is_task(row: Mapping[str, Any]) -> bool:
     """Whether a row looks like a Label Studio task (auto-detection)."""
-    return isinstance(row.get("data"), dict) and bool(
-        {"annotations", "predictions", "id"} & set(row)
+    keys = set(row)
+    return isinstance(row.get("data"), dict) and (
+        keys == {"data"} or bool({"annotations", "predictions", "id"} & keys)
     )
 
 
