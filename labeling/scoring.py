@@ -227,6 +227,16 @@ def ensemble_config(store: PreferenceStore, version: int) -> dict[str, Any]:
     return json.loads(raw)
 
 
+def latest_artifact(store: PreferenceStore) -> str:
+    """The folder of the latest ensemble version (what `--reward` and `eval --model` take)."""
+    version = latest_version(store)
+    if version is None:
+        raise ConfigError(
+            f"{store.path} has no fitted ensemble; run `prefloop score --db {store.path}`"
+        )
+    return str(ensemble_config(store, version)["artifact"])
+
+
 def load_ensemble(store: PreferenceStore, version: int | None = None) -> RewardEnsemble:
     """The saved artifact of an ensemble version (default: the latest)."""
     version = version or latest_version(store)

@@ -83,14 +83,21 @@ def pair_logps(
     return chosen, rejected
 
 
+def implicit_reward_margins(
+    policy: tuple[list[float], list[float]], reference: tuple[list[float], list[float]]
+) -> list[float]:
+    """Per pair: the chosen response's implicit reward minus the rejected one's."""
+    return [
+        (pc - rc) - (pr - rr)
+        for pc, pr, rc, rr in zip(policy[0], policy[1], reference[0], reference[1], strict=True)
+    ]
+
+
 def implicit_reward_accuracy(
     policy: tuple[list[float], list[float]], reference: tuple[list[float], list[float]]
 ) -> dict[str, float]:
     """Share of pairs whose chosen response has the higher implicit reward, and the mean margin."""
-    margins = [
-        (pc - rc) - (pr - rr)
-        for pc, pr, rc, rr in zip(policy[0], policy[1], reference[0], reference[1], strict=True)
-    ]
+    margins = implicit_reward_margins(policy, reference)
     if not margins:
         return {"accuracy": float("nan"), "margin": float("nan"), "pairs": 0}
     return {

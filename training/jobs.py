@@ -43,12 +43,14 @@ from training.planning import (  # noqa: F401 - these names are part of this API
     DEFAULT_POLICY,
     POLICY_STAGES,
     TINY,
+    plan_evaluate,
     plan_generate,
     plan_training,
 )
 from training.runs import decode_run  # noqa: F401 - part of this API
 from training.snapshot import ingest_ref_logprobs
 from training.stages import (  # noqa: F401 - these names are part of this API
+    EVAL_MODEL_KINDS,
     TrainRequest,
     get_stage,
     kind_names,
@@ -259,6 +261,8 @@ class JobManager:
         try:
             if request.stage == "generate":
                 plan = plan_generate(self.store, request, run_dir)
+            elif request.stage == "evaluate":
+                plan = plan_evaluate(self.store, request, run_dir)
             else:
                 plan = plan_training(self.store, request, run_dir)
         except Exception as exc:

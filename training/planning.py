@@ -15,6 +15,7 @@ from data.store import PreferenceStore
 from training import runfiles, runs
 from training.generation_io import PROMPTS, export_prompts
 from training.snapshot import (
+    export_eval_pairs,
     export_feedback,
     export_snapshot,
     label_watermark,
@@ -30,7 +31,15 @@ DEFAULT_POLICY = SMOLLM2  # with no --policy and no promoted SFT model: a real i
 
 
 def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
-    """Resolve the policy and export the prompts for a generation run."""
+    """Resolve the policy (or the endpoints) and export the prompts for a generation run."""
+    if request.endpoints:
+        count = export_prompts(store, request.prompts, run_dir / PROMPTS, request.max_prompts)
+        return {
+            "stage": "generate",
+            "policy": request.endpoint_model,
+            "endpoints": list(request.endpoints),
+            "prompt_count": count,
+        }
     policy = request.policy
     if policy in (None, "latest"):
         policy = latest_artifact(store, POLICY_STAGES)
@@ -43,6 +52,19 @@ def plan_generate(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
         source_file(NAMED_MODELS[policy])  # a missing package fails here, with the pip command
     count = export_prompts(store, request.prompts, run_dir / PROMPTS, request.max_prompts)
     return {"stage": "generate", "policy": policy, "prompt_count": count}
+
+
+def plan_evaluate(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+    """Check the model and write the labelled file's decided pairs for an evaluation run."""
+    from data.eval_sets import read_eval_set
+
+    if not request.eval_file or not request.policy:
+        raise ConfigError("an evaluation needs a model (--model) and a labelled file")
+    count = export_eval_pairs(
+        read_eval_set(request.eval_file, category_field=request.overrides.get("category_field")),
+        run_dir / runfiles.EVAL_PAIRS,
+    )
+    return {"stage": "evaluate", "policy": request.policy, "eval_file": request.eval_file, **count}
 
 
 def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:

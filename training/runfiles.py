@@ -25,6 +25,7 @@ from typing import Any
 CONFIG = "config.json"
 SNAPSHOT = "snapshot.parquet"
 FEEDBACK = "feedback.parquet"  # KTO runs: unpaired thumbs up/down rows
+EVAL_PAIRS = "eval_pairs.parquet"  # evaluation runs: the labelled file's decided pairs
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
 LOG = "train.log"

@@ -61,6 +61,29 @@ def label_watermark(store: PreferenceStore) -> int:
     return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)
 
 
+def export_eval_pairs(eval_set: Any, path: Path) -> dict[str, int]:
+    """Write an evaluation file's decided pairs (`data.eval_sets.EvalSet`) in the run template."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    items = eval_set.items
+    table = pa.table(
+        {
+            "prompt": [prompt_text(i.messages) for i in items],
+            "chosen": [completion_text(i.chosen) for i in items],
+            "rejected": [completion_text(i.rejected) for i in items],
+            "category": pa.array([i.category for i in items], type=pa.string()),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return {
+        "eval_pairs": len(items),
+        "eval_rows": eval_set.rows,
+        "eval_undecided": eval_set.undecided,
+    }
+
+
 def export_feedback(
     store: PreferenceStore, path: Path, *, test_fraction: float = 0.1
 ) -> dict[str, int]:

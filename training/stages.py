@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from data.endpoints import parse_base_urls
 from data.errors import ConfigError
 
 
@@ -96,6 +97,16 @@ STAGES: tuple[Stage, ...] = (
         help="RLOO against a reward (TRL RLOOTrainer, leave-one-out baseline)",
     ),
     Stage(
+        "evaluate",
+        "training.evaluate",
+        "EvaluateConfig",
+        trains_policy=False,
+        needs_reward=False,
+        multi_process=False,
+        help="preference accuracy of a reward model, ensemble or policy on a labelled file",
+        trains=False,
+    ),
+    Stage(
         "generate",
         "training.generate",
         "GenerateConfig",
@@ -108,8 +119,12 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+# what an evaluation run measures (`prefloop eval --model`, training/evaluate.py)
+EVAL_MODEL_KINDS = ("rm", "ensemble", "policy")
+
+
 def kind_names() -> tuple[str, ...]:
-    """Every kind of run: the training stages, then generate."""
+    """Every kind of run: the training stages, then evaluate and generate."""
     return tuple(s.name for s in STAGES)
 
 
@@ -140,7 +155,7 @@ def get_stage(name: str) -> Stage:
 class TrainRequest:
     """What `prefloop train` asks for; stage-specific settings go in `overrides`."""
 
-    stage: str  # a name in STAGES: sft, rm, dpo, kto, ppo, grpo, rloo, or generate
+    stage: str  # a name in STAGES: sft, rm, dpo, kto, ppo, grpo, rloo, generate or evaluate
     policy: str | None = (
         None  # HF id, local path, "tiny" or a named model; None: latest promoted SFT, else DEFAULT_POLICY
     )
@@ -158,6 +173,14 @@ class TrainRequest:
     )  # fields of the stage's config dataclass
     prompts: str = "all"  # generate only: all, unlabelled, or a .txt/.jsonl file of prompts
     max_prompts: int | None = None  # generate only: at most this many of those prompts
+    eval_file: str | None = None  # evaluate only: the labelled file (`prefloop eval --model`)
+    # generate only: sample from these OpenAI-compatible servers (replicas of one model)
+    # instead of a policy in the run's process (training/remote_generate.py)
+    endpoints: tuple[str, ...] = ()
+    endpoint_model: str | None = None  # the model name the servers serve
+    concurrency: int = 8  # requests in flight at once, over all endpoints
+    per_endpoint_concurrency: int | None = None  # and on each endpoint
+    max_retries: int = 3  # the SDK's retries of one request (429, 5xx, timeouts, connections)
 
     def __post_init__(self) -> None:
         stage = get_stage(self.stage)
@@ -172,3 +195,24 @@ class TrainRequest:
             raise ConfigError("--max-steps must be at least 1")
         if self.max_prompts is not None and self.max_prompts < 1:
             raise ConfigError("--max-prompts must be at least 1")
+        object.__setattr__(self, "endpoints", parse_base_urls(self.endpoints))
+        if self.endpoints and self.stage != "generate":
+            raise ConfigError(f"{self.stage} trains in its own process; --base-url is for generate")
+        if self.endpoints and not self.endpoint_model:
+            raise ConfigError(
+                "--base-url needs --model NAME: the model the server serves (e.g. the name "
+                "given to `vllm serve`, or the one `curl URL/models` lists)"
+            )
+        if self.endpoint_model and not self.endpoints:
+            raise ConfigError(
+                "--model names a model on a server: add --base-url URL (e.g. "
+                "http://127.0.0.1:8000/v1), or sample in-process with --policy instead"
+            )
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1 (got {self.concurrency})")
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be >= 0 (got {self.max_retries})")
+        if self.per_endpoint_concurrency is not None and self.per_endpoint_concurrency < 1:
+            raise ConfigError(
+                f"--per-endpoint-concurrency must be at least 1 (got {self.per_endpoint_concurrency})"
+            )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
+from data.errors import ConfigError
+from training import runs
+from training.jobs import EVAL_MODEL_KINDS, TrainRequest
 
 
 def _line(name: str, result: dict[str, Any] | None) -> str:
@@ -46,10 +50,46 @@ def _summary(r: dict[str, Any]) -> str:
 
 @click.command("eval")
 @db_option
+@click.option(
+    "--model",
+    default=None,
+    help="Measure this model on FILE instead of the store against its reference labels: a "
+    "run id (rm, dpo, kto, ...), a model or adapter folder, an ensemble folder, or "
+    "'ensemble' (the store's latest).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(EVAL_MODEL_KINDS),
+    default=None,
+    help="What --model is: rm, ensemble or policy (implicit reward against its reference). "
+    "Default: from the run's stage or the folder.",
+)
+@click.option(
+    "--category-field",
+    default=None,
+    help="FILE's field naming each row's category (default: subset, else category).",
+)
+@click.argument("file", required=False)
 @json_option
-def eval_command(db: str, as_json: bool) -> None:
+def eval_command(
+    db: str,
+    model: str | None,
+    kind: str | None,
+    category_field: str | None,
+    file: str | None,
+    as_json: bool,
+) -> None:
     """Measure the reward ensemble, each label source, each judge and the export against the
-    reference labels (`prefloop import --labels as-reference`)."""
+    reference labels (`prefloop import --labels as-reference`); or, with --model, a reward
+    model, an ensemble or a policy's preference accuracy on a labelled FILE (any file
+    `prefloop import` reads; RewardBench-style `subset` fields give per-category figures)."""
+    if model is not None or file is not None:
+        if model is None or file is None:
+            raise ConfigError("--model and FILE go together: prefloop eval --model RUN FILE")
+        emit(
+            evaluate_model(db, model, kind, category_field, file, as_json), as_json, _model_summary
+        )
+        return
     from labeling.evaluation import evaluate_against_reference
 
     with open_store(db, read_only=True) as store:
@@ -71,6 +111,63 @@ def _interval(vs: dict[str, Any]) -> dict[str, Any]:
 
     n = int(vs.get("pairs") or 0)
     return {**vs, **accuracy_with_interval(round((vs.get("accuracy") or 0) * n), n)}
+
+
+def evaluate_model(
+    db: str, model: str, kind: str | None, category_field: str | None, file: str, as_json: bool
+) -> dict[str, Any]:
+    """Check FILE here (located errors), then score it in an evaluation run (a subprocess)."""
+    from app.commands.train import _run_blocking
+    from data.eval_sets import read_eval_set
+
+    read_eval_set(file, category_field=category_field)  # a bad row fails before any run
+    with open_store(db) as store:
+        path, kind = _resolve_model(store, model, kind)
+    overrides: dict[str, Any] = {"model_kind": kind}
+    if category_field:
+        overrides["category_field"] = category_field
+    request = TrainRequest(
+        "evaluate", policy=path, eval_file=str(Path(file).resolve()), overrides=overrides
+    )
+    return _run_blocking(db, None, request, as_json)
+
+
+def _resolve_model(store: Any, model: str, kind: str | None) -> tuple[str, str]:
+    """The folder to load and what it is, from a run id, 'ensemble' or a folder."""
+    from labeling.scoring import latest_artifact
+
+    if model == "ensemble":
+        return latest_artifact(store), kind or "ensemble"
+    run = runs.get_run(store, model)
+    if run is not None:
+        if run["status"] != "succeeded" or not run.get("artifact_path"):
+            raise ConfigError(f"run {model} is {run['status']} and left no model to evaluate")
+        return run["artifact_path"], kind or ("rm" if run["kind"] == "rm" else "policy")
+    folder = Path(model)
+    if (folder / "ensemble.json").exists():
+        return str(folder), kind or "ensemble"
+    if not folder.exists():
+        raise ConfigError(
+            f"--model {model!r} is no run id (see `prefloop runs`), folder or 'ensemble'"
+        )
+    if kind is None:
+        raise ConfigError(f"--model {model}: say what it is with --kind rm or --kind policy")
+    return str(folder), kind
+
+
+def _model_summary(result: dict[str, Any]) -> str:
+    m = result.get("metrics") or {}
+    low, high = m.get("interval") or (0.0, 0.0)
+    lines = [
+        f"{m.get('model_kind')} {m.get('model')}: {m.get('accuracy', 0):.1%} of "
+        f"{m.get('pairs', 0):,} pairs ranked right (95% {low:.1%}–{high:.1%}) "
+        f"on {m.get('eval_file')}"
+    ]
+    for name, c in (m.get("categories") or {}).items():
+        lo, hi = c["interval"]
+        lines.append(f"  {name}: {c['accuracy']:.1%} of {c['pairs']:,} ({lo:.1%}–{hi:.1%})")
+    lines.append(f"run {result.get('run_id')}")
+    return "\n".join(lines)
 
 
 COMMANDS: list[click.Command] = [eval_command]
