@@ -1,7 +1,9 @@
 """Generation job: sample `n` responses per prompt from a policy (base + adapter merged).
 
 Batched `transformers` generation with a progress bar; vLLM when it is installed and a
-GPU is present. Reads `prompts.parquet`, writes `generations.parquet` in the run folder.
+GPU is present; or, with `--base-url`, OpenAI-compatible servers (`remote_generate.py`,
+no torch in this process). Reads `prompts.parquet`, writes `generations.parquet` in the
+run folder.
 """
 
 from __future__ import annotations
@@ -59,12 +61,16 @@ def load_policy(path: str):
 def run(ctx: RunContext) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    cfg = config_from_dict(GenerateConfig, dict(ctx.request.get("overrides") or {}))
+    if ctx.config.get("endpoints"):
+        _run_remote(ctx, cfg)
+        return
+    policy = ctx.config["policy"]
+    prompts = pq.read_table(ctx.run_dir / PROMPTS).to_pylist()
     import torch
     from tqdm import tqdm
 
-    cfg = config_from_dict(GenerateConfig, dict(ctx.request.get("overrides") or {}))
-    policy = ctx.config["policy"]
-    prompts = pq.read_table(ctx.run_dir / PROMPTS).to_pylist()
     sampling = {**asdict(cfg), "policy": policy}
     use_vllm = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
     sampling["engine"] = "vllm" if use_vllm else "transformers"
@@ -82,6 +88,58 @@ def run(ctx: RunContext) -> None:
     pq.write_table(pa.table(rows), ctx.run_dir / GENERATIONS)
     ctx.finish(
         {"prompts": len(prompts), "generated": len(rows["response"]), "engine": sampling["engine"]},
+        artifact=GENERATIONS,
+        promote=False,
+    )
+
+
+def _run_remote(ctx: RunContext, cfg: GenerateConfig) -> None:
+    """Sample from the run's endpoints; every response row keeps the sampling parameters
+    sent, the endpoint that answered and the model name it answered with."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.remote_generate import ENGINE, Sampling, generate_remote
+
+    request = ctx.request
+    model = request["endpoint_model"]
+    prompts = pq.read_table(ctx.run_dir / PROMPTS).to_pylist()
+    sampling = Sampling(cfg.n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    results, endpoints = generate_remote(
+        [json.loads(p["messages"]) for p in prompts],
+        sampling,
+        urls=tuple(ctx.config["endpoints"]),
+        model=model,
+        concurrency=int(request.get("concurrency") or 8),
+        per_endpoint_concurrency=request.get("per_endpoint_concurrency"),
+        max_retries=int(request.get("max_retries", 3)),
+        on_progress=lambda done, total: ctx.status("running", step=done, max_steps=total),
+    )
+    rows: dict[str, list[str]] = {"prompt_id": [], "messages": [], "response": [], "sampling": []}
+    for prompt, result in zip(prompts, results, strict=True):
+        meta = {
+            **asdict(sampling),
+            "engine": ENGINE,
+            "requested_model": model,
+            "model": result.served_model or model,
+            "endpoint": result.endpoint,
+        }
+        for text in result.texts:
+            rows["prompt_id"].append(prompt["prompt_id"])
+            rows["messages"].append(prompt["messages"])
+            rows["response"].append(text)
+            rows["sampling"].append(json.dumps(meta))
+    pq.write_table(pa.table(rows), ctx.run_dir / GENERATIONS)
+    failed = [r.error for r in results if not r.texts]
+    ctx.finish(
+        {
+            "prompts": len(prompts),
+            "generated": len(rows["response"]),
+            "engine": ENGINE,
+            "failed_prompts": len(failed),
+            "requests": sum(r.requests for r in results),
+            "endpoints": endpoints,
+        },
         artifact=GENERATIONS,
         promote=False,
     )

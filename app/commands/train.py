@@ -264,6 +264,44 @@ def runs_command(db: str, limit: int, cancel_id: str | None, as_json: bool) -> N
 @click.option(
     "--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature."
 )
+@click.option("--top-p", type=float, default=0.95, show_default=True, help="Nucleus sampling mass.")
+@click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    metavar="URL",
+    help="Sample from an OpenAI-compatible server instead of a policy in the run's process "
+    "(`vllm serve`, llama.cpp's llama-server, `ollama serve`), e.g. http://127.0.0.1:8000/v1. "
+    "Repeat it (or separate URLs with commas or spaces) for replicas of the same model. "
+    "No API key is sent (the run's process gets no secrets): for local servers.",
+)
+@click.option(
+    "--model",
+    "endpoint_model",
+    default=None,
+    help="With --base-url: the model name the server serves.",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=8,
+    show_default=True,
+    help="With --base-url: requests in flight at once.",
+)
+@click.option(
+    "--per-endpoint-concurrency",
+    type=int,
+    default=None,
+    help="With --base-url: requests in flight at once on each endpoint (default: no own cap).",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="With --base-url: retries per request on 429, 5xx, timeouts and dropped connections; "
+    "then the request goes to another endpoint, if there is one.",
+)
 @click.option(
     "--out", default=None, help="Folder for run folders. Default: runs/ next to the store."
 )
@@ -281,17 +319,36 @@ def generate_command(
     n: int,
     max_new_tokens: int,
     temperature: float,
+    top_p: float,
+    base_urls: tuple[str, ...],
+    endpoint_model: str | None,
+    concurrency: int,
+    per_endpoint_concurrency: int | None,
+    max_retries: int,
     out: str | None,
     detach: bool,
     as_json: bool,
 ) -> None:
-    """Sample responses from a policy for the store's prompts and store them as new pairs."""
+    """Sample responses from a policy (or from OpenAI-compatible servers with --base-url)
+    for the store's prompts and store them as new pairs."""
+    if base_urls and policy != "latest":
+        raise ConfigError("--policy and --base-url exclude each other: the server holds the model")
     request = TrainRequest(
         "generate",
         policy=policy,
         prompts=prompts,
         max_prompts=max_prompts,
-        overrides={"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature},
+        overrides={
+            "n": n,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+        },
+        endpoints=base_urls,
+        endpoint_model=endpoint_model,
+        concurrency=concurrency,
+        per_endpoint_concurrency=per_endpoint_concurrency,
+        max_retries=max_retries,
     )
     emit(_run_blocking(db, out, request, as_json, detach), as_json, _summary)
 
