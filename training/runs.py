@@ -173,6 +173,26 @@ def promoted_runs(store: PreferenceStore, kind: str) -> list[dict[str, Any]]:
     ]
 
 
+def latest_evaluations(store: PreferenceStore, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest succeeded evaluation run of each (model, file), newest first: their metrics
+    plus `finished_at` (`prefloop eval --model`)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[dict[str, Any]] = []
+    for row in store.query_dicts(
+        "SELECT run_id, metrics, finished_at FROM runs WHERE kind = 'evaluate' "
+        "AND status = 'succeeded' ORDER BY finished_at DESC"
+    ):
+        metrics = decode_run(row)["metrics"]
+        key = (str(metrics.get("model")), str(metrics.get("eval_file")))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({**metrics, "run_id": row["run_id"], "finished_at": row["finished_at"]})
+        if len(out) >= limit:
+            break
+    return out
+
+
 # -- writes -----------------------------------------------------------------------------
 
 

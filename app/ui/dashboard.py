@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from app.ui.render import plain
@@ -19,6 +20,7 @@ from data.queue import queue_counts
 from data.stats import human_human_agreement, human_judge_agreement, labels_by_hour
 from data.store import PreferenceStore
 from labeling.score_reports import calibration_accuracy, calibration_counts, latest_score_stds
+from training import runs
 
 
 def new_figure(title: str):  # noqa: ANN202 - matplotlib types stay inside
@@ -191,12 +193,35 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def evaluations_markdown(store: PreferenceStore) -> str:
+    """The latest `prefloop eval --model` result of each model on each file, as a table."""
+    rows = runs.latest_evaluations(store)
+    if not rows:
+        return (
+            "\n\n**Model evaluations**: none yet (`prefloop eval --model RUN FILE` measures a "
+            "reward model, the ensemble or a policy on a labelled file)"
+        )
+    lines = [
+        "\n\n**Model evaluations** (latest per model and file)\n",
+        "| model | kind | file | accuracy | 95% interval | pairs | when |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        low, high = r.get("interval") or (None, None)
+        lines.append(
+            f"| {plain(Path(str(r.get('model'))).name)} | {plain(r.get('model_kind'))} | "
+            f"{plain(Path(str(r.get('eval_file'))).name)} | {_fmt(r.get('accuracy'))} | "
+            f"{_fmt(low)}–{_fmt(high)} | {r.get('pairs', 0)} | {str(r['finished_at'])[:16]} |"
+        )
+    return "\n".join(lines)
+
+
 def dashboard(store: PreferenceStore) -> tuple[Any, ...]:
     """Everything the Dashboard tab shows, in its output order."""
     rows = calibration_accuracy(store)
     needs = "" if rows else calibration_needs(store)
     return (
-        agreement_markdown(store),
+        agreement_markdown(store) + evaluations_markdown(store),
         labels_over_time(store),
         calibration_plot(rows, efficiency=False, needs=needs),
         uncertainty_histogram(store),

@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from data.errors import ImportValidationError
+from app.ui.dashboard import evaluations_markdown
+from data.errors import ConfigError, ImportValidationError
+from data.store import PreferenceStore
 from labeling.ensemble import EnsembleConfig
 from labeling.scoring import ScoreConfig, score_store
 from tests.fakes.hh import TINY
@@ -71,7 +73,12 @@ def test_the_ensemble_on_a_labelled_file(labelled_store, hh_path, tmp_path) -> N
     )
     db = str(labelled_store.path)
     labelled_store.close()
-    check(evaluate(db, "ensemble", path), "ensemble", len(path.read_text().splitlines()))
+    result = evaluate(db, "ensemble", path)
+    check(result, "ensemble", len(path.read_text().splitlines()))
+    with PreferenceStore(db, read_only=True) as store:  # the Dashboard lists it
+        shown = evaluations_markdown(store)
+    assert "| ensemble |" in shown and "eval.jsonl" in shown
+    assert f"{result['metrics']['accuracy']:.3f}" in shown
 
 
 @pytest.mark.slow
@@ -111,7 +118,10 @@ def test_a_bad_row_fails_before_any_run(labelled_store, tmp_path) -> None:
     result = CliRunner().invoke(cli, ["eval", "--db", db, "--model", "ensemble", str(bad)])
     assert isinstance(result.exception, ImportValidationError)
     assert "bad.jsonl:2: field 'chosen'" in str(result.exception)
-    result = CliRunner().invoke(
-        cli, ["eval", "--db", db, "--model", "nope", str(tmp_path / "missing.jsonl")]
-    )
-    assert result.exit_code != 0
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "q", "chosen": "x", "rejected": "y"}\n')
+    result = CliRunner().invoke(cli, ["eval", "--db", db, "--model", "nope", str(good)])
+    assert isinstance(result.exception, ConfigError)
+    assert "no run id (see `prefloop runs`), folder or 'ensemble'" in str(result.exception)
+    with PreferenceStore(db) as store:
+        assert store.count("runs") == 0  # refused before any run was recorded
