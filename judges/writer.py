@@ -73,33 +73,7 @@ class Writer:
                 self._finalize(cur, finished)
 
     def _call_rows(self, outcomes: list[Outcome]) -> dict[str, list[Any]]:
-        rows: dict[str, tuple[Any, ...]] = {}
-        for outcome in outcomes:
-            for key, model, request, completion in outcome.calls:
-                if not key:  # a call that failed: counted by the batch, nothing to cache
-                    continue
-                logprobs = None if completion.logprobs is None else json.dumps(completion.logprobs)
-                rows[key] = (
-                    key,
-                    self.endpoint,
-                    model,
-                    json.dumps(request),
-                    completion.text,
-                    logprobs,
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                )
-        names = (
-            "cache_key",
-            "endpoint",
-            "model",
-            "request",
-            "response_text",
-            "logprobs",
-            "prompt_tokens",
-            "completion_tokens",
-        )
-        return {name: [row[i] for row in rows.values()] for i, name in enumerate(names)}
+        return call_rows(self.endpoint, outcomes)
 
     def _judgement_rows(self, outcomes: list[Outcome]) -> dict[str, list[Any]]:
         columns: dict[str, list[Any]] = {
@@ -249,6 +223,45 @@ class Writer:
                 },
                 replace=True,
             )
+
+
+def call_rows(endpoint: str, outcomes: list[Outcome]) -> dict[str, list[Any]]:
+    """`judge_calls` rows (column lists) of the fresh calls in `outcomes`."""
+    rows: dict[str, tuple[Any, ...]] = {}
+    for outcome in outcomes:
+        for key, model, request, completion in outcome.calls:
+            if not key:  # a call that failed: counted by the batch, nothing to cache
+                continue
+            logprobs = None if completion.logprobs is None else json.dumps(completion.logprobs)
+            rows[key] = (
+                key,
+                endpoint,
+                model,
+                json.dumps(request),
+                completion.text,
+                logprobs,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+            )
+    names = (
+        "cache_key",
+        "endpoint",
+        "model",
+        "request",
+        "response_text",
+        "logprobs",
+        "prompt_tokens",
+        "completion_tokens",
+    )
+    return {name: [row[i] for row in rows.values()] for i, name in enumerate(names)}
+
+
+def write_calls(store: PreferenceStore, endpoint: str, outcomes: list[Outcome]) -> int:
+    """Cache the fresh calls of outcomes that are not pair judgements (the judge as a reward)."""
+    rows = call_rows(endpoint, outcomes)
+    with store.transaction() as cur:
+        _insert(cur, "judge_calls", rows, replace=True)
+    return len(rows["cache_key"])
 
 
 def _insert(

@@ -61,7 +61,10 @@ def train_critic_free(
     tokenizer = load_tokenizer(policy)
     tokenizer.padding_side = "left"
     model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
-    score = load_reward_fn(ctx.config.get("reward"), cfg.conservative_lambda, cfg.max_length)
+    references = {r["prompt"]: r["chosen"] for r in rows}  # the judge reward compares to these
+    score = load_reward_fn(
+        ctx.config.get("reward"), cfg.conservative_lambda, cfg.max_length, references=references
+    )
 
     def prefloop_reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
         return score(list(prompts), list(completions))

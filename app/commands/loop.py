@@ -57,6 +57,13 @@ def _settings(values: tuple[str, ...]) -> dict[str, Any]:
     help=help_of("judge_concurrency"),
 )
 @click.option(
+    "--reward",
+    type=click.Choice(("rm", "judge")),
+    default=LoopConfig.reward,
+    show_default=True,
+    help=help_of("reward"),
+)
+@click.option(
     "--generate-n",
     type=int,
     default=LoopConfig.generate_n,
@@ -121,6 +128,7 @@ def loop_command(
     judge_base_url: str | None,
     judge_models: tuple[str, ...],
     judge_concurrency: int,
+    reward: str,
     generate_n: int,
     prompts_per_round: int,
     max_new_tokens: int,
@@ -156,6 +164,7 @@ def loop_command(
             judge_base_url=judge_base_url,
             judge_models=judge_models,
             judge_concurrency=judge_concurrency,
+            reward=reward,
             generate_n=generate_n,
             prompts_per_round=prompts_per_round,
             max_new_tokens=max_new_tokens,

@@ -9,6 +9,7 @@ from typing import Any
 from data.errors import ConfigError
 
 PIPELINES = ("dpo", "rm+ppo", "rm+grpo", "rm+rloo")
+REWARDS = ("rm", "judge")
 
 
 def _help(default: Any, text: str, **kwargs: Any) -> Any:
@@ -45,6 +46,12 @@ class LoopConfig:
         (), "Judge model; repeat for a panel. Without one the loop skips the judge stage."
     )
     judge_concurrency: int = _help(16, "Judge requests in flight at once.")
+    reward: str = _help(
+        "rm",
+        "Reward of the RL stages: rm (the round's reward model) or judge (RLAIF, rm+grpo and "
+        "rm+rloo only: the judge's P(completion better than the prompt's preferred response), "
+        "through the judge cache; no reward model is trained).",
+    )
     generate_n: int = _help(2, "Responses sampled per prompt each round (pairs: n choose 2).")
     prompts_per_round: int = _help(
         8, "Prompts each round samples for (the store's prompts in turn, by prompt id)."
@@ -86,6 +93,15 @@ class LoopConfig:
                 "--policy tiny cannot sample responses (it is built inside each run): pass a "
                 "policy folder, e.g. the artifact of `prefloop train sft --policy tiny`"
             )
+        if self.reward not in REWARDS:
+            raise ConfigError(f"--reward {self.reward!r} is not one of {', '.join(REWARDS)}")
+        if self.reward == "judge" and self.pipeline not in ("rm+grpo", "rm+rloo"):
+            raise ConfigError(
+                f"--reward judge rewards GRPO or RLOO: use --pipeline rm+grpo or rm+rloo, not "
+                f"{self.pipeline}"
+            )
+        if self.reward == "judge" and not self.judge_models:
+            raise ConfigError("--reward judge needs a judge: pass --judge-model (and its URL)")
         if self.human_budget_per_round < 0:
             raise ConfigError("--human-budget-per-round must be >= 0")
         if self.generate_n < 2:
@@ -101,8 +117,10 @@ class LoopConfig:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The training stages of one round, in order (e.g. ("rm", "ppo"))."""
-        return tuple(self.pipeline.split("+"))
+        """The training stages of one round, in order (e.g. ("rm", "ppo"); with the judge as
+        the reward, only the policy stage)."""
+        stages = tuple(self.pipeline.split("+"))
+        return stages[1:] if self.reward == "judge" else stages
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

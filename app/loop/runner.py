@@ -94,7 +94,8 @@ def run_loop(
         jobs = JobManager(store, config.runs_root, generate_lane=True)
     else:
         jobs.generate_lane = True
-    work = LoopWork(store, config, loop_id, jobs, folder, stop)
+    server = judge_reward_server(store, config)
+    work = LoopWork(store, config, loop_id, jobs, folder, stop, judge_reward=server)
     early = EarlyStop(config)
     done: set[str] = set()
     for row in state.stage_rows(store, loop_id):
@@ -138,12 +139,31 @@ def run_loop(
         state.finish_loop(store, loop_id, status, reason)
         raise
     finally:
+        if server is not None:
+            server.stop()
         if own_jobs:
             jobs.close()
         else:
             jobs.generate_lane = False
     state.finish_loop(store, loop_id, status, reason)
     return loop_summary(store, loop_id)
+
+
+def judge_reward_server(store: PreferenceStore, config: LoopConfig) -> Any:
+    """With `--reward judge`: the loopback endpoint the RL runs get their rewards from."""
+    if config.reward != "judge":
+        return None
+    from judges.config import JudgeConfig
+    from judges.pairwise_reward import PairwiseJudgeReward
+    from judges.reward_server import RewardServer
+
+    judge = JudgeConfig(
+        models=config.judge_models,
+        base_url=config.judge_base_url,
+        concurrency=config.judge_concurrency,
+        progress=False,
+    )
+    return RewardServer(PairwiseJudgeReward(store, judge)).start()
 
 
 def loop_summary(store: PreferenceStore, loop_id: str | None = None) -> dict[str, Any]:

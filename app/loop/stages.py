@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ class LoopWork:
         jobs: JobManager,
         folder: Path,
         stop: threading.Event,
+        judge_reward: Any = None,
     ):
+        self.judge_reward = judge_reward  # judges.reward_server.RewardServer (--reward judge)
+        self.reward_spec = judge_reward.spec if judge_reward is not None else None
         self.store = store
         self.config = config
         self.loop_id = loop_id
@@ -208,7 +212,7 @@ class LoopWork:
         }
 
     def train(self, round_: int, stage: str) -> dict[str, Any]:
-        reward = "rm" if get_stage(stage).needs_reward else None
+        reward = (self.reward_spec or "rm") if get_stage(stage).needs_reward else None
         request = TrainRequest(
             stage,
             policy=self.config.policy,
@@ -241,6 +245,11 @@ class LoopWork:
             "labels_at_cutoff": labels,
             "metrics": {k: metrics[k] for k in METRIC_KEYS if k in metrics},
             "gate": metrics.get("gate"),
+            **(
+                {"judge_reward_so_far": asdict(self.judge_reward.reward.stats)}
+                if self.judge_reward
+                else {}
+            ),
         }
 
     def rescore(self, round_: int) -> dict[str, Any]:
@@ -272,8 +281,11 @@ class LoopWork:
         ]
         run_id = rows[0]["run_id"] if rows else None
         if run_id is not None:
-            status = self.jobs.status(run_id)["status"]
-            if status in ("failed", "cancelled"):
+            status = self.jobs.status(run_id)
+            if status["status"] in ("failed", "cancelled"):
+                run_id = None
+            elif status["status"] in ("queued", "running") and _judge_url_gone(status, request):
+                self.jobs.cancel(run_id)  # its judge reward endpoint died with the killed loop
                 run_id = None
         if run_id is None:
             run_id = self.jobs.submit(request)
@@ -314,3 +326,9 @@ class LoopWork:
             if r["stage"] == self.trains[-1] and r["status"] == "done"
         }
         return sum(1 for k in range(1, round_) if k not in done)
+
+
+def _judge_url_gone(status: dict[str, Any], request: TrainRequest) -> bool:
+    """A run that rewards with a judge endpoint other than the one served now."""
+    old = ((status.get("config") or {}).get("request") or {}).get("reward") or ""
+    return old.startswith("judge:") and old != request.reward

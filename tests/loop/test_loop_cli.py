@@ -114,7 +114,14 @@ def test_no_overlap_runs_one_stage_after_another_in_round_order(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "marker", ["round 1: judge started", "round 1: train:dpo started", "round 2: rescore started"]
+    "marker",
+    [
+        "round 1: generate started",  # a generation run in flight
+        "round 1: judge started",  # a judge batch half committed
+        "round 1: train:dpo started",  # a training run in flight
+        "round 2: score started",  # round 2 scoring while round 1's run goes on
+        "round 2: rescore started",  # the last stage
+    ],
 )
 def test_resume_after_kill_9_finishes_every_stage_once(
     loop_db, tiny_policy, judge_server, marker
@@ -192,3 +199,22 @@ def test_ctrl_c_cancels_the_running_run_and_resume_finishes(
     summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))
     assert summary["status"] == "finished"
     assert all(s["status"] == "done" for s in summary["stages"])
+
+
+@pytest.mark.slow
+def test_grpo_with_the_judge_as_reward(loop_db, tiny_policy, judge_server) -> None:
+    args = loop_args(
+        loop_db, tiny_policy, judge_server.url, "--pipeline", "rm+grpo", "--reward", "judge"
+    )
+    summary = summary_of(run_cli([*args, "--rounds", "1", "--json"]))
+    assert summary["status"] == "finished"
+    train = next(s for s in summary["stages"] if s["stage"] == "train:grpo")
+    assert train["status"] == "done" and train["counts"]["metrics"]["heldout_reward"] is not None
+    rewarded = train["counts"]["judge_reward_so_far"]
+    assert rewarded["items"] > 0 and rewarded["calls"] > 0 and rewarded["failed"] == 0
+    assert not any(s["stage"] == "train:rm" for s in summary["stages"])  # no reward model
+    with PreferenceStore(loop_db, read_only=True) as store:
+        kinds = store.query("SELECT kind, status FROM runs ORDER BY kind")
+        assert kinds == [("generate", "succeeded"), ("grpo", "succeeded")]
+        # every judge call, the judge stage's and the rewards', was sent once and cached
+        assert judge_server.request_count == store.count("judge_calls")

@@ -1,0 +1,106 @@
+"""A loopback endpoint that hands a trainer process the judge's pairwise rewards.
+
+A GRPO or RLOO run is a subprocess that never opens the store, and `training` does not
+import `judges`; the process that owns the store (`prefloop loop`) serves
+
+    POST <url>   {"items": [{"prompt": ..., "completion": ..., "reference": ...}, ...]}
+              -> {"rewards": [0.8, ...]}
+
+on 127.0.0.1 at a path with a random part (the URL is the capability; it lives as long as
+the owner serves it), and passes the URL to the run as its reward (`judge:<url>`). Rewards
+come from `judges.pairwise_reward`, through the judge cache in the store. The judge's API
+key stays in the owner: the trainer sees only the loopback URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from judges.pairwise_reward import PairwiseJudgeReward, RewardItem
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 << 20  # a batch of completions is far smaller
+
+
+class RewardServer:
+    """Serves one `PairwiseJudgeReward` on 127.0.0.1 (a context manager)."""
+
+    def __init__(self, reward: PairwiseJudgeReward):
+        self.reward = reward
+        self.path = f"/reward/{secrets.token_urlsafe(16)}"
+        self._lock = threading.Lock()  # one batch of rewards at a time: the judge bounds calls
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.path}"
+
+    @property
+    def spec(self) -> str:
+        """What a run takes as its reward: `judge:<url>`."""
+        return f"judge:{self.url}"
+
+    def start(self) -> RewardServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="prefloop-judge-reward", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> RewardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def rewards(self, body: dict[str, Any]) -> list[float]:
+        items = [
+            RewardItem(str(i["prompt"]), str(i["completion"]), str(i.get("reference") or ""))
+            for i in body["items"]
+        ]
+        with self._lock:
+            return self.reward(items)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug(format, *args)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        owner: RewardServer = self.server.owner  # type: ignore[attr-defined]
+        if self.path != owner.path:
+            self._send(404, {"error": "not found"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._send(413, {"error": "body too large"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+            self._send(200, {"rewards": owner.rewards(body)})
+        except (KeyError, TypeError, ValueError) as exc:
+            self._send(400, {"error": f"bad request: {exc}"})
+        except Exception as exc:  # noqa: BLE001 - the trainer shows it in its log
+            log.exception("judge reward failed")
+            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
