@@ -6,6 +6,8 @@ fixtures are made once, in a separate virtual environment, and committed:
     python -m venv --system-site-packages /tmp/fmtvenv
     /tmp/fmtvenv/bin/pip install argilla==2.8.0 label-studio-sdk==2.1.2
     /tmp/fmtvenv/bin/python scripts/interop_fixtures.py
+    # and to load prefloop's own exports with the same libraries:
+    /tmp/fmtvenv/bin/python scripts/interop_fixtures.py --check TASKS.json ARGILLA_FOLDER
 
 Label Studio: the annotation and prediction results are the SDK's regions
 (`LabelInterface(config).get_control(name).label(...)`), and the Choices tasks are checked with the
@@ -267,7 +269,43 @@ def argilla() -> None:
     settings.to_json(path=hub / ".argilla" / "settings.json")
 
 
+def check(tasks: Path, dataset: Path) -> None:
+    """Load prefloop's own exports with the tools' libraries: the Label Studio labeling config
+    and its predictions (`prefloop export --format labelstudio`), the Argilla settings and
+    records (`prefloop export --format argilla`)."""
+    os.environ.setdefault("ARGILLA_API_URL", "http://127.0.0.1:9")
+    os.environ.setdefault("ARGILLA_API_KEY", "no-server")
+    from argilla._api._client import APIClient
+
+    APIClient._validate_connection = lambda self: None
+    import argilla as rg
+    from argilla.records._io import JsonIO
+    from label_studio_sdk.label_interface import LabelInterface
+
+    config = tasks.with_name(f"{tasks.stem}.label_config.xml").read_text()
+    li = LabelInterface(config)
+    choices = any(c.tag == "Choices" for c in li.controls)
+    for task in json.loads(tasks.read_text()):
+        assert all(task["data"].get(o.value_name) is not None for o in li.objects), task
+        for prediction in task.get("predictions", []):
+            if choices:  # the SDK's validator does not accept Pairwise regions (see above)
+                assert li.validate_prediction(prediction), prediction
+    settings = rg.Settings.from_json(dataset / ".argilla" / "settings.json")
+    records = JsonIO._records_from_json(dataset / "records.json")
+    print(
+        f"Label Studio: {len(li.controls)} control(s) {[c.name for c in li.controls]}; "
+        f"Argilla: fields {[f.name for f in settings.fields]}, questions "
+        f"{[q.name for q in settings.questions]}, {len(records)} records"
+    )
+    assert all(isinstance(r, rg.Record) for r in records)
+
+
 if __name__ == "__main__":
-    labelstudio()
-    argilla()
-    print(f"wrote {OUT}")
+    import sys
+
+    if sys.argv[1:2] == ["--check"]:  # --check TASKS.json ARGILLA_FOLDER
+        check(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        labelstudio()
+        argilla()
+        print(f"wrote {OUT}")
