@@ -19,8 +19,10 @@ one human label with ``argilla:<user id>`` as ``who``; draft and discarded respo
 out (Argilla 2.8's ``to_disk`` writes no status: its responses all read as submitted).
 Suggestions are read past (`data.tool_records`).
 
-`write_argilla` writes the ``to_disk`` form of prefloop's pairs for
-``rg.Dataset.from_disk(DIR, client=...)``: a chat field ``prompt``, text fields
+`write_argilla` writes prefloop's pairs in both forms in one folder: load it with
+``rg.Dataset.from_disk(DIR, client=...)``, or upload it as a Hub dataset
+(``hf upload --repo-type dataset USER/NAME DIR``) for ``rg.Dataset.from_hub(USER/NAME,
+settings="auto")``. It holds a chat field ``prompt``, text fields
 ``response_a``/``response_b``, a label question ``preference`` (a, b, tie, both_bad), the
 pair id as the record id and prefloop's verdict as the suggestion.
 """
@@ -28,6 +30,7 @@ pair id as the record id and prefloop's verdict as the suggestion.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,7 @@ from data.tool_records import (
 SETTINGS = Path(".argilla") / "settings.json"
 DATASET = Path(".argilla") / "dataset.json"
 RECORDS = "records.json"
+HUB_RECORDS = Path("data") / "train-00000-of-00001.parquet"
 QUESTION = "preference"
 LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 PROMPT_FIELDS = ("prompt", "instruction", "question", "input", "messages", "conversation")
@@ -337,8 +341,10 @@ def write_argilla(
     guidelines: str = "Which response to the prompt is better? Pick tie when they are equally "
     "good, both bad when neither is acceptable.",
 ) -> list[str]:
-    """Write the `to_disk` folder `out` (which must not exist, or be empty): the records are
-    written to a temporary name first, so a failure leaves no half-written dataset."""
+    """Write the dataset folder `out` (which must not exist, or be empty), in both forms: the
+    `to_disk` form (records.json) and the Hub form (the same records flattened into
+    data/train-00000-of-00001.parquet, as `Dataset.to_hub` pushes them). Everything is
+    written under a temporary name first, so a failure leaves no half-written dataset."""
     if out.suffix:
         raise ConfigError(
             f"--out {out}: an Argilla dataset is a folder; give a name without an extension"
@@ -346,7 +352,8 @@ def write_argilla(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; choose a new folder")
     staging = out.with_name(f".{out.name}.partial")
-    (staging / ".argilla").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # a failed earlier export's leftovers
+    (staging / ".argilla").mkdir(parents=True)
     dataset = {
         "id": None,
         "inserted_at": None,
@@ -361,10 +368,43 @@ def write_argilla(
     }
     (staging / DATASET).write_text(json.dumps(dataset), encoding="utf-8")
     (staging / SETTINGS).write_text(json.dumps(settings_json(guidelines)), encoding="utf-8")
-    (staging / RECORDS).write_text(
-        json.dumps(argilla_records(pairs, suggestions), ensure_ascii=False), encoding="utf-8"
-    )
+    records = argilla_records(pairs, suggestions)
+    (staging / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    _write_hub_rows(staging / HUB_RECORDS, records)
     if out.exists():
         out.rmdir()
     staging.replace(out)
     return [str(out)]
+
+
+def _write_hub_rows(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """The records as `Dataset.to_hub` flattens them: fields as columns, then the question's
+    responses (none yet) and suggestion columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    strings = pa.list_(pa.string())
+    suggestion = [r["suggestions"].get(QUESTION, {}) for r in records]
+    table = pa.table(
+        {
+            "id": pa.array([r["id"] for r in records], pa.string()),
+            "status": pa.array([r["status"] for r in records], pa.string()),
+            "_server_id": pa.array([None] * len(records), pa.string()),
+            "prompt": pa.array([r["fields"]["prompt"] for r in records], pa.list_(message)),
+            "response_a": pa.array([r["fields"]["response_a"] for r in records], pa.string()),
+            "response_b": pa.array([r["fields"]["response_b"] for r in records], pa.string()),
+            f"{QUESTION}.responses": pa.array([[] for _ in records], strings),
+            f"{QUESTION}.responses.users": pa.array([[] for _ in records], strings),
+            f"{QUESTION}.responses.status": pa.array([[] for _ in records], strings),
+            f"{QUESTION}.suggestion": pa.array([x.get("value") for x in suggestion], pa.string()),
+            f"{QUESTION}.suggestion.score": pa.array(
+                [x.get("score") for x in suggestion], pa.float64()
+            ),
+            f"{QUESTION}.suggestion.agent": pa.array(
+                [x.get("agent") for x in suggestion], pa.string()
+            ),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)

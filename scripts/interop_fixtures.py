@@ -292,6 +292,19 @@ def check(tasks: Path, dataset: Path) -> None:
                 assert li.validate_prediction(prediction), prediction
     settings = rg.Settings.from_json(dataset / ".argilla" / "settings.json")
     records = JsonIO._records_from_json(dataset / "records.json")
+    hub = dataset / "data" / "train-00000-of-00001.parquet"
+    if hub.exists():  # the Hub form, read as `Dataset.from_hub` reads it (less the server)
+        import datasets
+        from argilla.records._io import HFDatasetsIO
+        from argilla.records._mapping import IngestedRecordMapper
+
+        workspace = rg.Workspace(name="argilla", id=uuid.uuid4())
+        target = rg.Dataset(name="check", settings=settings, workspace=workspace)
+        rows = datasets.Dataset.from_parquet(str(hub))
+        mapping = {c: c for c in rows.column_names if ".suggestion" in c}
+        mapper = IngestedRecordMapper(dataset=target, mapping=mapping, user_id=uuid.uuid4())
+        mapped = [mapper(row) for row in HFDatasetsIO.to_argilla(hf_dataset=rows, mapper=mapper)]
+        assert [r.id for r in mapped] == [r.id for r in records]
     print(
         f"Label Studio: {len(li.controls)} control(s) {[c.name for c in li.controls]}; "
         f"Argilla: fields {[f.name for f in settings.fields]}, questions "

@@ -251,9 +251,12 @@ def test_round_trip_through_a_fresh_store_loses_nothing(
     """Like the TRL round trip: every pair's prompt and texts come back with the same ids."""
     store, ids = routed
     pairs = pairs_for_tool(store, "all")
-    for fmt, out in (("labelstudio", "all.json"), ("argilla", "all_ds")):
+    for fmt, out in (("labelstudio", "all.json"), ("argilla", "all_ds"), ("argilla", "hub_ds")):
         files = export_for_tool(tmp_path / out, fmt, pairs, {})
-        with PreferenceStore(tmp_path / f"{fmt}.duckdb") as copy:
+        if out == "hub_ds":  # the Hub form alone: the parquet rows, as `to_hub` lays them out
+            (tmp_path / out / "records.json").unlink()
+            assert (tmp_path / out / "data" / "train-00000-of-00001.parquet").is_file()
+        with PreferenceStore(tmp_path / f"{out}.duckdb") as copy:
             import_sources(copy, files[:1], ImportOptions())
             for sql in (
                 "SELECT pair_id, response_a_id, response_b_id FROM pairs ORDER BY 1",
