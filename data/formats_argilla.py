@@ -15,7 +15,7 @@ both bad), or a ``ranking`` question over the two response fields (the first-ran
 The response fields are the ones the question's values name, else the first known pair of
 names (``response_a``/``response_b``, ``response1``/``response2``...); the prompt is the
 first other field (a ``chat`` field is read as the conversation). Each submitted response is
-one human label with ``argilla:<user id>`` as ``who``; draft and discarded responses are left
+one human label with ``argilla:<user id>`` as ``who`` (``argilla`` without one); draft and discarded responses are left
 out (Argilla 2.8's ``to_disk`` writes no status: its responses all read as submitted).
 Suggestions are read past (`data.tool_records`).
 
@@ -216,11 +216,11 @@ def parse_record(
         if answer.get("status") not in (None, "submitted"):
             continue  # a draft or a discarded record: no answer
         user = answer.get("user_id")
-        if not isinstance(user, str) or not user.strip():
+        if user is not None and (not isinstance(user, str) or not user.strip()):
             raise RowError(f"{at}.user_id", f"must name the annotator, got {user!r}")
         votes.append(
             Vote(
-                f"argilla:{user.strip()}",
+                f"argilla:{user.strip()}" if user else "argilla",
                 _verdict(answer.get("value"), f"{at}.value", where, config),
             )
         )

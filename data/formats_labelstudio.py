@@ -20,7 +20,8 @@ from common names (``prompt``/``question``/``instruction``..., ``response_a``/``
 
 Each annotation that is not cancelled and has a result is one human label, with the
 annotator as ``who``: their e-mail when the export names it (``completed_by`` as an object),
-else ``labelstudio:<user id>``. A task without annotations imports its pair unlabelled.
+else ``labelstudio:<user id>`` (``labelstudio`` when it names nobody). A task without
+annotations imports its pair unlabelled.
 ``predictions`` are read past (`data.tool_records`).
 
 **Export.** `labelstudio_tasks` writes one task per pair: ``data`` holds ``pair_id``,
@@ -192,6 +193,10 @@ def parse_task(
 
 
 def _annotator(completed_by: Any, field: str) -> str:
+    """The annotator's e-mail, else `labelstudio:<id>`; plain `labelstudio` when the
+    annotation names nobody (an API-made annotation may not)."""
+    if completed_by is None or completed_by == {}:
+        return "labelstudio"
     if isinstance(completed_by, dict):
         email = completed_by.get("email")
         if isinstance(email, str) and email.strip():

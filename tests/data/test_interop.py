@@ -82,8 +82,11 @@ def test_label_studio_problems_are_located(store: PreferenceStore, tmp_path: Pat
     assert problem.field == "annotations[0].result[0].value.choices[0]"
     assert "--choice 'Left wins=a'" in problem.message
     assert store.count("pairs") == 0  # atomic
+    del tasks[3]["annotations"][0]["completed_by"]  # an annotation that names nobody
+    bad.write_text(json.dumps(tasks))
     mapped = ImportOptions(tool=ToolConfig(choices=(("Left wins", "a"),)))
     assert import_sources(store, [str(bad)], mapped).labels == 4
+    assert store.scalar("SELECT count(*) FROM active_labels WHERE who = 'labelstudio'") == 1
     tasks[0]["data"].pop("left")
     bad.write_text(json.dumps(tasks))
     with pytest.raises(ImportValidationError, match="no two responses"):
