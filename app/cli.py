@@ -14,6 +14,7 @@ from app.commands import labeling as labeling_commands
 from app.commands import loop as loop_commands
 from app.commands import project as project_commands
 from app.commands import quality as quality_commands
+from app.commands import reward as reward_commands
 from app.commands import serve as serve_commands
 from app.commands import store as store_commands
 from app.commands import train as train_commands
@@ -38,6 +39,8 @@ for command in judge_commands.COMMANDS:
 for command in quality_commands.COMMANDS:
     cli.add_command(command)
 for command in serve_commands.COMMANDS:
+    cli.add_command(command)
+for command in reward_commands.COMMANDS:
     cli.add_command(command)
 for command in train_commands.COMMANDS:
     cli.add_command(command)

@@ -183,7 +183,7 @@ def cached_vectors(
 
 
 def embed_texts(
-    store: PreferenceStore,
+    store: PreferenceStore | None,
     texts: Sequence[str],
     *,
     config: EncoderConfig = DEFAULT_ENCODER_CONFIG,
@@ -192,13 +192,14 @@ def embed_texts(
     """Embeddings for `texts` (cache first) and how many texts had to be encoded.
 
     The encoder is loaded only when some text is missing from the cache; pass one in (or
-    a function that returns one) to reuse it across calls.
+    a function that returns one) to reuse it across calls. Without a store (the reward
+    server, which must leave the store to the labelling commands) nothing is cached.
     """
     import pyarrow as pa
 
     key = cache_key(config)
     hashes = [text_hash(t) for t in texts]
-    found = cached_vectors(store, key, hashes)
+    found = cached_vectors(store, key, hashes) if store is not None else {}
     missing: dict[str, str] = {}
     for h, t in zip(hashes, texts, strict=True):
         if h not in found and h not in missing:
@@ -210,6 +211,9 @@ def embed_texts(
             encoder = encoder()
         vectors = encoder.encode(list(missing.values()), truncation_side=config.truncation_side)
         new = dict(zip(missing, vectors, strict=True))
+        if store is None:
+            found.update(new)
+            return np.stack([found[h] for h in hashes]), len(missing)
         table = pa.table(
             {
                 "encoder": [key] * len(new),

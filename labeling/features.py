@@ -53,7 +53,7 @@ def length_features(responses: Sequence[str]) -> np.ndarray:
 
 
 def response_features(
-    store: PreferenceStore,
+    store: PreferenceStore | None,
     prompts: Sequence[str],
     responses: Sequence[str],
     features: Sequence[str],

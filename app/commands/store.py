@@ -287,6 +287,24 @@ def _import_summary(result: dict[str, object]) -> str:
     help="How human votes on a pair become one: the majority, or Dawid-Skene (each annotator "
     "weighed by their fitted quality; split votes get a verdict too).",
 )
+@click.option(
+    "--for",
+    "rl_target",
+    type=click.Choice(("openrlhf", "verl")),
+    default=None,
+    help="Write the store's prompts (not pairs) as an RL prompt dataset: openrlhf: "
+    "FILE.jsonl (--input_key input --apply_chat_template); verl: FILE.parquet (prompt, "
+    "reward_model, extra_info). --prompts and --limit choose which; score them with "
+    "`prefloop serve-reward`.",
+)
+@click.option(
+    "--prompts",
+    "rl_prompts",
+    type=click.Choice(("all", "unlabelled")),
+    default="all",
+    show_default=True,
+    help="--for: every prompt, or the prompts with no labelled pair.",
+)
 @json_option
 def export_command(
     db: str,
@@ -305,10 +323,26 @@ def export_command(
     private: bool,
     split_name: str,
     save_local: str | None,
+    rl_target: str | None,
+    rl_prompts: str,
     as_json: bool,
 ) -> None:
     """Export labelled pairs (adjudication > human > import > judge > model; majority) as
-    TRL-ready data. Gold pairs are left out unless --include-gold."""
+    TRL-ready data. Gold pairs are left out unless --include-gold. With --for openrlhf|verl:
+    the prompts as an RL prompt dataset instead."""
+    if rl_target is not None:
+        from data.rl_prompts import write_rl_prompts
+
+        if not out:
+            raise ConfigError(f"--for {rl_target} needs --out FILE")
+        with open_store(db, read_only=True) as store:
+            written = write_rl_prompts(store, out, target=rl_target, which=rl_prompts, limit=limit)
+        emit(
+            written,
+            as_json,
+            lambda r: f"wrote {r['prompts']} prompts for {r['target']} to {r['file']}",
+        )
+        return
     if min_annotator_gold_accuracy is not None and not 0 <= min_annotator_gold_accuracy <= 1:
         raise ConfigError(
             f"--min-annotator-gold-accuracy {min_annotator_gold_accuracy} must be between 0 and 1"
