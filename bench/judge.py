@@ -7,7 +7,10 @@ The fake OpenAI-compatible server (tests/fakes/openai_server.py) runs in its own
 and answers every request after `--latency` seconds (default 0.1). Each run starts from a
 fresh copy of the same store (the first N pairs of HH-RLHF helpful-base test, routed to
 the judge queue) and goes through the whole batch path: the real `openai` client, the
-semaphore, parsing, and the store writer. Concurrency 1 would take latency x N seconds
+semaphore, parsing, and the store writer. The main runs use the judge's default HTTP
+transport (`--http-client auto`: the SDK's aiohttp transport when `openai[aiohttp]` is
+installed); `transports` then compares c=1 and c=64 for each transport: aiohttp, the
+SDK's default httpx client (keep-alive pool), and httpx without connection reuse. Concurrency 1 would take latency x N seconds
 (100 s for 1,000 pairs), so it is measured on a subset; throughput is pairs per second,
 and the ratios compare throughputs measured in this same run. Then: a second run over
 the finished store must make zero calls, and `--swap` must make exactly twice the calls.
@@ -81,9 +84,11 @@ def run(
     limit: int | None,
     swap: bool = False,
     store_path: Path | None = None,
+    transport: str = "auto",
 ) -> dict[str, object]:
     from data.store import PreferenceStore
     from judges.batch import run_batch
+    from judges.client import OpenAIBackend
     from judges.config import JudgeConfig
 
     if store_path is None:
@@ -98,13 +103,26 @@ def run(
         progress=False,
         timeout=30,
         max_retries=2,
+        http_client="httpx" if transport == "httpx-no-reuse" else transport,
     )
+    backend = None
+    if transport == "httpx-no-reuse":  # a new connection for every request
+        import httpx2
+
+        backend = OpenAIBackend(
+            config,
+            http_client=httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=0),
+                timeout=30,
+            ),
+        )
     with PreferenceStore(store_path) as store:
         started, cpu = time.perf_counter(), time.process_time()
-        report = run_batch(store, config)
+        report = run_batch(store, config, backend=backend)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "concurrency": concurrency,
+        "transport": transport,
         "swap": swap,
         "pairs": report.judged,
         "calls": report.calls,
@@ -112,6 +130,7 @@ def run(
         "failed": report.failed,
         "seconds": round(seconds, 3),
         "client_cpu_s": round(cpu, 3),
+        "client_cpu_ms_per_call": round(1000 * cpu / report.calls, 3) if report.calls else None,
         "pairs_per_s": round(report.judged / seconds, 2) if report.judged else None,
         "store": str(store_path),
     }
@@ -130,6 +149,9 @@ def main() -> None:
         help="Pairs for concurrency 1 (default 100; quick 20).",
     )
     parser.add_argument("--latency", type=float, default=0.1, help="Server latency in seconds.")
+    parser.add_argument(
+        "--no-transports", action="store_true", help="Skip the comparison of HTTP transports."
+    )
     args = parser.parse_args()
     pairs = args.pairs or (200 if args.quick else 1000)
     c1_pairs = args.c1_pairs or (20 if args.quick else 100)
@@ -153,6 +175,23 @@ def main() -> None:
         )
         rerun_requests = server_requests(server) - before
         swap = run(template, work, url, concurrency=64, limit=None, swap=True)
+        transports: dict[str, dict[str, object]] = {}
+        from judges.client import aiohttp_installed
+
+        kinds = (
+            ["aiohttp", "httpx", "httpx-no-reuse"]
+            if aiohttp_installed()
+            else ["httpx", "httpx-no-reuse"]
+        )
+        for kind in [] if args.no_transports else kinds:
+            one = run(template, work, url, concurrency=1, limit=c1_pairs, transport=kind)
+            many = run(template, work, url, concurrency=64, limit=None, transport=kind)
+            transports[kind] = {
+                "c1_pairs_per_s": one["pairs_per_s"],
+                "c64_pairs_per_s": many["pairs_per_s"],
+                "ratio_64_vs_1": round(many["pairs_per_s"] / one["pairs_per_s"], 1),
+                "c64_client_cpu_ms_per_call": many["client_cpu_ms_per_call"],
+            }
     finally:
         if server.stdin:
             server.stdin.close()
@@ -178,8 +217,16 @@ def main() -> None:
         "plain_calls": plain_calls,
         "swap_call_ratio": round(swap["calls"] / plain_calls, 3) if plain_calls else None,
         "swap_seconds": swap["seconds"],
+        "default_transport": "aiohttp" if _aiohttp() else "httpx",
+        "transports": transports,
     }
     print(json.dumps(result, indent=2))
+
+
+def _aiohttp() -> bool:
+    from judges.client import aiohttp_installed
+
+    return aiohttp_installed()
 
 
 if __name__ == "__main__":

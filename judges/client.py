@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -103,7 +104,9 @@ def _mentions_logprobs(exc: Exception) -> bool:
 class OpenAIBackend:
     """Chat completions against any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama)."""
 
-    def __init__(self, config: JudgeConfig, api_key: str | None = None):
+    def __init__(
+        self, config: JudgeConfig, api_key: str | None = None, *, http_client: Any = None
+    ):
         from openai import AsyncOpenAI
 
         self.config = config
@@ -117,6 +120,7 @@ class OpenAIBackend:
             api_key=key,
             max_retries=config.max_retries,
             timeout=config.timeout,
+            http_client=http_client or make_http_client(config.http_client),
         )
         # first contact: one request alone until the endpoint has been reached once
         self._first_contact = asyncio.Lock()
@@ -250,6 +254,26 @@ class OpenAIBackend:
             f"cannot reach {self.endpoint} ({reason}; {tries_text}); nothing was judged: "
             + START_A_SERVER
         )
+
+
+def aiohttp_installed() -> bool:
+    """Whether the SDK's aiohttp transport can be used (`pip install 'openai[aiohttp]'`)."""
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+def make_http_client(kind: str) -> Any:
+    """The SDK's HTTP client for `--http-client`: aiohttp (measured faster in
+    bench/judge.py: less client CPU per call), or None for the SDK's own httpx client."""
+    if kind == "httpx" or (kind == "auto" and not aiohttp_installed()):
+        return None
+    if not aiohttp_installed():
+        raise ConfigError(
+            "--http-client aiohttp needs aiohttp: pip install 'openai[aiohttp]' "
+            "(or use --http-client httpx)"
+        )
+    from openai import DefaultAioHttpClient
+
+    return DefaultAioHttpClient()
 
 
 def key_for(config: JudgeConfig, api_key: str | None = None) -> str:

@@ -19,7 +19,8 @@ from data.endpoints import PoolPolicy, parse_base_urls, pool_name
 from data.errors import ConfigError
 
 BACKENDS = ("openai", "hf")
-BATCH_FAILED = ("live", "list")  # what --batch-api does with lines the batch failed
+BATCH_FAILED = ("live", "list")
+HTTP_CLIENTS = ("auto", "aiohttp", "httpx")  # the SDK's HTTP transport (bench/judge.py)  # what --batch-api does with lines the batch failed
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -86,6 +87,13 @@ class JudgeConfig:
         },
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
+    http_client: str = field(
+        default="auto",
+        metadata={
+            "help": "The SDK's HTTP transport: 'aiohttp' (openai[aiohttp]; less client CPU per "
+            "call), 'httpx' (the SDK's default), or 'auto' (aiohttp when installed)."
+        },
+    )
     per_endpoint_concurrency: int | None = field(
         default=None,
         metadata={
@@ -225,6 +233,10 @@ class JudgeConfig:
                 "no endpoint: pass --base-url URL (e.g. http://127.0.0.1:8000/v1) or set $OPENAI_BASE_URL"
             )
         self.pool_policy()  # a bad per-endpoint cap or bench setting fails here
+        if self.http_client not in HTTP_CLIENTS:
+            raise ConfigError(
+                f"--http-client {self.http_client!r} is not one of {', '.join(HTTP_CLIENTS)}"
+            )
         if self.batch_failed not in BATCH_FAILED:
             raise ConfigError(
                 f"--batch-failed {self.batch_failed!r} is not one of {', '.join(BATCH_FAILED)}"
