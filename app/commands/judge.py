@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from app.cli_common import db_option, emit, json_option, open_store
-from judges.config import BACKENDS, BATCH_FAILED, DEFAULT_API_KEY_ENV, JudgeConfig
+from judges.config import BACKENDS, BATCH_FAILED, DEFAULT_API_KEY_ENV, HTTP_CLIENTS, JudgeConfig
 
 
 def _help(name: str) -> str:
@@ -52,6 +52,13 @@ def _help(name: str) -> str:
     default=JudgeConfig.concurrency,
     show_default=True,
     help=_help("concurrency"),
+)
+@click.option(
+    "--http-client",
+    type=click.Choice(HTTP_CLIENTS),
+    default=JudgeConfig.http_client,
+    show_default=True,
+    help=_help("http_client"),
 )
 @click.option(
     "--per-endpoint-concurrency",
@@ -156,6 +163,7 @@ def judge_command(
     models: tuple[str, ...],
     backend: str,
     concurrency: int,
+    http_client: str,
     per_endpoint_concurrency: int | None,
     bench_after: int,
     bench_seconds: float,
@@ -185,6 +193,7 @@ def judge_command(
         api_key_env=api_key_env,
         backend=backend,
         concurrency=concurrency,
+        http_client=http_client,
         per_endpoint_concurrency=per_endpoint_concurrency,
         bench_after=bench_after,
         bench_seconds=bench_seconds,

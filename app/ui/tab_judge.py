@@ -73,6 +73,8 @@ def build(ctx: AppContext, blocks: gr.Blocks) -> AdminParts:
             base_url = gr.Textbox(
                 label="Endpoint (OpenAI-compatible base URL)",
                 placeholder="http://127.0.0.1:8000/v1 (empty: $OPENAI_BASE_URL)",
+                info="Several replicas of one model: separate the URLs with commas or spaces; "
+                "requests go to the least busy healthy one.",
             )
             model = gr.Textbox(
                 label="Model",
