@@ -250,9 +250,17 @@ def _annotation_verdict(
                 raise RowError(
                     f"{at}.value.choices", f"must hold exactly one choice, got {choices!r}"
                 )
-            found.append(
-                (str(name), choice_verdict(choices[0], f"{at}.value.choices[0]", config, names))
-            )
+            try:
+                verdict = choice_verdict(choices[0], f"{at}.value.choices[0]", config, names)
+            except RowError as exc:
+                if where.control is None:  # maybe another Choices control (a rating, a flag)
+                    exc = RowError(
+                        exc.field,
+                        f"{exc.message}; or, if {name!r} is not the preference control, name "
+                        "the one to read with --question",
+                    )
+                raise exc from None
+            found.append((str(name), verdict))
     controls = {name for name, _ in found}
     if len(controls) > 1:
         raise RowError(

@@ -354,6 +354,11 @@ def export_command(
         min_annotator_gold_accuracy=min_annotator_gold_accuracy,
         human_model=human_model,
     )
+    if hub_repo and (out or fmt in TOOL_FORMATS):
+        raise ConfigError(
+            "--push-to-hub writes the TRL formats and takes no --out; keep a copy with "
+            "--save-local DIR"
+        )
     if fmt in TOOL_FORMATS:
         if not out:
             raise ConfigError(f"--format {fmt} needs --out")

@@ -67,6 +67,7 @@ def test_tool_cli_errors_are_one_line(tmp_path: Path) -> None:
             ".json file",
         ),
         (["export", "--db", db], "give --out FILE (or --push-to-hub REPO)"),
+        (["export", "--db", db, "--push-to-hub", "me/x", "--out", "x.jsonl"], "takes no --out"),
         (
             ["import", str(tmp_path / "p.jsonl"), "--db", db, "--choice", "no-equals"],
             "TEXT=VERDICT",
