@@ -196,6 +196,9 @@ def loop_summary(store: PreferenceStore, loop_id: str | None = None) -> dict[str
                 "labels": counts.get("labels_at_cutoff")
                 or ((by_stage.get("cutoff") or {}).get("counts") or {}).get("labels"),
                 "judge_labels": judge.get("labels"),
+                "judge_calibration": ((by_stage.get("rescore") or {}).get("counts") or {}).get(
+                    "judge_calibration"
+                ),
                 "heldout_accuracy": metrics.get("heldout_accuracy"),
                 "heldout_reward": metrics.get("heldout_reward"),
                 "heldout_rows": metrics.get("heldout_rows"),

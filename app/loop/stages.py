@@ -253,13 +253,21 @@ class LoopWork:
         }
 
     def rescore(self, round_: int) -> dict[str, Any]:
+        from data.project import read_project
+        from labeling.label_quality import judge_error_by_signal
         from labeling.router import RouterConfig, route_store
 
+        agreement = {  # each judge vs humans on the random calibration slice, at round end
+            e["who"]: {
+                "agreement": round(1 - e["calibration_error_rate"], 4),
+                "pairs": e["calibration_pairs"],
+            }
+            for e in judge_error_by_signal(self.store)
+            if e["calibration_error_rate"] is not None
+        }
         scored = self.score(round_)
         if scored.get("skipped"):
-            return scored
-        from data.project import read_project
-
+            return {**scored, "judge_calibration": agreement}
         routed = route_store(
             self.store,
             RouterConfig(
@@ -268,7 +276,11 @@ class LoopWork:
                 seed=self.config.seed + round_,
             ),
         )
-        return {**scored, "human_queue_open": routed.human_queue_total}
+        return {
+            **scored,
+            "human_queue_open": routed.human_queue_total,
+            "judge_calibration": agreement,
+        }
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -133,11 +133,10 @@ def loop_view(ctx: Any) -> tuple[str, list[list[Any]], Any]:
         lines.append(f"why it stopped: {plain(summary['stop_reason'])}")
     if ctl.error:
         lines.append(f"error: {plain(ctl.error)}")
-    return "  \n".join(lines), round_rows(ctx, summary), timeline(summary)
+    return "  \n".join(lines), round_rows(summary), timeline(summary)
 
 
-def round_rows(ctx: Any, summary: dict[str, Any]) -> list[list[Any]]:
-    agreement = _judge_agreement(ctx)
+def round_rows(summary: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for r in summary["rounds"]:
         labels = r["labels"]  # the counts at the round's cut-off, once it has one
@@ -147,7 +146,7 @@ def round_rows(ctx: Any, summary: dict[str, Any]) -> list[list[Any]]:
             [
                 r["round"],
                 *shown,
-                agreement,
+                _agreement(r.get("judge_calibration")),
                 None if metric is None else round(float(metric), 3),
                 {True: "yes", False: "no (kept parent)"}.get(r["promoted"], "-"),
                 ", ".join(f"{k}: {v} pairs" for k, v in sorted(r["staleness"].items())) or "-",
@@ -157,16 +156,11 @@ def round_rows(ctx: Any, summary: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def _judge_agreement(ctx: Any) -> str:
-    """The judge's agreement with humans on the calibration slice, now (one value)."""
-    from labeling.label_quality import judge_error_by_signal
-
-    parts = []
-    for entry in judge_error_by_signal(ctx.store):
-        rate = entry["calibration_error_rate"]
-        if rate is not None:
-            parts.append(f"{1 - rate:.2f} on {entry['calibration_pairs']}")
-    return "; ".join(parts) or "-"
+def _agreement(calibration: dict[str, Any] | None) -> str:
+    """Each judge's agreement with humans on the calibration slice at the round's end."""
+    if not calibration:
+        return "-"
+    return "; ".join(f"{v['agreement']:.2f} on {v['pairs']}" for v in calibration.values())
 
 
 def timeline(summary: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figure
