@@ -114,6 +114,7 @@ def parse_sources(
             max_bytes=options.max_source_bytes,
         )
         parse_tool = tool.parse if tool else None
+        fmt = tool.format if tool else fmt
         for raw in tqdm(
             tool.rows
             if tool
