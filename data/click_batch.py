@@ -35,6 +35,7 @@ from data.queue import (
     lease,
     lease_back,
 )
+from data.row_source import row_source
 from data.schema import swap_verdict
 from data.store import PairView, PreferenceStore, check_rationale, record_human_labels
 
@@ -49,12 +50,12 @@ SELECT c.idx,
        EXISTS (SELECT 1 FROM labels x WHERE x.pair_id = c.pair_id AND x.source = 'human'
                AND x.who = c.who AND x.retracted_at IS NULL),
        (SELECT first(l.annotator) FROM leases l WHERE l.pair_id = c.pair_id)
-FROM _clicks c
+FROM {clicks}
 """
 _CHECK_PAIRS_SQL = """
 SELECT c.idx, p.pair_id IS NOT NULL, p.queue
-FROM _clicks c LEFT JOIN pairs p ON p.pair_id = c.pair_id
-WHERE list_contains($idx, c.idx)
+FROM {clicks} LEFT JOIN pairs p ON p.pair_id = c.pair_id
+WHERE list_contains(?, c.idx)
 """
 
 
@@ -144,7 +145,6 @@ def submit_human_label(
 def _write(
     store: PreferenceStore, cur: duckdb.DuckDBPyConnection, clicks: Sequence[Click]
 ) -> list[ClickResult | StoreError]:
-    import pyarrow as pa
 
     from data.store import VERDICTS
 
@@ -165,24 +165,21 @@ def _write(
                 check_rationale(click.rationale)
             except StoreError as exc:
                 results[i] = exc
-    table = pa.table(
-        {
-            "idx": pa.array(range(len(clicks)), type=pa.int32()),
-            "pair_id": [c.pair_id for c in clicks],
-            "who": [c.annotator for c in clicks],
-        }
-    )
-    cur.register("_clicks", table)
-    try:
-        checks = cur.execute(_CHECK_SQL).fetchall()
+    columns = {
+        "idx": ("INTEGER", list(range(len(clicks)))),
+        "pair_id": ("VARCHAR", [c.pair_id for c in clicks]),
+        "who": ("VARCHAR", [c.annotator for c in clicks]),
+    }
+    with row_source(cur, "c", columns) as (clicks_sql, params):
+        checks = cur.execute(_CHECK_SQL.format(clicks=clicks_sql), params).fetchall()
         unleased = [idx for idx, holder, _, _ in checks if holder != clicks[idx].annotator]
         pairs = {idx: (True, "human") for idx in range(len(clicks))}
         if unleased:
-            found = cur.execute(_CHECK_PAIRS_SQL, {"idx": unleased}).fetchall()
+            found = cur.execute(
+                _CHECK_PAIRS_SQL.format(clicks=clicks_sql), [*params, unleased]
+            ).fetchall()
             pairs.update({idx: (known, queue) for idx, known, queue in found})
         ok = _accept(clicks, checks, pairs, results)
-    finally:
-        cur.unregister("_clicks")
     if not ok:
         return results  # type: ignore[return-value] - every click got its error
     rows = insert_labels(

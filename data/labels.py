@@ -14,12 +14,14 @@ from typing import Any
 
 import duckdb
 
+from data.row_source import row_source
+
 _INSERT_SQL = """
 INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped, round, meta)
 SELECT n.pair_id, n.source, n.who, n.verdict, n.confidence, n.rationale, n.swapped,
        coalesce(n.round, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'round'), 0),
        CAST(n.meta AS JSON)
-FROM _label_rows n
+FROM {rows}
 RETURNING label_id, pair_id, who
 """
 
@@ -42,8 +44,6 @@ def insert_labels(
     A scalar `source`, `who`, `round` or `metas` applies to every row. The verdicts are
     relative to the stored A/B. Runs inside the caller's transaction (`cur`).
     """
-    import pyarrow as pa
-
     n = len(pair_ids)
     if n == 0:
         return []
@@ -55,25 +55,17 @@ def insert_labels(
             return [value] * n
         return list(value)
 
-    meta_rows = column(metas)
-    table = pa.table(
-        {
-            "pair_id": pa.array(list(pair_ids), type=pa.string()),
-            "source": pa.array(column(source), type=pa.string()),
-            "who": pa.array(column(who), type=pa.string()),
-            "verdict": pa.array(list(verdicts), type=pa.string()),
-            "confidence": pa.array(column(confidences), type=pa.float64()),
-            "rationale": pa.array(column(rationales), type=pa.string()),
-            "swapped": pa.array(column(swapped, False), type=pa.bool_()),
-            "round": pa.array(column(round), type=pa.int32()),
-            "meta": pa.array(
-                [None if m is None else json.dumps(m) for m in meta_rows], type=pa.string()
-            ),
-        }
-    )
-    cur.register("_label_rows", table)
-    try:
-        rows = cur.execute(_INSERT_SQL).fetchall()
-    finally:
-        cur.unregister("_label_rows")
+    columns = {
+        "pair_id": ("VARCHAR", list(pair_ids)),
+        "source": ("VARCHAR", column(source)),
+        "who": ("VARCHAR", column(who)),
+        "verdict": ("VARCHAR", list(verdicts)),
+        "confidence": ("DOUBLE", column(confidences)),
+        "rationale": ("VARCHAR", column(rationales)),
+        "swapped": ("BOOLEAN", column(swapped, False)),
+        "round": ("INTEGER", column(round)),
+        "meta": ("VARCHAR", [None if m is None else json.dumps(m) for m in column(metas)]),
+    }
+    with row_source(cur, "n", columns) as (rows_sql, params):
+        rows = cur.execute(_INSERT_SQL.format(rows=rows_sql), params).fetchall()
     return [(int(label_id), pair_id, who) for label_id, pair_id, who in rows]
