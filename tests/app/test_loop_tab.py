@@ -52,15 +52,13 @@ def test_admin_starts_follows_and_stops_the_loop(
             with pytest.raises(AppError, match="is running"):
                 admin.predict(*args, api_name="/loop_start")  # one loop at a time
             deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:  # until round 1 has judged its pairs
+            while time.monotonic() < deadline:  # until round 1's generation run is going
                 md, rows, _plot = admin.predict(api_name="/loop_status")
-                judged = store.scalar(
-                    "SELECT count(*) FROM loop_rounds WHERE stage = 'judge' AND status = 'done'"
-                )
-                if judged:
+                if store.scalar("SELECT count(*) FROM runs WHERE status = 'running'"):
                     break
-                time.sleep(0.5)
-            assert "**running**" in md, md
+                time.sleep(0.3)
+            md, rows, _plot = admin.predict(api_name="/loop_status")
+            assert "**running**" in md and "running now: generate (round 1)" in md, md
             assert rows["headers"][0] == "round" and rows["data"][0][0] == 1
             assert "Stopping" in admin.predict(api_name="/loop_stop")
             while time.monotonic() < deadline and ctx.loop.running:
@@ -68,6 +66,7 @@ def test_admin_starts_follows_and_stops_the_loop(
             md = admin.predict(api_name="/loop_status")[0]
             assert "**stopped**" in md and "stopped by request" in md, md
             assert store.scalar("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+            assert store.scalar("SELECT status FROM runs WHERE kind = 'generate'") == "cancelled"
     finally:
         blocks.close()
         ctx.close()
