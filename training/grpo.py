@@ -7,9 +7,12 @@ which differs only in its baseline.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from data.errors import ConfigError
 from training.hf_trainer import progress_callback, trainer_args
 from training.models import (
     base_label,
@@ -38,6 +41,77 @@ class GRPOStageConfig(StageConfig):
     eval_every: int = help_field(0, "GRPO evaluation is generation-heavy: off by default.")
     gate_prompts: int = help_field(8, "Held-out prompts for the promotion gate's reward.")
     kl_bound: float = help_field(20.0, "Not promoted when the last logged KL exceeds this.")
+    use_vllm: bool = help_field(
+        False,
+        "Generate the completions with vLLM (TRL's use_vllm; needs `pip install vllm` and a "
+        "CUDA GPU). See vllm_mode.",
+    )
+    vllm_mode: str = help_field(
+        "server",
+        "With use_vllm: 'server' sends generation to a `trl vllm-serve --model POLICY` process "
+        "(on other GPUs, at vllm_server_base_url); 'colocate' runs vLLM inside each trainer "
+        "process, sharing its GPU.",
+    )
+    vllm_server_base_url: str | None = help_field(
+        None,
+        "vllm_mode=server: the URL of `trl vllm-serve`, e.g. http://10.0.0.2:8000 (default: "
+        "TRL's, http://0.0.0.0:8000).",
+    )
+    vllm_gpu_memory_utilization: float = help_field(
+        0.3, "vllm_mode=colocate: the share of the GPU's memory vLLM may take."
+    )
+
+    def __post_init__(self) -> None:  # at submit: a vLLM setting that cannot run fails now
+        super().__post_init__()
+        check_vllm_settings(self)
+
+
+def check_vllm_settings(cfg: GRPOStageConfig) -> None:
+    """Raise `ConfigError`, with the fix, for vLLM settings that TRL could not run."""
+    if cfg.vllm_mode not in ("server", "colocate"):
+        raise ConfigError(
+            f"vllm_mode = {cfg.vllm_mode!r}: use --set vllm_mode=server (a `trl vllm-serve` "
+            "process) or --set vllm_mode=colocate (vLLM inside the trainer)"
+        )
+    if not cfg.use_vllm:
+        if cfg.vllm_server_base_url:
+            raise ConfigError(
+                "vllm_server_base_url is set but use_vllm is not: add --set use_vllm=true"
+            )
+        return
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "use_vllm=true needs vLLM, which is not installed here: on a Linux machine with a "
+            "CUDA GPU run `pip install vllm` (and for vllm_mode=server start `trl vllm-serve "
+            "--model POLICY` first), or drop --set use_vllm=true to generate with transformers"
+        )
+    if cfg.vllm_server_base_url and cfg.vllm_mode != "server":
+        raise ConfigError(
+            "vllm_server_base_url only applies to vllm_mode=server; drop it or set "
+            "--set vllm_mode=server"
+        )
+    if cfg.vllm_server_base_url and not re.match(r"^https?://", cfg.vllm_server_base_url):
+        raise ConfigError(
+            f"vllm_server_base_url {cfg.vllm_server_base_url!r} is not an http(s) URL; write "
+            "e.g. http://10.0.0.2:8000"
+        )
+    if not 0 < cfg.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(
+            f"vllm_gpu_memory_utilization = {cfg.vllm_gpu_memory_utilization}: give a share "
+            "between 0 and 1, e.g. 0.3"
+        )
+
+
+def vllm_arguments(cfg: GRPOStageConfig) -> dict[str, Any]:
+    """TRL's GRPOConfig/RLOOConfig arguments for the vLLM settings (none without use_vllm)."""
+    if not cfg.use_vllm:
+        return {}
+    extra: dict[str, Any] = {"use_vllm": True, "vllm_mode": cfg.vllm_mode}
+    if cfg.vllm_mode == "server" and cfg.vllm_server_base_url:
+        extra["vllm_server_base_url"] = cfg.vllm_server_base_url
+    if cfg.vllm_mode == "colocate":
+        extra["vllm_gpu_memory_utilization"] = cfg.vllm_gpu_memory_utilization
+    return extra
 
 
 def run(ctx: RunContext) -> None:
@@ -78,6 +152,7 @@ def train_critic_free(
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_new_tokens,
         beta=cfg.beta,
+        **vllm_arguments(cfg),
     )
     prompts = sorted({r["prompt"] for r in train_rows})
     trainer = trl_trainer(

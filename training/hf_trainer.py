@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from data.errors import TrainingError
 from training.models import device_kind, use_bf16
 from training.run_context import RunContext
 from training.stage_config import StageConfig
@@ -17,6 +18,14 @@ from training.tracking import TENSORBOARD_FOLDER, resolve_report_to
 def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: int, **extra: Any):
     """TRL config with prefloop's defaults: explicit CPU/bf16 choice, logging every step."""
     cpu = device_kind() == "cpu"
+    distributed = ctx.request.get("distributed", "ddp")
+    if cpu and distributed != "ddp":
+        # accelerate selects FSDP (and DeepSpeed needs CUDA) only on accelerators: on CPU the
+        # processes would silently run plain DDP instead
+        raise TrainingError(
+            f"--distributed {distributed} needs GPUs (accelerate runs FSDP and DeepSpeed only "
+            "on accelerators; on CPU it would fall back to DDP): use --distributed ddp here"
+        )
     if cpu:
         import torch
 

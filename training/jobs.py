@@ -50,6 +50,7 @@ from training.planning import (  # noqa: F401 - these names are part of this API
 from training.runs import decode_run  # noqa: F401 - part of this API
 from training.snapshot import ingest_ref_logprobs
 from training.stages import (  # noqa: F401 - these names are part of this API
+    DISTRIBUTED,
     EVAL_MODEL_KINDS,
     TrainRequest,
     get_stage,
@@ -276,7 +277,9 @@ class JobManager:
         if self.inline:
             self._run_inline(run_id, request, run_dir, config)
             return
-        cmd = trainer_command(self.python, request.stage, run_dir, request.num_processes)
+        cmd = trainer_command(
+            self.python, request.stage, run_dir, request.num_processes, request.distributed
+        )
         trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
         proc = spawn_trainer(cmd, run_dir, trackers)
         self._procs[run_id] = proc

@@ -20,22 +20,31 @@ from training import runfiles
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
 
 
-def accelerate_config() -> Path:
-    """$PREFLOOP_ACCELERATE_CONFIG (e.g. accelerate/zero2.yaml for DeepSpeed), else DDP (gloo on CPU, NCCL on GPU)."""
-    return Path(os.environ.get("PREFLOOP_ACCELERATE_CONFIG") or ACCELERATE_DIR / "ddp.yaml")
+# `--distributed NAME`: the accelerate config a multi-process run is launched with
+DISTRIBUTED_CONFIGS = {"ddp": "ddp.yaml", "fsdp": "fsdp.yaml", "zero3": "zero3.yaml"}
 
 
-def trainer_command(python: str, stage: str, run_dir: Path, num_processes: int) -> list[str]:
-    """The command line of one run; several processes go through `accelerate launch`."""
+def accelerate_config(distributed: str = "ddp") -> Path:
+    """$PREFLOOP_ACCELERATE_CONFIG (e.g. accelerate/zero2.yaml), else the file of
+    `--distributed`: DDP (gloo on CPU, NCCL on GPU), FSDP2, or DeepSpeed ZeRO-3."""
+    override = os.environ.get("PREFLOOP_ACCELERATE_CONFIG")
+    return Path(override) if override else ACCELERATE_DIR / DISTRIBUTED_CONFIGS[distributed]
+
+
+def trainer_command(
+    python: str, stage: str, run_dir: Path, num_processes: int, distributed: str = "ddp"
+) -> list[str]:
+    """The command line of one run; several processes, or a sharded run (fsdp, zero3: on
+    one GPU too, e.g. ZeRO-3 with offload), go through `accelerate launch`."""
     trainer = ["-m", "training", stage, "--run-dir", str(run_dir)]
-    if num_processes <= 1:
+    if num_processes <= 1 and distributed == "ddp":
         return [python, *trainer]
     return [
         python,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(accelerate_config()),
+        str(accelerate_config(distributed)),
         "--num_processes",
         str(num_processes),
         *trainer,

@@ -9,6 +9,7 @@ process that owns the store (CLI, app) reads it freely.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,12 @@ STAGES: tuple[Stage, ...] = (
 EVAL_MODEL_KINDS = ("rm", "ensemble", "policy")
 
 
+# `--distributed`: how several processes share a run (training/accelerate/*.yaml); the
+# sharded ones are for the stages trained by TRL's Trainer on the pairs
+DISTRIBUTED = ("ddp", "fsdp", "zero3")
+SHARDED_STAGES = ("sft", "rm", "dpo")
+
+
 def kind_names() -> tuple[str, ...]:
     """Every kind of run: the training stages, then evaluate and generate."""
     return tuple(s.name for s in STAGES)
@@ -181,6 +188,9 @@ class TrainRequest:
     concurrency: int = 8  # requests in flight at once, over all endpoints
     per_endpoint_concurrency: int | None = None  # and on each endpoint
     max_retries: int = 3  # the SDK's retries of one request (429, 5xx, timeouts, connections)
+    # several processes: ddp, fsdp (PyTorch FSDP2) or zero3 (DeepSpeed ZeRO-3); see
+    # training/accelerate/ and training/launch.py
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
         stage = get_stage(self.stage)
@@ -195,6 +205,7 @@ class TrainRequest:
             raise ConfigError("--max-steps must be at least 1")
         if self.max_prompts is not None and self.max_prompts < 1:
             raise ConfigError("--max-prompts must be at least 1")
+        self._check_distributed(stage)
         object.__setattr__(self, "endpoints", parse_base_urls(self.endpoints))
         if self.endpoints and self.stage != "generate":
             raise ConfigError(f"{self.stage} trains in its own process; --base-url is for generate")
@@ -215,4 +226,22 @@ class TrainRequest:
         if self.per_endpoint_concurrency is not None and self.per_endpoint_concurrency < 1:
             raise ConfigError(
                 f"--per-endpoint-concurrency must be at least 1 (got {self.per_endpoint_concurrency})"
+            )
+
+    def _check_distributed(self, stage: Stage) -> None:
+        if self.distributed not in DISTRIBUTED:
+            raise ConfigError(
+                f"--distributed {self.distributed!r} is not one of {', '.join(DISTRIBUTED)}"
+            )
+        if self.distributed == "ddp":
+            return
+        if self.stage not in SHARDED_STAGES:
+            raise ConfigError(
+                f"--distributed {self.distributed} is for {', '.join(SHARDED_STAGES)}; "
+                f"{self.stage} runs with ddp"
+            )
+        if self.distributed == "zero3" and importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(
+                "--distributed zero3 needs DeepSpeed, which is not installed here: on a machine "
+                "with CUDA GPUs run `pip install deepspeed`, or use --distributed fsdp"
             )

@@ -9,7 +9,7 @@ import click
 
 from app.cli_common import db_option, emit, json_option, open_store
 from data.errors import ConfigError, TrainingError
-from training.jobs import STAGES, JobManager, TrainRequest
+from training.jobs import DISTRIBUTED, STAGES, JobManager, TrainRequest
 
 
 def _overrides(values: tuple[str, ...]) -> dict[str, Any]:
@@ -155,7 +155,16 @@ def _summary(result: dict[str, Any]) -> str:
     type=int,
     default=1,
     show_default=True,
-    help="Processes for `accelerate launch` (DDP; gloo on CPU).",
+    help="Processes for `accelerate launch` (one per GPU; gloo on CPU).",
+)
+@click.option(
+    "--distributed",
+    type=click.Choice(DISTRIBUTED),
+    default="ddp",
+    show_default=True,
+    help="How several processes share the run: ddp (a copy per process), fsdp (PyTorch FSDP2: "
+    "the model sharded), zero3 (DeepSpeed ZeRO-3; needs deepspeed and CUDA). fsdp and zero3 "
+    "are for sft, rm and dpo. Configs: training/accelerate/.",
 )
 @click.option(
     "--reward",
@@ -183,6 +192,7 @@ def train_command(
     incremental: bool,
     max_steps: int | None,
     num_processes: int,
+    distributed: str,
     reward: str | None,
     settings: tuple[str, ...],
     detach: bool,
@@ -196,6 +206,7 @@ def train_command(
         incremental=incremental,
         max_steps=max_steps,
         num_processes=num_processes,
+        distributed=distributed,
         reward=reward,
         overrides=_overrides(settings),
     )
