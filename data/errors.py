@@ -22,6 +22,10 @@ class StoreError(PrefloopError):
 class StoreLockedError(StoreError):
     """Another process holds the store's write lock."""
 
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path  # the store; the CLI sends its command to a serving process there
+
 
 class ImportValidationError(PrefloopError):
     """One or more input rows are invalid; each problem names file, line and field."""

@@ -72,7 +72,8 @@ class PreferenceStore:
                     f"{self.path} is open for writing by another process "
                     f"({_holder(str(exc))}). prefloop allows one writer per store: stop that "
                     "process, or send the work through it (the app's tabs), or copy the file "
-                    "and work on the copy."
+                    "and work on the copy.",
+                    path=self.path,
                 ) from None
             raise StoreError(f"{self.path}: cannot open store: {exc}") from None
         except duckdb.Error as exc:

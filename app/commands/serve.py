@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import getpass
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import click
 
-from app.cli_common import db_option, open_store
+from app.cli_common import db_option, open_store, run_in_process, serve_store
 from app.ui.auth import ROLES
 from data.errors import ConfigError
 from data.project import help_of
 
 
 def _serve(store_path: str, config: object, *, banner: str = "") -> None:
+    from app.control import ControlServer
     from app.ui.server import launch, make_app
 
     store = open_store(store_path)
     ctx, blocks = make_app(store, config)  # type: ignore[arg-type]
+    # CLI commands on this store (judge, import, train, stats, ...) run here while it serves:
+    # the same `prefloop` group this command came from
+    cli = click.get_current_context().find_root().command
+    serve_store(store)
+    control = ControlServer(store_path, lambda argv: run_in_process(cli, argv)).start()
     if banner:
         click.echo(banner)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager, `kill`) stops the app the way Ctrl-C does: the finally
+        # below closes the store and takes the control file away
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         launch(ctx, blocks, config, block=True)  # type: ignore[arg-type]
     finally:
+        control.close()
         ctx.close()
         store.close()
 
