@@ -95,3 +95,15 @@ def hh_path_session() -> Path:
     if not HH_HELPFUL_BASE.exists():
         pytest.skip(f"{HH_HELPFUL_BASE} is not present (shared data)")
     return HH_HELPFUL_BASE
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """The demo store, scored and routed once per session (loop tests copy its folder)."""
+    from app.demo_data import build_demo_store
+    from data.store import PreferenceStore
+
+    folder = tmp_path_factory.mktemp("demo-template")
+    with PreferenceStore(folder / "demo.duckdb") as store:
+        build_demo_store(store)
+    return folder

@@ -18,7 +18,6 @@ from tests.browsing import CHROMIUM, assert_no_script_ran, log_in, save
 from tests.fakes.hh import TINY
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.served_app import PASSWORDS, free_port, make_users
-from tests.loop.conftest import demo_template  # noqa: F401 - a fixture
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,8 +30,8 @@ pytestmark = [
 
 def test_an_admin_runs_and_stops_the_loop_while_an_annotator_labels(
     browser: Any,
-    demo_template: Path,  # noqa: F811
-    tiny_policy: Path,  # noqa: F811
+    demo_template: Path,
+    tiny_policy: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,12 +12,11 @@ import pytest
 from tests.fakes.hh import TINY
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.served_app import PASSWORDS, free_port, make_users
-from tests.loop.conftest import demo_template  # noqa: F401 - a fixture
 
 
 def test_admin_starts_follows_and_stops_the_loop(
-    demo_template: Path,  # noqa: F811
-    tiny_policy: Path,  # noqa: F811
+    demo_template: Path,
+    tiny_policy: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

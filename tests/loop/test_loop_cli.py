@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data.store import PreferenceStore
-from tests.loop.conftest import kill_when, loop_args, run_cli, signal_when
+from tests.fakes.loop_cli import kill_when, loop_args, run_cli, signal_when
 
 ROUND_STAGES = ("generate", "score", "judge", "route", "cutoff", "train:dpo", "rescore")
 
