@@ -87,6 +87,11 @@ def test_the_pipelined_loop_overlaps_rounds_and_records_every_stage(
     r1, r2 = summary["rounds"]
     assert set(r1["staleness"]) == {"0"} and set(r2["staleness"]) == {"1"}
     assert r1["run_id"] and r2["run_id"] and r1["labels"]["judge"] > 0
+    # round 2's pairs were judged after round 1's run took its snapshot: they went into
+    # round 2's run, as its new rows
+    assert r2["labels"]["judge"] > r1["labels"]["judge"]
+    train2 = next(s for s in summary["stages"] if (s["round"], s["stage"]) == (2, "train:dpo"))
+    assert train2["counts"]["metrics"]["new_rows"] > 0
     with PreferenceStore(loop_db, read_only=True) as store:
         tagged = store.scalar("SELECT count(*) FROM loop_pairs")
         generated = store.scalar("SELECT count(*) FROM pairs WHERE origin = 'generate'")
