@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import ConfigError
+from data.processes import alive
 
 log = logging.getLogger("prefloop.app")
 
@@ -166,7 +167,7 @@ def forward(store_path: str, argv: list[str], cwd: str | None = None) -> int | N
         info = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if not _alive(int(info.get("pid", 0))):
+    if not alive(int(info.get("pid", 0))):
         return None
     sent = absolute_paths(argv, cwd or os.getcwd())
     url = f"http://127.0.0.1:{info['port']}/run"
@@ -226,15 +227,3 @@ def _absolute(value: str, cwd: str, always: bool = False) -> str:
         return value
     candidate = Path(cwd) / value
     return str(candidate.resolve()) if always or candidate.exists() else value
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

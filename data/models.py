@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.errors import ConfigError
+from data.processes import alive
 
 SMOLLM2 = "smollm2-135m-instruct"
 MANIFEST = "prefloop_model.json"  # written last into a finished folder
@@ -248,15 +249,5 @@ def _remove_abandoned(parent: Path) -> None:
             pid = int(tmp.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):
             continue
-        if not _alive(pid):
+        if not alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -23,12 +23,12 @@ from typing import Any
 from data.errors import ConfigError
 from training.hf_trainer import final_evaluation, progress_callback, trainer_args
 from training.models import (
-    base_label,
     device_kind,
     load_causal_lm,
     load_tokenizer,
     param_change,
     resolve_policy,
+    save_adapter,
     trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
@@ -360,12 +360,8 @@ def run(ctx: RunContext) -> None:
         metrics["heldout_margin"] = float(evaluation.get("eval_rewards/margins", 0.0))
     promote, gate_numbers = gate(ctx, metrics.get("heldout_accuracy"))
     metrics["gate"] = gate_numbers
+    save_adapter(ctx, trainer.model, tokenizer, policy)
     if ctx.is_main:
-        trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
-        tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
-        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(
-            base_label(ctx, policy), encoding="utf-8"
-        )
         write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
 

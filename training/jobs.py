@@ -193,7 +193,9 @@ class JobManager:
                 proc = self._procs.get(run_id)
                 terminate_group(row[1], proc, grace)
                 self._procs.pop(run_id, None)
-            self._finish(run_id, "cancelled", log_tail=runfiles.log_tail(self._run_dir(run_id)))
+            runs.mark_ended(
+                self.store, run_id, "cancelled", log_tail=runfiles.log_tail(self._run_dir(run_id))
+            )
         self.tick()
         return True
 
@@ -267,7 +269,7 @@ class JobManager:
             else:
                 plan = plan_training(self.store, request, run_dir)
         except Exception as exc:
-            self._finish(run_id, "failed", log_tail=f"could not start: {exc}")
+            runs.mark_ended(self.store, run_id, "failed", log_tail=f"could not start: {exc}")
             if isinstance(exc, TrainingError | ConfigError):
                 return
             raise
@@ -311,7 +313,8 @@ class JobManager:
                     self.store, run_dir / runfiles.REF_LOGPROBS
                 )
             artifact = result.get("artifact")
-            self._finish(
+            runs.mark_ended(
+                self.store,
                 run_id,
                 "succeeded",
                 metrics=metrics,
@@ -328,29 +331,13 @@ class JobManager:
             if exit_code is not None and exit_code < 0:
                 why = f"the trainer was killed by signal {-exit_code}"
             # The reason goes last: the stored tail keeps the end, so a long log never cuts it.
-            self._finish(
-                run_id, "failed", log_tail=f"{tail}\n{why}", metrics={"exit_code": exit_code}
+            runs.mark_ended(
+                self.store,
+                run_id,
+                "failed",
+                log_tail=f"{tail}\n{why}",
+                metrics={"exit_code": exit_code},
             )
-
-    def _finish(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        log_tail: str = "",
-        metrics: dict[str, Any] | None = None,
-        artifact: str | None = None,
-        promoted: bool = False,
-    ) -> None:
-        runs.mark_ended(
-            self.store,
-            run_id,
-            status,
-            log_tail=log_tail,
-            metrics=metrics,
-            artifact=artifact,
-            promoted=promoted,
-        )
 
 
 def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:

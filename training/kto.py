@@ -18,11 +18,11 @@ from data.errors import ConfigError
 from training.hf_trainer import progress_callback, trainer_args
 from training.implicit_reward import implicit_reward_accuracy, pair_logps, reference_off
 from training.models import (
-    base_label,
     load_causal_lm,
     load_tokenizer,
     param_change,
     resolve_policy,
+    save_adapter,
     trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
@@ -140,10 +140,5 @@ def run(ctx: RunContext) -> None:
             metrics["heldout_accuracy"] = result["accuracy"]
             metrics["heldout_margin"] = result["margin"]
     promote, metrics["gate"] = gate(ctx, metrics.get("heldout_accuracy"))
-    if ctx.is_main:
-        trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
-        tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
-        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(
-            base_label(ctx, policy), encoding="utf-8"
-        )
+    save_adapter(ctx, trainer.model, tokenizer, policy)
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})

@@ -13,6 +13,7 @@ from typing import Any
 from data.errors import TrainingError
 from data.models import NAMED_MODELS, converted_folder, is_named, resolve_model
 from training.run_context import RunContext
+from training.runfiles import ARTIFACT
 from training.stage_config import StageConfig
 
 
@@ -66,6 +67,17 @@ def base_label(ctx: RunContext, policy: str) -> str:
     is a named model (the folder is found again from the name), else the folder itself."""
     name = ctx.config.get("policy")
     return name if is_named(name) else policy
+
+
+def save_adapter(ctx: RunContext, model: Any, tokenizer: Any, policy: str) -> None:
+    """The run's artifact: the trained adapter (or model), its tokenizer, and the base it
+    was trained on (`prefloop_base.txt`: what generation, rewards and evaluation load it on)."""
+    if not ctx.is_main:
+        return
+    out = ctx.run_dir / ARTIFACT
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "prefloop_base.txt").write_text(base_label(ctx, policy), encoding="utf-8")
 
 
 def build_tiny_policy(texts: list[str], out: Path, cfg: StageConfig) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 from training.hf_trainer import final_evaluation, progress_callback, trainer_args
 from training.models import (
-    base_label,
     load_tokenizer,
     lora_config,
     param_change,
     resolve_policy,
+    save_adapter,
     trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
@@ -113,10 +113,5 @@ def run(ctx: RunContext) -> None:
         evaluation, metrics["final_eval_reused"] = final_evaluation(trainer, progress)
         metrics["heldout_accuracy"] = float(evaluation["eval_accuracy"])
     promote, metrics["gate"] = gate(ctx, metrics.get("heldout_accuracy"))
-    if ctx.is_main:
-        trainer.model.save_pretrained(ctx.run_dir / ARTIFACT)
-        tokenizer.save_pretrained(ctx.run_dir / ARTIFACT)
-        (ctx.run_dir / ARTIFACT / "prefloop_base.txt").write_text(
-            base_label(ctx, policy), encoding="utf-8"
-        )
+    save_adapter(ctx, trainer.model, tokenizer, policy)
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
