@@ -104,9 +104,7 @@ def _mentions_logprobs(exc: Exception) -> bool:
 class OpenAIBackend:
     """Chat completions against any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama)."""
 
-    def __init__(
-        self, config: JudgeConfig, api_key: str | None = None, *, http_client: Any = None
-    ):
+    def __init__(self, config: JudgeConfig, api_key: str | None = None, *, http_client: Any = None):
         from openai import AsyncOpenAI
 
         self.config = config

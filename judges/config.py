@@ -19,8 +19,8 @@ from data.endpoints import PoolPolicy, parse_base_urls, pool_name
 from data.errors import ConfigError
 
 BACKENDS = ("openai", "hf")
-BATCH_FAILED = ("live", "list")
-HTTP_CLIENTS = ("auto", "aiohttp", "httpx")  # the SDK's HTTP transport (bench/judge.py)  # what --batch-api does with lines the batch failed
+BATCH_FAILED = ("live", "list")  # what --batch-api does with lines the batch failed
+HTTP_CLIENTS = ("auto", "aiohttp", "httpx")  # the SDK's HTTP transport (bench/judge.py)
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
