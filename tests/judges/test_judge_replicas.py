@@ -157,3 +157,23 @@ def test_pool_benches_after_failures_in_a_row_and_probes_when_all_are_benched() 
     asyncio.run(scenario())
     assert chosen == [0, 0, 1, 1, 1, 0]
     assert pool.stats()[0]["benched"] == 1
+
+
+def test_the_judge_tabs_endpoint_field_takes_several_replicas(tmp_path: Path) -> None:
+    """The Judge tab builds its config with `judge_config`: URLs separated by commas or
+    spaces become replicas, judged through the same pool as the CLI's repeated flag."""
+    from app.ui.judge_jobs import judge_config
+    from judges.batch import run_batch
+
+    db = tmp_path / "s.duckdb"
+    with FakeOpenAIServer(prefers_good) as a, FakeOpenAIServer(prefers_good) as b:
+        config = judge_config(
+            backend="openai", base_url=f"{a.url}, {b.url}", model="judge-m", template=None,
+            concurrency=4, limit=None, swap=False,
+        )  # fmt: skip
+        assert config.resolved_base_urls == (a.url, b.url)
+        with PreferenceStore(db) as store:
+            make_pairs(store, 6)
+            report = run_batch(store, config)
+        assert report.labels == 6 and a.request_count + b.request_count == 6
+        assert {e["url"] for e in report.endpoints} == {a.url, b.url}
