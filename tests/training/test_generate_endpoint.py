@@ -104,3 +104,18 @@ def test_the_generation_client_imports_no_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_endpoint_flags_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    with PreferenceStore(db) as store:
+        make_pairs(store, 1)
+    for args, fix in (
+        (["--base-url", "http://127.0.0.1:1/v1"], "--base-url needs --model NAME"),
+        (["--model", "m"], "add --base-url URL"),
+        (["--base-url", "127.0.0.1:8000", "--model", "m"], "not an http(s) URL"),
+        (["--base-url", "http://127.0.0.1:1/v1", "--model", "m", "--policy", "tiny"], "exclude"),
+    ):
+        result = CliRunner().invoke(cli, ["generate", "--db", str(db), *args])
+        assert result.exit_code != 0 and fix in str(result.exception), (args, result.exception)
+    assert not (tmp_path / "runs").exists()
