@@ -114,7 +114,12 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{result['completion_tokens']} completion tokens{cost}, {result.get('seconds', 0):g} s",
     ]
     batch = result.get("batch_api")
-    if batch:
+    if batch and batch.get("pending"):
+        lines.append(
+            f"Batch API batch {batch['batch_id']} is {batch['status']} ({batch['requests']} "
+            "requests): run the same command again to ingest it once it has ended"
+        )
+    elif batch:
         lines.append(
             f"Batch API batch {batch['batch_id']}{' (resumed)' if batch['resumed'] else ''}: "
             f"{batch['completed']} of {batch['requests']} requests answered, "
@@ -206,7 +211,7 @@ def run_batch(
     finally:
         if hasattr(backend, "stats"):
             report.endpoints = backend.stats()
-    if report.batch_api is not None:
+    if report.batch_api is not None and not report.batch_api["pending"]:
         from judges.openai_batch import mark_batch
 
         mark_batch(store, report.batch_api["batch_id"], "ingested", report.batch_api["status"])
@@ -260,6 +265,13 @@ def _through_batch_api(
     outcome = collect(store, config, api_key=api_key, scope=scope, requests=requests)
     if outcome is None:  # everything was in the cache
         return units, {}
+    if outcome.pending:  # --batch-no-wait: nothing to ingest yet
+        report.batch_api = outcome.as_dict() | {
+            "retried_live": 0,
+            "listed": [],
+            "deferred": len(units),
+        }
+        return [], {}
     for completion in outcome.completions.values():
         completion.params = params
     # a resumed batch covers the units it was sent for; newer ones wait for the next batch

@@ -121,6 +121,13 @@ class JudgeConfig:
     batch_poll_seconds: float = field(
         default=10.0, metadata={"help": "Seconds between two polls of a Batch API batch."}
     )
+    batch_wait: bool = field(
+        default=True,
+        metadata={
+            "help": "Wait for the Batch API batch to end. Off (--batch-no-wait): submit it (or "
+            "look at the stored one once) and return; the same command later ingests it."
+        },
+    )
     batch_failed: str = field(
         default="live",
         metadata={

@@ -10,7 +10,9 @@ to `judge_api_batches` before the first poll. Then `GET /v1/batches/{id}` every
 `batch_poll_seconds` until it ends; the output and error files are downloaded and each
 line becomes a `Completion` (parsed by the same code as a live reply) under its key.
 
-A killed prefloop leaves its batch `submitted` here; the same command (same endpoint,
+With `--batch-no-wait` the command submits (or polls the stored batch once) and returns
+while the batch runs; the same command later ingests it. A killed prefloop leaves its
+batch `submitted` here too; the same command (same endpoint,
 template, models, orders and sampling parameters: the batch's `scope`) finds it and polls
 it again instead of paying twice. The caller (`judges.batch.run_batch`) parses, repairs,
 writes and prices the replies; failed lines are retried live or listed there.
@@ -53,11 +55,17 @@ class BatchAPIOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # key -> why the line failed
     polls: int = 0
 
+    @property
+    def pending(self) -> bool:
+        """Still running at the provider (`--batch-no-wait`)."""
+        return self.status not in ENDED
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
             "resumed": self.resumed,
             "status": self.status,
+            "pending": self.pending,
             "requests": len(self.keys),
             "completed": len(self.completions),
             "failed_lines": len(self.failed),
@@ -183,8 +191,12 @@ def collect(
             resumed = False
             log.info("submitted Batch API batch %s (%d requests)", batch_id, len(keys))
         outcome = BatchAPIOutcome(batch_id=batch_id, resumed=resumed, status="", keys=set(keys))
-        batch = _wait(client, batch_id, config.batch_poll_seconds, outcome, on_poll, sleep)
+        batch = _wait(
+            client, batch_id, config.batch_poll_seconds, outcome, on_poll, sleep, config.batch_wait
+        )
         outcome.status = str(batch.get("status"))
+        if outcome.status not in ENDED:  # --batch-no-wait: still running, ingest it later
+            return outcome
         _read_results(client, batch, outcome, secret_forms(key))
         for key in outcome.keys - set(outcome.completions) - set(outcome.failed):
             outcome.failed[key] = f"no result line (batch {outcome.status})"
@@ -227,7 +239,9 @@ def _wait(
     outcome: BatchAPIOutcome,
     on_poll: Callable[[dict[str, Any]], None] | None,
     sleep: Callable[[float], None],
+    wait: bool = True,
 ) -> dict[str, Any]:
+    """Poll until the batch ends (or, without `wait`, once)."""
     while True:
         batch = client.batches.retrieve(batch_id).model_dump()
         outcome.polls += 1
@@ -242,7 +256,7 @@ def _wait(
         )
         if on_poll is not None:
             on_poll(batch)
-        if batch.get("status") in ENDED:
+        if batch.get("status") in ENDED or not wait:
             return batch
         sleep(every)
 

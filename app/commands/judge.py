@@ -88,6 +88,7 @@ def _help(name: str) -> str:
     show_default=True,
     help=_help("batch_poll_seconds"),
 )
+@click.option("--batch-no-wait", is_flag=True, help=_help("batch_wait"))
 @click.option(
     "--batch-failed",
     type=click.Choice(BATCH_FAILED),
@@ -169,6 +170,7 @@ def judge_command(
     bench_seconds: float,
     batch_api: bool,
     batch_poll_seconds: float,
+    batch_no_wait: bool,
     batch_failed: str,
     swap: bool,
     debias_margin: float,
@@ -199,6 +201,7 @@ def judge_command(
         bench_seconds=bench_seconds,
         batch_api=batch_api,
         batch_poll_seconds=batch_poll_seconds,
+        batch_wait=not batch_no_wait,
         batch_failed=batch_failed,
         swap=swap,
         debias_margin=debias_margin,

@@ -140,3 +140,19 @@ def test_a_prefloop_killed_mid_poll_resumes_polling_the_same_batch(tmp_path: Pat
         assert done["units"] == 0 and len(server.batches) == 1
     with PreferenceStore(db) as store:
         assert stored_batches(store)[0]["status"] == "ingested"
+
+
+def test_batch_no_wait_submits_and_a_later_run_ingests(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    new_store(db, 3)
+    with FakeOpenAIServer(prefers_good) as server:
+        server.batch_hold = True
+        first = judge(db, server.url, "--batch-api", "--batch-no-wait")
+        assert first["batch_api"]["pending"] and first["judged"] == 0
+        assert first["batch_api"]["status"] == "in_progress"
+        again = judge(db, server.url, "--batch-api", "--batch-no-wait")  # still running
+        assert again["batch_api"]["batch_id"] == first["batch_api"]["batch_id"]
+        server.batch_hold = False
+        done = judge(db, server.url, "--batch-api", "--batch-no-wait")
+        assert done["batch_api"]["resumed"] and not done["batch_api"]["pending"]
+        assert (done["labels"], len(server.batches), server.request_count) == (3, 1, 0)
