@@ -21,6 +21,7 @@ from typing import Protocol
 import duckdb
 
 from data.errors import StoreError
+from data.gold import gold_picks
 from data.store import PreferenceStore, refresh_human_queue
 
 # Two stages keep this fast at millions of pairs: a top-K over `human_queue` (stored in
@@ -172,10 +173,12 @@ def choose_next(
     from the cached head of the queue (open pairs only); when it holds nothing left for
     some annotator (or only pairs they avoid), a deeper head is read, as often as needed.
     Leases on pairs in `labelled_now` (labelled in this transaction) do not count.
+    With gold pairs in the store, a want may get one of them (`data.gold.gold_picks`).
     """
     who = sorted({w.annotator for w in wants})
-    chosen: dict[int, str | None] = {}
-    taken: set[str] = set()
+    # Some wants get a gold pair instead, blind (`data.gold`; nothing while there is none).
+    chosen: dict[int, str | None] = dict(gold_picks(store, cur, wants, labelled_now))
+    taken: set[str] = {p for p in chosen.values() if p is not None}
     k = max(64, 4 * (len(wants) + max(len(w.avoid) for w in wants)))
     while len(chosen) < len(wants):
         head = _read_head(store, cur, k, who, labelled_now)
@@ -306,6 +309,8 @@ def lease(
     pairs or of those annotators (one lease each), and the leases on `labelled_now` pairs.
     A pair picked twice (two clicks of one annotator in a batch) is leased once."""
     picks = list({pair_id: (pair_id, who, s) for pair_id, who, s in picks}.values())
+    if picks:
+        record_lease_starts(cur, picks)
     # DELETE + INSERT: cheaper in DuckDB than INSERT OR REPLACE on a keyed table
     cur.execute(
         "DELETE FROM leases WHERE list_contains($ids, pair_id) OR list_contains($who, annotator)",
@@ -325,6 +330,23 @@ def lease(
         ).fetchall()
 
 
+def record_lease_starts(
+    cur: duckdb.DuckDBPyConnection, picks: Sequence[tuple[str, str, float]]
+) -> None:
+    """Note when each (pair, annotator) of `picks` starts, unless that annotator holds the
+    pair already (a reload keeps its start): time per label is lease to label."""
+    cur.execute(
+        """
+        INSERT INTO lease_starts (pair_id, annotator)
+        SELECT n.pair_id, n.annotator
+        FROM (SELECT unnest($ids) AS pair_id, unnest($who) AS annotator) n
+        WHERE NOT EXISTS (SELECT 1 FROM leases l
+                          WHERE l.pair_id = n.pair_id AND l.annotator = n.annotator)
+        """,
+        {"ids": [p for p, _, _ in picks], "who": [a for _, a, _ in picks]},
+    ).fetchall()
+
+
 def release(store: PreferenceStore, annotator: str) -> None:
     """Give back whatever this annotator holds (skip, log out)."""
     with store.transaction() as cur:
@@ -334,12 +356,14 @@ def release(store: PreferenceStore, annotator: str) -> None:
 def lease_back(
     cur: duckdb.DuckDBPyConnection, pair_id: str, annotator: str, lease_seconds: float
 ) -> bool:
-    """Lease `pair_id` to `annotator` again (an undo) unless it left the human queue or
-    someone else holds it now; True if leased."""
+    """Lease `pair_id` to `annotator` again (an undo) unless it left the human queue (a
+    gold pair, never queued, is leased back like any other) or someone else holds it now;
+    True if leased."""
     blocked = cur.execute(
         "SELECT EXISTS (SELECT 1 FROM leases WHERE pair_id = $p AND annotator <> $who "
         "AND expires_at > now()::TIMESTAMP) "
-        "OR NOT EXISTS (SELECT 1 FROM pairs WHERE pair_id = $p AND queue = 'human')",
+        "OR (NOT EXISTS (SELECT 1 FROM pairs WHERE pair_id = $p AND queue = 'human') "
+        "AND NOT EXISTS (SELECT 1 FROM gold_answers WHERE pair_id = $p))",
         {"p": pair_id, "who": annotator},
     ).fetchall()[0][0]
     if not blocked:
