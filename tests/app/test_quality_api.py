@@ -142,6 +142,10 @@ def test_a_gold_pair_looks_like_any_other(served_qc: Served, tmp_path: Path) -> 
     assert store.scalar(
         "SELECT count(*) FROM active_labels WHERE who = 'ann2' AND pair_id = ?", [golden[3]]
     )
+    # undo brings it back like any other pair, and a reload keeps it
+    undone = ann.predict(api_name="/undo")
+    assert undone[3] == golden[3] and "Undone" in undone[5]
+    assert ann.predict(api_name="/next_pair")[3] == golden[3]
 
 
 def test_who_may_act_as_which_role(tmp_path: Path) -> None:
