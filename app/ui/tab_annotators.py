@@ -38,8 +38,8 @@ def build(ctx: AppContext, blocks: gr.Blocks, dashboard_tab: Any) -> Any:
         refresh = gr.Button("Refresh annotators", elem_id="btn-annotators")
         table = gr.Markdown(sanitize_html=True, elem_id="annotators-table")
         with gr.Row():
-            over_time = gr.Plot(label="Labels per annotator", elem_classes="dashboard-plot")
-            agreement = gr.Plot(label="Agreement per annotator", elem_classes="dashboard-plot")
+            over_time = gr.Plot(label="Labels per annotator", elem_classes="annotators-plot")
+            agreement = gr.Plot(label="Agreement per annotator", elem_classes="annotators-plot")
         csv_file = gr.File(label="Per-annotator table (CSV)", elem_id="annotators-csv")
 
     outputs = [table, over_time, agreement, csv_file]

@@ -76,6 +76,7 @@ def test_the_annotators_table_shows_names_as_text(browser: Any, served_qc: Serve
     expect(table).to_contain_text("<img src=x", timeout=30_000)
     expect(table).to_contain_text("ann1")
     assert table.locator("table").count() == 1
+    expect(page.locator(".annotators-plot img")).to_have_count(2, timeout=30_000)
     assert table.locator("img, b, [onerror]").count() == 0
     link = page.locator("#annotators-csv a[href$='annotators.csv']")
     expect(link).to_have_count(1)
