@@ -18,7 +18,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import duckdb
@@ -48,10 +48,21 @@ class _Asking(Protocol):
 class GoldConfig:
     """How gold pairs are mixed in and how annotators are judged on them."""
 
-    rate: float = 0.05  # share of next-pair requests answered with a gold pair
-    window: int = 20  # gold accuracy counts an annotator's last this-many gold pairs
-    min_accuracy: float = 0.7  # below this gold accuracy an annotator is flagged
-    min_gold: int = 5  # gold pairs an annotator must have labelled to be flagged at all
+    rate: float = field(
+        default=0.05,
+        metadata={"help": "Share of next-pair requests answered with a gold pair (0.05 = 5%)."},
+    )
+    window: int = field(
+        default=20,
+        metadata={"help": "Gold accuracy counts each annotator's last this-many gold pairs."},
+    )
+    min_accuracy: float = field(
+        default=0.7, metadata={"help": "Flag annotators whose gold accuracy is below this."}
+    )
+    min_gold: int = field(
+        default=5,
+        metadata={"help": "Gold pairs an annotator must have labelled before they can be flagged."},
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:

@@ -11,14 +11,6 @@ from app.cli_common import db_option, emit, json_option, open_store
 from data.annotator_stats import AnnotatorRow, annotator_table, write_csv
 from data.gold import GoldConfig, gold_count, read_gold_config, write_gold_config
 
-_GOLD_HELP = {
-    "rate": "Share of next-pair requests answered with a gold pair (0.05 = 5%).",
-    "window": "Gold accuracy counts each annotator's last this-many gold pairs.",
-    "min_accuracy": "Flag annotators whose gold accuracy is below this.",
-    "min_gold": "Gold pairs an annotator must have labelled before they can be flagged.",
-}
-assert set(_GOLD_HELP) == {f.name for f in fields(GoldConfig)}, "help for every GoldConfig field"
-
 
 @click.command("annotators")
 @db_option
@@ -65,7 +57,7 @@ def _gold_options(func: Any) -> Any:
             f.name,
             type=type(f.default),
             default=None,
-            help=_GOLD_HELP[f.name] + f" [default: {f.default}]",
+            help=f.metadata["help"] + f" [default: {f.default}]",
         )(func)
     return func
 
