@@ -63,6 +63,9 @@ from training.tracking import tracker_env_prefixes
 
 log = logging.getLogger(__name__)
 
+_SHARED: dict[str, JobManager] = {}  # store path -> its manager in this process (`shared`)
+_SHARED_LOCK = threading.Lock()
+
 STAGES = stage_names()  # the names `prefloop train` takes; the table is training.stages.STAGES
 KINDS = kind_names()  # run kinds: the training stages and sampling from a policy
 
@@ -93,16 +96,44 @@ class JobManager:
         self._stop = threading.Event()
         self._recover()
         self._thread: threading.Thread | None = None
+        self._users = 0  # `shared` callers still holding this manager
         if background:
-            self._thread = threading.Thread(
-                target=self._watch, args=(poll_interval,), daemon=True, name="prefloop-jobs"
-            )
-            self._thread.start()
+            self._start_watching(poll_interval)
+
+    def _start_watching(self, interval: float) -> None:
+        self._thread = threading.Thread(
+            target=self._watch, args=(interval,), daemon=True, name="prefloop-jobs"
+        )
+        self._thread.start()
 
     # -- public API ---------------------------------------------------------------------
 
-    def submit(self, request: TrainRequest) -> str:
-        """Start the run now, or queue it (merging into a queued run of the same stage)."""
+    @classmethod
+    def shared(
+        cls,
+        store: PreferenceStore,
+        runs_root: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> JobManager:
+        """The one manager of `store` in this process, made on first use. The app, a loop
+        and CLI commands the app runs for others (`app.control`) all start runs: with one
+        manager each queued run is started once and each ended one ingested once. Every
+        `shared` call needs its own `close()`; the last one closes it. `runs_root` and
+        `options` apply when it is made (`submit(runs_root=...)` places a run elsewhere)."""
+        key = str(Path(store.path).resolve())
+        with _SHARED_LOCK:
+            manager = _SHARED.get(key)
+            if manager is None:
+                manager = cls(store, runs_root, **options)
+                _SHARED[key] = manager
+            elif options.get("background") and manager._thread is None:
+                manager._start_watching(options.get("poll_interval", 0.5))
+            manager._users += 1
+            return manager
+
+    def submit(self, request: TrainRequest, runs_root: str | os.PathLike[str] | None = None) -> str:
+        """Start the run now, or queue it (merging into a queued run of the same stage);
+        its folder goes under `runs_root` (default: the manager's)."""
         stage_config(
             request.stage, request.overrides
         )  # bad settings fail here, not in the subprocess
@@ -121,7 +152,7 @@ class JobManager:
                 run_id,
                 request.stage,
                 {"request": asdict(request), "merged_requests": 1},
-                str(self.runs_root / run_id),
+                str(Path(runs_root or self.runs_root) / run_id),
             )
             self.tick()
             return run_id
@@ -222,6 +253,13 @@ class JobManager:
                     break
 
     def close(self) -> None:
+        with _SHARED_LOCK:
+            key = str(Path(self.store.path).resolve())
+            if _SHARED.get(key) is self:
+                self._users -= 1
+                if self._users > 0:
+                    return  # another user of the shared manager still needs it
+                del _SHARED[key]
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

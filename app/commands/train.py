@@ -29,8 +29,9 @@ def _run_blocking(
     db: str, out: str | None, request: TrainRequest, as_json: bool, detach: bool = False
 ) -> dict[str, Any]:
     with open_store(db) as store:
-        manager = JobManager(store, out)
-        run_id = manager.submit(request)
+        # shared: when the app serves this store, this runs in it, with the app's manager
+        manager = JobManager.shared(store)
+        run_id = manager.submit(request, runs_root=out)
         if detach:
             state = manager.status(run_id)["status"]
             manager.close()
@@ -223,7 +224,7 @@ def train_command(
 def runs_command(db: str, limit: int, cancel_id: str | None, as_json: bool) -> None:
     """List training and generation runs, newest first (and pick up runs that ended)."""
     with open_store(db) as store:
-        manager = JobManager(store)
+        manager = JobManager.shared(store)
         if cancel_id is not None:
             manager.status(cancel_id)  # an unknown id fails with the fix
             if not manager.cancel(cancel_id) and not as_json:

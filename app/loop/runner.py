@@ -90,10 +90,10 @@ def run_loop(
     folder = Path(store.path).resolve().parent / "loops" / loop_id
     folder.mkdir(parents=True, exist_ok=True)
     own_jobs = jobs is None
-    if jobs is None:
-        jobs = JobManager(store, config.runs_root, generate_lane=True)
-    else:
-        jobs.generate_lane = True
+    if jobs is None:  # the store's one manager in this process (the app's, when it serves)
+        jobs = JobManager.shared(store, config.runs_root)
+    lane_before = jobs.generate_lane
+    jobs.generate_lane = True
     server = judge_reward_server(store, config)
     work = LoopWork(store, config, loop_id, jobs, folder, stop, judge_reward=server)
     early = EarlyStop(config)
@@ -141,10 +141,9 @@ def run_loop(
     finally:
         if server is not None:
             server.stop()
+        jobs.generate_lane = lane_before
         if own_jobs:
             jobs.close()
-        else:
-            jobs.generate_lane = False
     state.finish_loop(store, loop_id, status, reason)
     return loop_summary(store, loop_id)
 

@@ -66,7 +66,7 @@ class AppContext:
 
         with _LOCK:
             if self.jobs is None:
-                self.jobs = JobManager(self.store, self.runs_root, background=True)
+                self.jobs = JobManager.shared(self.store, self.runs_root, background=True)
             return self.jobs
 
     def start_background(self) -> None:
