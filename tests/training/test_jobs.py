@@ -180,3 +180,16 @@ def test_no_labels_fails_before_starting_a_process(tmp_path) -> None:
         assert status["status"] == "failed"
         assert "no labelled pairs" in status["log_tail"]
         assert status["pid"] is None
+
+
+def test_one_shared_manager_per_store_until_its_last_user_closes(labelled_store, tmp_path) -> None:
+    first = JobManager.shared(labelled_store, tmp_path / "runs", background=True)
+    second = JobManager.shared(labelled_store)  # e.g. a CLI command the app runs for others
+    assert second is first and first._thread is not None
+    second.close()
+    assert JobManager.shared(labelled_store) is first  # still the app's
+    first.close()
+    first.close()
+    third = JobManager.shared(labelled_store)  # the last user closed it: a new one
+    assert third is not first and third._thread is None
+    third.close()
