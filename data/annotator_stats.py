@@ -24,7 +24,6 @@ Reads only; every table keeps its owner (labels through `active_labels`).
 from __future__ import annotations
 
 import csv
-import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -32,19 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from data.gold import GoldConfig, gold_scores, read_gold_config
+from data.intervals import wilson
 from data.store import PreferenceStore
-
-Z95 = 1.959964
-
-
-def wilson(right: int, n: int) -> tuple[float, float] | None:
-    """The 95% Wilson score interval of right/n (None for n = 0)."""
-    if n == 0:
-        return None
-    p = right / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
 
 
 @dataclass(frozen=True)
@@ -60,7 +48,10 @@ class Rate:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        return wilson(self.right, self.n)
+        if self.n == 0:
+            return None
+        low, high = wilson(self.right, self.n)
+        return (round(low, 4), round(high, 4))
 
     def as_dict(self) -> dict[str, Any]:
         return {"rate": self.rate, "n": self.n, "interval": self.interval}

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from data.adjudication import adjudicate, next_case, split_pairs
-from data.annotator_stats import annotator_table, wilson, write_csv
+from data.annotator_stats import annotator_table, write_csv
 from data.click_batch import submit_human_label
 from data.errors import ConfigError, StoreError
 from data.export import AggregationPolicy, aggregated_pairs
 from data.gold import GoldConfig, gold_answers, gold_scores, write_gold_config
 from data.importer import ImportOptions, import_sources
 from data.ingest import ingest
+from data.intervals import wilson
 from data.queue import Assignment, assign, claim_next, release
 from data.schema import swap_verdict
 from data.shapes import PairRecord
@@ -108,7 +109,8 @@ def test_position_bias_from_swapped(history: tuple[PreferenceStore, list[str]]) 
     assert (rows["y"].left.right, rows["y"].left.n) == (4, 4)
     # z saw every pair swapped: stored a = clicked right; stored b = clicked left (3 times)
     assert (rows["z"].left.right, rows["z"].left.n) == (3, 4)
-    assert rows["y"].left.interval == wilson(4, 4) and wilson(4, 4)[1] == 1.0
+    four_of_four = tuple(round(x, 4) for x in wilson(4, 4))
+    assert rows["y"].left.interval == four_of_four and four_of_four[1] == 1.0
 
 
 def test_csv_and_cli_json(history: tuple[PreferenceStore, list[str]], tmp_path: Path) -> None:
@@ -126,7 +128,11 @@ def test_csv_and_cli_json(history: tuple[PreferenceStore, list[str]], tmp_path: 
     result = CliRunner().invoke(cli, ["annotators", "--db", db, "--json"])
     assert result.exit_code == 0, result.output
     table = {r["annotator"]: r for r in json.loads(result.output)["annotators"]}
-    assert table["y"]["left"] == {"rate": 1.0, "n": 4, "interval": list(wilson(4, 4))}
+    assert table["y"]["left"] == {
+        "rate": 1.0,
+        "n": 4,
+        "interval": [round(x, 4) for x in wilson(4, 4)],
+    }
 
 
 def test_adjudication_outranks_the_split_humans(history: tuple[PreferenceStore, list[str]]) -> None:
