@@ -28,11 +28,12 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from data.errors import ConfigError
+from data.http_service import ThreadedHTTPService
 from data.processes import alive
 
 log = logging.getLogger("prefloop.app")
@@ -80,25 +81,20 @@ def _route_streams() -> None:
         sys.stderr = _ThreadStream("err", sys.stderr)
 
 
-class ControlServer:
+class ControlServer(ThreadedHTTPService):
     """Runs forwarded CLI commands in this process; `run_command(argv) -> exit code` is the
-    CLI itself (`app.cli.main` without its sys.exit)."""
+    CLI itself (`app.cli_common.run_in_process` on the `prefloop` group)."""
 
     def __init__(self, store_path: str, run_command: Callable[[list[str]], int]):
         self.path = control_file(store_path)
         self.token = secrets.token_urlsafe(32)
         self.run_command = run_command
-        handler = self._handler()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, daemon=True, name="prefloop-control"
-        )
+        super().__init__(self._handler())
 
     def start(self) -> ControlServer:
         _route_streams()
-        self.thread.start()
-        info = {"port": self.httpd.server_address[1], "token": self.token, "pid": os.getpid()}
+        super().start()
+        info = {"port": self.port, "token": self.token, "pid": os.getpid()}
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -110,8 +106,7 @@ class ControlServer:
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

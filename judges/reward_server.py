@@ -18,53 +18,33 @@ import json
 import logging
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from data.http_service import ThreadedHTTPService
 from judges.pairwise_reward import PairwiseJudgeReward, RewardItem
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 << 20  # a batch of completions is far smaller
 
 
-class RewardServer:
+class RewardServer(ThreadedHTTPService):
     """Serves one `PairwiseJudgeReward` on 127.0.0.1 (a context manager)."""
 
     def __init__(self, reward: PairwiseJudgeReward):
+        super().__init__(_Handler)
         self.reward = reward
         self.path = f"/reward/{secrets.token_urlsafe(16)}"
         self._lock = threading.Lock()  # one batch of rewards at a time: the judge bounds calls
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.path}"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     @property
     def spec(self) -> str:
         """What a run takes as its reward: `judge:<url>`."""
         return f"judge:{self.url}"
-
-    def start(self) -> RewardServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="prefloop-judge-reward", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> RewardServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def rewards(self, body: dict[str, Any]) -> list[float]:
         items = [

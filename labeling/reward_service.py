@@ -26,13 +26,14 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data.errors import ConfigError
+from data.http_service import ThreadedHTTPService
 from labeling.encoder import EncoderConfig
 from labeling.ensemble import RewardEnsemble
 from labeling.features import response_features
@@ -150,45 +151,22 @@ def answer(scorer: EnsembleScorer, body: Any) -> dict[str, Any]:
     }
 
 
-class RewardServer:
+class RewardServer(ThreadedHTTPService):
     """A threaded HTTP server for one scorer; a context manager (`url` once started)."""
 
     def __init__(self, scorer: EnsembleScorer, config: RewardServerConfig | None = None):
-        self.scorer = scorer
         self.config = config or RewardServerConfig()
-        self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), _Handler)
-        self._httpd.daemon_threads = True
+        super().__init__(_Handler, self.config.host, self.config.port)
+        self.scorer = scorer
         self._httpd.scorer = scorer  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/get_reward"
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever(poll_interval=0.2)
-
-    def start(self) -> RewardServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+        return f"http://{self.host}:{self.port}/get_reward"
 
     def stop_listening(self) -> None:
         """Close the socket (after `serve_forever` returned in this thread)."""
         self._httpd.server_close()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> RewardServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
