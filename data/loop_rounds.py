@@ -88,6 +88,16 @@ def stage_run(store: PreferenceStore, loop_id: str, round_: int, stage: str, run
         ).fetchall()
 
 
+def loop_runs(store: PreferenceStore, run_ids: set[str]) -> set[str]:
+    """Which of `run_ids` a loop started (a loop re-scores after its own runs)."""
+    if not run_ids:
+        return set()
+    rows = store.query(
+        "SELECT DISTINCT run_id FROM loop_rounds WHERE list_contains(?, run_id)", [sorted(run_ids)]
+    )
+    return {r[0] for r in rows}
+
+
 def stage_done(
     store: PreferenceStore,
     loop_id: str,

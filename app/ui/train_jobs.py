@@ -11,6 +11,7 @@ from typing import Any
 from app.ui.background import run_in_background
 from app.ui.render import code_block, plain
 from data.errors import ConfigError
+from data.loop_rounds import loop_runs
 from data.store import PreferenceStore
 from training import jobs as run_queue
 from training import runs
@@ -290,6 +291,9 @@ class RunWatcher:
         ended = self._ended()
         new = ended - self._seen
         self._seen = ended
+        # a loop's runs are re-scored by the loop itself (the Loop tab, or `prefloop loop`
+        # that this app runs for the CLI): another re-score would route a second budget
+        new -= loop_runs(self.ctx.store, new)
         if not new or (self.ctx.rescore_task is not None and self.ctx.rescore_task.running):
             return
         succeeded = runs.succeeded_among(self.ctx.store, new)
