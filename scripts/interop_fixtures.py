@@ -3,11 +3,11 @@
 prefloop does not depend on `argilla` or `label-studio-sdk` (their pins clash with ours), so the
 fixtures are made once, in a separate virtual environment, and committed:
 
-    python -m venv --system-site-packages /tmp/fmtvenv
-    /tmp/fmtvenv/bin/pip install argilla==2.8.0 label-studio-sdk==2.1.2
-    /tmp/fmtvenv/bin/python scripts/interop_fixtures.py
+    python -m venv --system-site-packages .fmtvenv   # any folder outside the project's venv
+    .fmtvenv/bin/pip install argilla==2.8.0 label-studio-sdk==2.1.2
+    .fmtvenv/bin/python scripts/interop_fixtures.py
     # and to load prefloop's own exports with the same libraries:
-    /tmp/fmtvenv/bin/python scripts/interop_fixtures.py --check TASKS.json ARGILLA_FOLDER
+    .fmtvenv/bin/python scripts/interop_fixtures.py --check TASKS.json ARGILLA_FOLDER
 
 Label Studio: the annotation and prediction results are the SDK's regions
 (`LabelInterface(config).get_control(name).label(...)`), and the Choices tasks are checked with the

@@ -36,7 +36,7 @@ def test_bad_vllm_settings_name_the_fix() -> None:
         stage_config("rloo", {"vllm_server_base_url": "http://10.0.0.2:8000"})
 
 
-def test_vllm_settings_pass_through_to_trl(monkeypatch) -> None:
+def test_vllm_settings_pass_through_to_trl(monkeypatch, tmp_path) -> None:
     """With vLLM present (pretended here: it cannot be installed without CUDA), the settings
     are accepted and become the arguments of TRL's own GRPOConfig/RLOOConfig."""
     from trl import GRPOConfig, RLOOConfig
@@ -56,8 +56,8 @@ def test_vllm_settings_pass_through_to_trl(monkeypatch) -> None:
         stage_config("grpo", {"use_vllm": True, "vllm_mode": "colocate",
                               "vllm_gpu_memory_utilization": 1.5})  # fmt: skip
     for trl_config, cfg in ((GRPOConfig, server), (RLOOConfig, colocate)):
-        args = trl_config(output_dir="/tmp/prefloop-vllm-args", use_cpu=True, report_to="none",
+        args = trl_config(output_dir=str(tmp_path / "args"), use_cpu=True, report_to="none",
                           **vllm_arguments(cfg))  # fmt: skip
         assert args.use_vllm and args.vllm_mode == cfg.vllm_mode
-    assert GRPOConfig(output_dir="/tmp/x", use_cpu=True, report_to="none",
+    assert GRPOConfig(output_dir=str(tmp_path / "x"), use_cpu=True, report_to="none",
                       **vllm_arguments(server)).vllm_server_base_url == "http://10.0.0.2:8000"  # fmt: skip
