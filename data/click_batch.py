@@ -37,7 +37,7 @@ from data.queue import (
 )
 from data.row_source import row_source
 from data.schema import swap_verdict
-from data.store import PairView, PreferenceStore, check_rationale, record_human_labels
+from data.store import PairView, PreferenceStore, check_label, record_human_labels
 
 # Per click: who holds a live lease on its pair, whether the clicker labelled it already,
 # and who the pair was last leased to (live or run out; see `data.queue`). Live leases
@@ -145,26 +145,17 @@ def submit_human_label(
 def _write(
     store: PreferenceStore, cur: duckdb.DuckDBPyConnection, clicks: Sequence[Click]
 ) -> list[ClickResult | StoreError]:
-
-    from data.store import VERDICTS
-
     results: list[ClickResult | StoreError | None] = [None] * len(clicks)
     problems = [_wrong_type(click) for click in clicks]
     clicks = [_placeholder(c) if p else c for c, p in zip(clicks, problems, strict=True)]
     for i, click in enumerate(clicks):
         if problems[i]:
             results[i] = StoreError(problems[i])
-        elif click.verdict not in VERDICTS:
-            results[i] = StoreError(
-                f"verdict {click.verdict_shown!r} is not one of {', '.join(VERDICTS)}"
-            )
-        elif click.confidence is not None and not 0.0 <= click.confidence <= 1.0:
-            results[i] = StoreError(f"confidence {click.confidence} must be between 0 and 1")
-        else:
-            try:
-                check_rationale(click.rationale)
-            except StoreError as exc:
-                results[i] = exc
+            continue
+        try:  # an unknown verdict is the same text shown or stored (swap_verdict keeps it)
+            check_label("human", click.verdict, click.confidence, click.rationale)
+        except StoreError as exc:
+            results[i] = exc
     columns = {
         "idx": ("INTEGER", list(range(len(clicks)))),
         "pair_id": ("VARCHAR", [c.pair_id for c in clicks]),
@@ -286,7 +277,7 @@ def _wrong_type(click: Click) -> str | None:
 
 
 def _placeholder(click: Click) -> Click:
-    """A refused click with fields the batch's Arrow table can hold (it writes nothing)."""
+    """A refused click with fields the batch's row source can hold (it writes nothing)."""
     return Click("", "", "a", False, leased_only=click.leased_only)
 
 
@@ -389,15 +380,15 @@ def _with_pairs(
 def undo_last_label(store: PreferenceStore, annotator: str, lease_seconds: float) -> str | None:
     """Retract `annotator`'s last human label and lease that pair back to them (unless it
     left the human queue or someone else holds it now); the pair id, or None."""
-    last = store.query(
-        "SELECT label_id, pair_id FROM active_labels WHERE source = 'human' AND who = ? "
-        "ORDER BY label_id DESC LIMIT 1",
-        [annotator],
-    )
-    if not last:
-        return None
-    label_id, pair_id = last[0]
     with store.transaction() as cur:
+        last = cur.execute(
+            "SELECT label_id, pair_id FROM active_labels WHERE source = 'human' AND who = ? "
+            "ORDER BY label_id DESC LIMIT 1",
+            [annotator],
+        ).fetchall()
+        if not last:
+            return None
+        label_id, pair_id = last[0]
         # retract_label keeps the store's own bookkeeping (human_queue) right
         if not store.retract_label(label_id, who=annotator, cursor=cur):
             return None

@@ -243,7 +243,7 @@ class PreferenceStore:
         votes go through `data.click_batch` (lease checks); this is for corrections and
         scripts.
         """
-        _check_label(source, verdict, confidence, rationale)
+        check_label(source, verdict, confidence, rationale)
         if cursor is None:
             with self.transaction() as cur:
                 return self.add_label(
@@ -380,16 +380,17 @@ def check_rationale(rationale: str | None) -> None:
         )
 
 
-def _check_label(
+def check_label(
     source: str, verdict: str, confidence: float | None, rationale: str | None = None
 ) -> None:
-    check_rationale(rationale)
+    """A label's fields, as every label path checks them (`add_label`, the click batch)."""
     if source not in SOURCES:
         raise StoreError(f"label source {source!r} is not one of {', '.join(SOURCES)}")
     if verdict not in VERDICTS:
         raise StoreError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     if confidence is not None and not 0.0 <= confidence <= 1.0:
         raise StoreError(f"confidence {confidence} must be between 0 and 1")
+    check_rationale(rationale)
 
 
 def _holder(message: str) -> str:

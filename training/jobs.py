@@ -47,7 +47,6 @@ from training.planning import (  # noqa: F401 - these names are part of this API
     plan_generate,
     plan_training,
 )
-from training.runs import decode_run  # noqa: F401 - part of this API
 from training.snapshot import ingest_ref_logprobs
 from training.stages import (  # noqa: F401 - these names are part of this API
     DISTRIBUTED,
