@@ -7,11 +7,11 @@ KTO run reads them with the pairs (`training/snapshot.py`). Re-importing never d
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import duckdb
 
+from data.row_source import row_source
 from data.store import PreferenceStore
 
 
@@ -23,41 +23,33 @@ def insert_feedback(
     source: str,
 ) -> int:
     """Store (prompt id, response id) -> desirable for `who`; returns the rows new or changed."""
-    import pyarrow as pa
-
     if not rows:
         return 0
-    table = pa.table(
-        {
-            "prompt_id": [k[0] for k in rows],
-            "response_id": [k[1] for k in rows],
-            "desirable": pa.array(list(rows.values()), type=pa.bool_()),
-        }
-    )
-    cur.register("_new_feedback", table)
-    try:
+    columns = {
+        "prompt_id": ("VARCHAR", [k[0] for k in rows]),
+        "response_id": ("VARCHAR", [k[1] for k in rows]),
+        "desirable": ("BOOLEAN", list(rows.values())),
+    }
+    with row_source(cur, "n", columns) as (new, params):
         # a row whose label changed replaces the old one; an identical row is a duplicate
         cur.execute(
-            """
-            DELETE FROM feedback f USING _new_feedback n
+            f"""
+            DELETE FROM feedback f USING {new}
             WHERE f.prompt_id = n.prompt_id AND f.response_id = n.response_id
-              AND f.who = $who AND f.desirable <> n.desirable
+              AND f.who = ? AND f.desirable <> n.desirable
             """,
-            {"who": who},
+            [*params, who],
         ).fetchall()
         changed = cur.execute(
-            """
+            f"""
             INSERT INTO feedback (prompt_id, response_id, desirable, who, source)
-            SELECT n.prompt_id, n.response_id, n.desirable, $who, $source FROM _new_feedback n
+            SELECT n.prompt_id, n.response_id, n.desirable, ?, ? FROM {new}
             ANTI JOIN feedback f ON f.prompt_id = n.prompt_id AND f.response_id = n.response_id
-              AND f.who = $who
-            RETURNING prompt_id
-            """,
-            {"who": who, "source": source},
+              AND f.who = ?
+            """
+            "RETURNING prompt_id",
+            [who, source, *params, who],
         ).fetchall()
-    finally:
-        with contextlib.suppress(duckdb.Error):  # an aborted transaction keeps its own error
-            cur.unregister("_new_feedback")
     return len(changed)
 
 

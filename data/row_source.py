@@ -26,7 +26,7 @@ def row_source(
 ) -> Iterator[tuple[str, list[Any]]]:
     """Yield (a FROM item `alias` with these columns, its positional parameters); `columns`
     maps a name to (SQL type: VARCHAR, BOOLEAN, DOUBLE or INTEGER, values). The parameters
-    come first in the statement: put the FROM item before any other `?`."""
+    go where the FROM item stands among the statement's other `?`s."""
     names = list(columns)
     n = len(next(iter(columns.values()))[1]) if columns else 0
     if 0 < n <= INLINE_ROWS:
