@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,9 +63,16 @@ def open_store(db: str, *, read_only: bool = False) -> PreferenceStore:
     return PreferenceStore(db, read_only=read_only)
 
 
-def serve_store(store: PreferenceStore) -> None:
-    """Lend `store` to CLI commands this process runs for others (`app.control`)."""
-    SERVED[str(Path(store.path).resolve())] = store
+@contextlib.contextmanager
+def serving(store: PreferenceStore) -> Iterator[None]:
+    """Lend `store` to CLI commands this process runs for others (`app.control`), until the
+    block ends."""
+    key = str(Path(store.path).resolve())
+    SERVED[key] = store
+    try:
+        yield
+    finally:
+        SERVED.pop(key, None)
 
 
 def emit(

@@ -61,9 +61,10 @@ def margins(cfg: EvaluateConfig, model: str, rows: list[dict[str, Any]]) -> list
         rejected = score(prompts, [r["rejected"] for r in rows])
         return [c - r for c, r in zip(chosen, rejected, strict=True)]
     from training.implicit_reward import implicit_reward_margins, pair_logps, reference_off
+    from training.models import load_tokenizer
 
     policy = load_lora_policy(model)
-    tokenizer = _tokenizer(model)
+    tokenizer = load_tokenizer(model)
     trained = pair_logps(policy, tokenizer, rows, max_length=cfg.max_length)
     with reference_off(policy):
         reference = pair_logps(policy, tokenizer, rows, max_length=cfg.max_length)
@@ -88,12 +89,6 @@ def load_lora_policy(folder: str) -> Any:
         resolve_model(base_file.read_text(encoding="utf-8").strip()), dtype=torch.float32
     )
     return PeftModel.from_pretrained(base, folder).eval()
-
-
-def _tokenizer(folder: str) -> Any:
-    from training.models import load_tokenizer
-
-    return load_tokenizer(folder)
 
 
 def accuracy_report(rows: list[dict[str, Any]], pair_margins: list[float]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from app.cli_common import db_option, open_store, run_in_process, serve_store
+from app.cli_common import db_option, open_store, run_in_process, serving
 from app.ui.auth import ROLES
 from data.errors import ConfigError
 from data.project import help_of
@@ -27,8 +27,7 @@ def _serve(store_path: str, config: object, *, banner: str = "") -> None:
     # CLI commands on this store (judge, import, train, stats, ...) run here while it serves:
     # the same `prefloop` group this command came from
     cli = click.get_current_context().find_root().command
-    serve_store(store)
-    control = ControlServer(store_path, lambda argv: run_in_process(cli, argv)).start()
+    control = ControlServer(store_path, lambda argv: run_in_process(cli, argv))
     if banner:
         click.echo(banner)
     if threading.current_thread() is threading.main_thread():
@@ -36,7 +35,9 @@ def _serve(store_path: str, config: object, *, banner: str = "") -> None:
         # below closes the store and takes the control file away
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        launch(ctx, blocks, config, block=True)  # type: ignore[arg-type]
+        with serving(store):
+            control.start()
+            launch(ctx, blocks, config, block=True)  # type: ignore[arg-type]
     finally:
         control.close()
         ctx.close()
