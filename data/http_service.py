@@ -3,9 +3,22 @@ reward for a trainer, `serve-reward`, the CLI's control port). A context manager
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A request handler that answers JSON (`send_json`)."""
+
+    def send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class ThreadedHTTPService:

@@ -18,10 +18,9 @@ import json
 import logging
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from data.http_service import ThreadedHTTPService
+from data.http_service import JSONHandler, ThreadedHTTPService
 from judges.pairwise_reward import PairwiseJudgeReward, RewardItem
 
 log = logging.getLogger(__name__)
@@ -55,32 +54,24 @@ class RewardServer(ThreadedHTTPService):
             return self.reward(items)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug(format, *args)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         owner: RewardServer = self.server.owner  # type: ignore[attr-defined]
         if self.path != owner.path:
-            self._send(404, {"error": "not found"})
+            self.send_json(404, {"error": "not found"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
-            self._send(413, {"error": "body too large"})
+            self.send_json(413, {"error": "body too large"})
             return
         try:
             body = json.loads(self.rfile.read(length))
-            self._send(200, {"rewards": owner.rewards(body)})
+            self.send_json(200, {"rewards": owner.rewards(body)})
         except (KeyError, TypeError, ValueError) as exc:
-            self._send(400, {"error": f"bad request: {exc}"})
+            self.send_json(400, {"error": f"bad request: {exc}"})
         except Exception as exc:  # noqa: BLE001 - the trainer shows it in its log
             log.exception("judge reward failed")
-            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.send_json(500, {"error": f"{type(exc).__name__}: {exc}"})

@@ -26,14 +26,13 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data.errors import ConfigError
-from data.http_service import ThreadedHTTPService
+from data.http_service import JSONHandler, ThreadedHTTPService
 from labeling.encoder import EncoderConfig
 from labeling.ensemble import RewardEnsemble
 from labeling.features import response_features
@@ -169,7 +168,7 @@ class RewardServer(ThreadedHTTPService):
         self._httpd.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -178,33 +177,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         scorer: EnsembleScorer = self.server.scorer  # type: ignore[attr-defined]
         if self.path.rstrip("/") == "/health":
-            self._send(200, {"ok": True, "ensemble": scorer.folder, "members": scorer.ensemble.members,
+            self.send_json(200, {"ok": True, "ensemble": scorer.folder, "members": scorer.ensemble.members,
                              "lambda": scorer.conservative_lambda})  # fmt: skip
         else:
-            self._send(404, {"error": f"no route {self.path}; POST /get_reward"})
+            self.send_json(404, {"error": f"no route {self.path}; POST /get_reward"})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         scorer: EnsembleScorer = self.server.scorer  # type: ignore[attr-defined]
         if self.path.split("?", 1)[0].rstrip("/") != "/get_reward":
-            self._send(404, {"error": f"no route {self.path}; POST /get_reward"})
+            self.send_json(404, {"error": f"no route {self.path}; POST /get_reward"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
-            self._send(413, {"error": f"body over {MAX_BODY} bytes; send smaller batches"})
+            self.send_json(413, {"error": f"body over {MAX_BODY} bytes; send smaller batches"})
             return
         try:
             body = json.loads(self.rfile.read(length) or b"null")
-            self._send(200, answer(scorer, body))
+            self.send_json(200, answer(scorer, body))
         except (json.JSONDecodeError, ConfigError) as exc:
-            self._send(400, {"error": str(exc)})
+            self.send_json(400, {"error": str(exc)})
         except Exception as exc:  # one bad batch must not stop the server
             log.exception("reward server: scoring failed")
-            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.send_json(500, {"error": f"{type(exc).__name__}: {exc}"})
