@@ -1,6 +1,6 @@
 """Benchmark: `prefloop loop` rounds one stage after another vs pipelined, in one run.
 
-    python bench/loop.py              # 3 rounds --no-overlap, then 3 rounds overlapped
+    python bench/loop.py              # 3 rounds --no-overlap, then overlapped (cold, warm)
     python bench/loop.py --rounds 2   # shorter
 
 Setup: the demo store (`prefloop demo`'s data, scored once so both runs start from the
@@ -8,9 +8,12 @@ same copy, embeddings cached), a tiny GPT-2 policy folder (2 layers, width 64, b
 from the demo texts), the fake OpenAI-compatible judge in its own process answering every
 request after 100 ms (a hashed A or B), at judge concurrency 16; CPU. Both runs are the
 real CLI (`python -m app loop --json`) in a subprocess, with the same flags but
-`--no-overlap`. Prints one JSON object: per-stage seconds (mean over rounds), wall time
-per round, the ratio pipelined / sequential, and the final round's held-out DPO accuracy
-of each run with its 95% Wilson interval.
+`--no-overlap` (sequential), `--no-warm-trainers` (pipelined, every run a cold process) or
+neither (pipelined, the default: trainer processes started ahead). Prints one JSON object:
+per-stage seconds (mean over rounds), wall time per round, the ratios pipelined /
+sequential, the steady-state round time (from the end of round 1's training to the end of
+the last round's, per round: what a longer loop tends to), and the final round's held-out
+DPO accuracy of each run with its 95% Wilson interval.
 """
 
 from __future__ import annotations
@@ -66,10 +69,17 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     return process, process.stdout.readline().strip()
 
 
+MODES = {  # name -> the flags that make it
+    "sequential": ["--no-overlap"],
+    "pipelined_cold": ["--no-warm-trainers"],
+    "pipelined": [],
+}
+
+
 def run_loop(
-    template: Path, work: Path, policy: Path, url: str, args: argparse.Namespace, overlap: bool
+    template: Path, work: Path, policy: Path, url: str, args: argparse.Namespace, mode: str
 ) -> dict[str, Any]:
-    store_dir = work / ("pipelined" if overlap else "sequential")
+    store_dir = work / mode
     shutil.copytree(template, store_dir)
     settings = [x for k, v in {**TINY, "eval_every": 0}.items() for x in ("--set", f"{k}={v}")]
     cmd = [
@@ -103,7 +113,7 @@ def run_loop(
         "-1",  # no early stop: both runs do every round
         *settings,
         "--json",
-        *([] if overlap else ["--no-overlap"]),
+        *MODES[mode],
     ]
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
@@ -126,11 +136,17 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
     acc, n = last["heldout_accuracy"], last["heldout_rows"] or 0
     interval = list(wilson(round(acc * n), n)) if acc is not None and n else None
     rounds = len(summary["rounds"])
+    train_ends = sorted(s["end_s"] for s in summary["stages"] if s["stage"].startswith("train:"))
     return {
         "status": summary["status"],
         "loop_wall_s": summary["wall_s"],
         "process_wall_s": run["process_wall_s"],
         "round_wall_s": round(summary["wall_s"] / rounds, 2),
+        "steady_round_s": (
+            round((train_ends[-1] - train_ends[0]) / (len(train_ends) - 1), 2)
+            if len(train_ends) > 1
+            else None
+        ),
         "stage_mean_s": {k: round(sum(v) / len(v), 2) for k, v in per_stage.items()},
         "stage_sum_s": round(sum(sum(v) for v in per_stage.values()), 2),
         "promoted": [r["promoted"] for r in summary["rounds"]],
@@ -160,15 +176,23 @@ def main() -> None:
     server, url = start_server(args.latency)
     try:
         template, policy = build_template(work)
-        sequential = describe(run_loop(template, work, policy, url, args, overlap=False))
-        pipelined = describe(run_loop(template, work, policy, url, args, overlap=True))
+        runs = {mode: describe(run_loop(template, work, policy, url, args, mode)) for mode in MODES}
     finally:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=10)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    a, b = sequential["final_heldout_interval95"], pipelined["final_heldout_interval95"]
+    sequential = runs["sequential"]
+
+    def ratio(mode: str, key: str) -> float | None:
+        a, b = runs[mode][key], sequential[key]
+        return None if a is None or not b else round(a / b, 3)
+
+    def overlapping(mode: str) -> bool | None:
+        a, b = sequential["final_heldout_interval95"], runs[mode]["final_heldout_interval95"]
+        return None if a is None or b is None else bool(a[0] <= b[1] and b[0] <= a[1])
+
     result = {
         "setup": {
             "store": "demo (44 prompts, 147 pairs, 42 seed labels), scored once",
@@ -179,17 +203,16 @@ def main() -> None:
             "max_new_tokens": args.max_new_tokens,
             "max_steps": args.max_steps,
             "device": "cpu",
+            "cpu_cores": os.cpu_count(),
             "load_average_at_end": os.getloadavg(),
         },
-        "sequential": sequential,
-        "pipelined": pipelined,
-        "ratio_pipelined_over_sequential_round": round(
-            pipelined["round_wall_s"] / sequential["round_wall_s"], 3
-        ),
+        **runs,
+        "ratio_pipelined_over_sequential_round": ratio("pipelined", "round_wall_s"),
+        "ratio_pipelined_cold_over_sequential_round": ratio("pipelined_cold", "round_wall_s"),
+        "ratio_steady_pipelined_over_sequential": ratio("pipelined", "steady_round_s"),
+        "ratio_steady_pipelined_cold_over_sequential": ratio("pipelined_cold", "steady_round_s"),
         "goal_ratio": 0.6,
-        "final_heldout_intervals_overlap": (
-            None if a is None or b is None else bool(a[0] <= b[1] and b[0] <= a[1])
-        ),
+        "final_heldout_intervals_overlap": {m: overlapping(m) for m in MODES if m != "sequential"},
     }
     print(json.dumps(result))
 

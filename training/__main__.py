@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -23,10 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    from training.models import cpu_threads
     from training.run_context import RunContext
+    from training.runfiles import CPU_THREADS_ENV
 
     ctx = RunContext(args.run_dir)
     ctx.status("running", step=0, message=f"starting {args.stage}", started=ctx.started)
+    if os.environ.get(CPU_THREADS_ENV):  # its owner runs another process next to this one
+        import torch
+
+        torch.set_num_threads(cpu_threads())
     try:
         module = importlib.import_module(get_stage(args.stage).module)
         module.run(ctx)

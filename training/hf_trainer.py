@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from data.errors import TrainingError
-from training.models import device_kind, use_bf16
+from training.models import cpu_threads, device_kind, use_bf16
 from training.run_context import RunContext
 from training.stage_config import StageConfig
 from training.tracking import TENSORBOARD_FOLDER, resolve_report_to
@@ -29,7 +29,7 @@ def trainer_args(ctx: RunContext, cfg: StageConfig, config_cls: Any, eval_rows: 
     if cpu:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, ctx.world_size)))
+        torch.set_num_threads(cpu_threads(ctx.world_size))
     evaluate = cfg.eval_every > 0 and eval_rows > 0
     trackers = resolve_report_to(cfg.report_to)
     if "tensorboard" in trackers:  # event files go with the run unless the user points them away

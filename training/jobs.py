@@ -38,7 +38,13 @@ from data.errors import ConfigError, TrainingError
 from data.store import PreferenceStore
 from training import runfiles, runs
 from training.generation_io import GENERATIONS, ingest_generations
-from training.launch import adopted_poll, spawn_trainer, terminate_group, trainer_command
+from training.launch import (
+    adopted_poll,
+    spawn_trainer,
+    terminate_group,
+    trainer_command,
+    trainer_env,
+)
 from training.planning import (  # noqa: F401 - these names are part of this API
     DEFAULT_POLICY,
     POLICY_STAGES,
@@ -59,6 +65,7 @@ from training.stages import (  # noqa: F401 - these names are part of this API
     stage_names,
 )
 from training.tracking import tracker_env_prefixes
+from training.warm import WarmTrainers
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,10 @@ class JobManager:
         self.inline = inline  # run trainers in this process (benchmarks: no start-up cost)
         # `prefloop loop`: a generation run may go next to a training run (one of each at a time)
         self.generate_lane = generate_lane
+        # torch threads of each run on CPU (None: all cores); set when two runs share them
+        self.cpu_threads: int | None = None
+        # trainer processes started ahead, per lane ("train", "generate"): `keep_warm`
+        self._warm: dict[str, WarmTrainers] = {}
         self._procs: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -232,6 +243,8 @@ class JobManager:
     def tick(self) -> None:
         """Pick up ended processes and start the next queued run when none is going."""
         with self._lock:
+            for pool in self._warm.values():
+                pool.fill()
             for run_id, proc in list(self._procs.items()):
                 if proc is not None:
                     code = proc.poll()
@@ -251,6 +264,28 @@ class JobManager:
                 if not self.generate_lane:
                     break
 
+    def keep_warm(self, train: int, generate: int = 0) -> None:
+        """Keep trainer processes started ahead, imports done (`training.warm`), so a run
+        skips its start-up: `train` for the training runs, `generate` for the generation
+        lane (`generate_lane`); 0, 0 ends them. Each lane refills its own, so a training run
+        that follows another at once still finds one that had a whole run to import."""
+        with self._lock:
+            for pool in self._warm.values():
+                pool.close()
+            self._warm = {}
+            if self.inline:
+                return
+            for lane, size in (("train", train), ("generate", generate)):
+                if size > 0:
+                    self._warm[lane] = WarmTrainers(
+                        self.python, size, trainer_env(), self.runs_root
+                    )
+
+    def warm_processes(self) -> dict[str, list[dict[str, Any]]]:
+        """Per lane, the idle trainer processes `keep_warm` keeps: pid, imports done."""
+        with self._lock:
+            return {lane: pool.idle() for lane, pool in self._warm.items()}
+
     def close(self) -> None:
         with _SHARED_LOCK:
             key = str(Path(self.store.path).resolve())
@@ -262,6 +297,7 @@ class JobManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.keep_warm(0, 0)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -320,7 +356,13 @@ class JobManager:
             self.python, request.stage, run_dir, request.num_processes, request.distributed
         )
         trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
-        proc = spawn_trainer(cmd, run_dir, trackers)
+        proc = None
+        lane = "generate" if self.generate_lane and request.stage == "generate" else "train"
+        pool = self._warm.get(lane)
+        if pool is not None and not trackers and cmd[1:3] == ["-m", "training"]:
+            proc = pool.take(request.stage, run_dir, self.cpu_threads)
+        if proc is None:
+            proc = spawn_trainer(cmd, run_dir, trackers, self.cpu_threads)
         self._procs[run_id] = proc
         runs.mark_running(
             self.store, run_id, config=config, parent_run_id=plan.get("parent_run_id"), pid=proc.pid

@@ -115,11 +115,17 @@ def trainer_env(
 
 
 def spawn_trainer(
-    cmd: list[str], run_dir: Path, tracker_prefixes: tuple[str, ...] = ()
+    cmd: list[str],
+    run_dir: Path,
+    tracker_prefixes: tuple[str, ...] = (),
+    cpu_threads: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `cmd` in its own session (so cancel can stop the whole group), logging to the run,
     with `trainer_env()`: no judge API key or other secret reaches the trainer (a tracker's
-    own variables do when the run reports to it)."""
+    own variables do when the run reports to it). `cpu_threads`: its share of the cores."""
+    env = trainer_env(tracker_prefixes=tracker_prefixes)
+    if cpu_threads:
+        env[runfiles.CPU_THREADS_ENV] = str(cpu_threads)
     with (run_dir / runfiles.LOG).open("ab") as log:
         return subprocess.Popen(
             cmd,
@@ -127,7 +133,7 @@ def spawn_trainer(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=trainer_env(tracker_prefixes=tracker_prefixes),
+            env=env,
             cwd=run_dir,
         )
 

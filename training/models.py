@@ -5,6 +5,7 @@ warm starts, and the parameter-change checks the tests rely on.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,17 @@ from typing import Any
 from data.errors import TrainingError
 from data.models import NAMED_MODELS, converted_folder, is_named, resolve_model
 from training.run_context import RunContext
-from training.runfiles import ARTIFACT
+from training.runfiles import ARTIFACT, CPU_THREADS_ENV
 from training.stage_config import StageConfig
+
+
+def cpu_threads(world_size: int = 1) -> int:
+    """Torch threads of one trainer process on CPU: the machine's cores, or the share its
+    owner gave it ($PREFLOOP_CPU_THREADS: a pipelined loop runs a generation next to a
+    training run, and two processes with a thread per core each would oversubscribe the
+    cores), split between the run's processes."""
+    cores = int(os.environ.get(CPU_THREADS_ENV) or os.cpu_count() or 1)
+    return max(1, cores // max(1, world_size))
 
 
 def device_kind() -> str:

@@ -73,6 +73,8 @@ class RunContext:
         """Write result.json last: its presence is what marks the run a success."""
         metrics = {**metrics, "wall_s": round(time.time() - self.started, 2)}
         torch = sys.modules.get("torch")
+        if torch is not None:  # the share of the cores it ran with (`cpu_threads`)
+            metrics["torch_threads"] = torch.get_num_threads()
         if torch is not None and torch.cuda.is_available():
             metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         rank_report = {

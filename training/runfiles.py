@@ -32,6 +32,9 @@ LOG = "train.log"
 RESULT = "result.json"
 REF_LOGPROBS = "ref_logprobs.parquet"
 ARTIFACT = "artifact"
+# besides the folder, one environment variable: the CPU cores the trainer may use, set by the
+# owner when two runs share the machine (a pipelined loop's generation next to its training)
+CPU_THREADS_ENV = "PREFLOOP_CPU_THREADS"
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -95,6 +95,7 @@ def _settings(values: tuple[str, ...]) -> dict[str, Any]:
     "--human-deadline", type=float, default=None, metavar="SECONDS", help=help_of("human_deadline")
 )
 @click.option("--no-overlap", is_flag=True, help=help_of("overlap"))
+@click.option("--no-warm-trainers", is_flag=True, help=help_of("warm_trainers"))
 @click.option("--max-steps", type=int, default=None, help=help_of("max_steps"))
 @click.option(
     "--set",
@@ -135,6 +136,7 @@ def loop_command(
     wait_for_humans: int | None,
     human_deadline: float | None,
     no_overlap: bool,
+    no_warm_trainers: bool,
     max_steps: int | None,
     settings: tuple[str, ...],
     min_gain: float,
@@ -171,6 +173,7 @@ def loop_command(
             wait_for_humans=wait_for_humans,
             human_deadline=human_deadline,
             overlap=not no_overlap,
+            warm_trainers=not no_warm_trainers,
             max_steps=max_steps,
             train_settings=_settings(settings),
             min_gain=min_gain,

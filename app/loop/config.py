@@ -72,6 +72,11 @@ class LoopConfig:
         "Run stages without a data dependency at the same time (off: --no-overlap, one stage "
         "after another, as by hand).",
     )
+    warm_trainers: bool = _help(
+        True,
+        "With overlap: keep a trainer process per lane started ahead, imports done, so each "
+        "run skips its start-up (off: --no-warm-trainers, every run starts cold).",
+    )
     max_steps: int | None = _help(None, "Optimizer steps per training run (default: the stage's).")
     train_settings: dict[str, Any] = _help(
         {}, "Stage settings for every training run, e.g. --set beta=0.2 (see training/<stage>.py)."

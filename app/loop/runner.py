@@ -9,6 +9,7 @@ thread of the app's process, so annotators keep labelling the same store meanwhi
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -92,8 +93,12 @@ def run_loop(
     own_jobs = jobs is None
     if jobs is None:  # the store's one manager in this process (the app's, when it serves)
         jobs = JobManager.shared(store, config.runs_root)
-    lane_before = jobs.generate_lane
+    before = (jobs.generate_lane, jobs.cpu_threads)
     jobs.generate_lane = True
+    if config.overlap:  # a generation runs next to a training run: each gets half the cores
+        jobs.cpu_threads = max(1, _cores() // 2)
+        if config.warm_trainers:  # training runs follow each other at once: one spare
+            jobs.keep_warm(train=2, generate=1)
     server = judge_reward_server(store, config)
     work = LoopWork(store, config, loop_id, jobs, folder, stop, judge_reward=server)
     early = EarlyStop(config)
@@ -141,11 +146,19 @@ def run_loop(
     finally:
         if server is not None:
             server.stop()
-        jobs.generate_lane = lane_before
+        jobs.generate_lane, jobs.cpu_threads = before
+        jobs.keep_warm(0, 0)
         if own_jobs:
             jobs.close()
     state.finish_loop(store, loop_id, status, reason)
     return loop_summary(store, loop_id)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def judge_reward_server(store: PreferenceStore, config: LoopConfig) -> Any:
