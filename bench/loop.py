@@ -2,6 +2,7 @@
 
     python bench/loop.py              # 3 rounds --no-overlap, then overlapped (cold, warm)
     python bench/loop.py --rounds 2   # shorter
+    python bench/loop.py --policy smollm2-135m-instruct   # the real model (tens of minutes on CPU)
 
 Setup: the demo store (`prefloop demo`'s data, scored once so both runs start from the
 same copy, embeddings cached), a tiny GPT-2 policy folder (2 layers, width 64, built here
@@ -35,8 +36,8 @@ sys.path.insert(0, str(REPO))
 TINY = {"tiny_layers": 2, "tiny_width": 64, "tiny_vocab": 512, "max_length": 96, "batch_size": 4}
 
 
-def build_template(folder: Path) -> tuple[Path, Path]:
-    """The scored demo store and a tiny policy folder built from the demo texts."""
+def build_template(folder: Path, policy: str | None) -> tuple[Path, str]:
+    """The scored demo store, and `policy` or a tiny policy folder built from the demo texts."""
     from app.demo_data import build_demo_store, demo_rows
     from data.store import PreferenceStore
     from training.models import build_tiny_policy
@@ -51,10 +52,12 @@ def build_template(folder: Path) -> tuple[Path, Path]:
         prompt = row["prompt"]
         texts.append(prompt if isinstance(prompt, str) else json.dumps(prompt))
         texts += list(row["responses"])
-    policy = folder / "tiny-policy"
+    if policy is not None:
+        return store_dir, policy
+    tiny = folder / "tiny-policy"
     cfg = StageConfig(**{k: v for k, v in TINY.items() if k.startswith("tiny_")})
-    build_tiny_policy(texts, policy, cfg)
-    return store_dir, policy
+    build_tiny_policy(texts, tiny, cfg)
+    return store_dir, str(tiny)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -77,11 +80,12 @@ MODES = {  # name -> the flags that make it
 
 
 def run_loop(
-    template: Path, work: Path, policy: Path, url: str, args: argparse.Namespace, mode: str
+    template: Path, work: Path, policy: str, url: str, args: argparse.Namespace, mode: str
 ) -> dict[str, Any]:
     store_dir = work / mode
     shutil.copytree(template, store_dir)
-    settings = [x for k, v in {**TINY, "eval_every": 0}.items() for x in ("--set", f"{k}={v}")]
+    shape = TINY if args.policy is None else {}  # a real model trains with its own defaults
+    settings = [x for k, v in {**shape, "eval_every": 0}.items() for x in ("--set", f"{k}={v}")]
     cmd = [
         sys.executable,
         "-m",
@@ -167,6 +171,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--latency", type=float, default=0.1, help="Judge seconds per request.")
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="Policy to loop on (a folder or a named model, e.g. smollm2-135m-instruct, trained "
+        "with its own defaults). Default: a tiny GPT-2 built from the demo texts.",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the work folder.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -175,7 +185,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="prefloop-bench-loop-"))
     server, url = start_server(args.latency)
     try:
-        template, policy = build_template(work)
+        template, policy = build_template(work, args.policy)
         runs = {mode: describe(run_loop(template, work, policy, url, args, mode)) for mode in MODES}
     finally:
         assert server.stdin is not None
@@ -196,7 +206,7 @@ def main() -> None:
     result = {
         "setup": {
             "store": "demo (44 prompts, 147 pairs, 42 seed labels), scored once",
-            "policy": "tiny GPT-2 (2 layers, width 64) from the demo texts",
+            "policy": args.policy or "tiny GPT-2 (2 layers, width 64) from the demo texts",
             "judge": f"fake OpenAI server, {args.latency * 1000:.0f} ms per request, concurrency 16",
             "rounds": args.rounds,
             "prompts_per_round": args.prompts_per_round,
