@@ -30,10 +30,12 @@ ratios; everything else is the real path (store, snapshot, run folder, ingest).
 
     python bench/train.py [--pairs 400] [--steps 30] [--json-out FILE]
     python bench/train.py --policy qwen2-0.5b      # on a GPU: a realistic shape, random weights
+    python bench/train.py --policy smollm2-135m-instruct --pairs 80 --steps 6 --max-steps 10
+                                                   # the real model, small enough for CPU
 
-`--policy` takes a model folder, or a shape name (`qwen2-0.5b`: 494M parameters, the
-Qwen2-0.5B configuration; `qwen2-tiny`: the same architecture at 2 layers, to check the
-path on CPU) for a randomly initialised model: no weights are needed to measure speed,
+`--policy` takes a model folder, a named model, or a shape name (`qwen2-0.5b`: 494M
+parameters, the Qwen2-0.5B configuration; `qwen2-tiny`: the same architecture at 2 layers,
+to check the path on CPU) for a randomly initialised model: no weights are needed to measure speed,
 and such a model is not SFT-warmed. Prints one JSON object.
 """
 
@@ -196,8 +198,10 @@ def main() -> None:
     if args.policy in SHAPES:
         policy = build_shape(args.policy, store, tmp)
         result["policy"] = f"{args.policy}, randomly initialised"
-    elif args.policy:
-        policy = Path(args.policy)
+    elif args.policy:  # a folder, or a named model (converted once, e.g. smollm2-135m-instruct)
+        from data.models import resolve_model
+
+        policy = Path(resolve_model(args.policy))
         result["policy"] = args.policy
     else:  # SFT-warm the embedded default on the store's chosen responses (the real `sft` stage)
         sft = run(manager, "sft", None, test_fraction=args.test_fraction)
