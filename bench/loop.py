@@ -1,6 +1,6 @@
 """Benchmark: `prefloop loop` rounds one stage after another vs pipelined, in one run.
 
-    python bench/loop.py              # 3 rounds --no-overlap, then overlapped (cold, warm)
+    python bench/loop.py              # 3 rounds in each of the 4 modes below
     python bench/loop.py --rounds 2   # shorter
     python bench/loop.py --policy smollm2-135m-instruct   # the real model (tens of minutes on CPU)
 
@@ -9,8 +9,10 @@ same copy, embeddings cached), a tiny GPT-2 policy folder (2 layers, width 64, b
 from the demo texts), the fake OpenAI-compatible judge in its own process answering every
 request after 100 ms (a hashed A or B), at judge concurrency 16; CPU. Both runs are the
 real CLI (`python -m app loop --json`) in a subprocess, with the same flags but
-`--no-overlap` (sequential), `--no-warm-trainers` (pipelined, every run a cold process) or
-neither (pipelined, the default: trainer processes started ahead). Prints one JSON object:
+`--no-overlap --no-warm-trainers` (sequential: one stage after another, every run a cold
+process, as a person running the single commands), `--no-overlap` (sequential, runs forked
+from a process that has done the imports), `--no-warm-trainers` (pipelined, cold runs) or
+neither (pipelined and forked, the default). Prints one JSON object:
 per-stage seconds (mean over rounds), wall time per round, the ratios pipelined /
 sequential, the steady-state round time (from the end of round 1's training to the end of
 the last round's, per round: what a longer loop tends to), and the final round's held-out
@@ -73,9 +75,10 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 MODES = {  # name -> the flags that make it
-    "sequential": ["--no-overlap"],
+    "sequential": ["--no-overlap", "--no-warm-trainers"],  # by hand: a command, a process
+    "sequential_forked": ["--no-overlap"],
     "pipelined_cold": ["--no-warm-trainers"],
-    "pipelined": [],
+    "pipelined": [],  # the default
 }
 
 
@@ -217,10 +220,20 @@ def main() -> None:
             "load_average_at_end": os.getloadavg(),
         },
         **runs,
-        "ratio_pipelined_over_sequential_round": ratio("pipelined", "round_wall_s"),
-        "ratio_pipelined_cold_over_sequential_round": ratio("pipelined_cold", "round_wall_s"),
-        "ratio_steady_pipelined_over_sequential": ratio("pipelined", "steady_round_s"),
-        "ratio_steady_pipelined_cold_over_sequential": ratio("pipelined_cold", "steady_round_s"),
+        **{
+            f"ratio_{mode}_over_sequential_round": ratio(mode, "round_wall_s")
+            for mode in MODES
+            if mode != "sequential"
+        },
+        **{
+            f"ratio_steady_{mode}_over_sequential": ratio(mode, "steady_round_s")
+            for mode in MODES
+            if mode != "sequential"
+        },
+        # what overlapping the stages gives on top of forking the runs
+        "ratio_pipelined_over_sequential_forked_round": (
+            round(runs["pipelined"]["round_wall_s"] / runs["sequential_forked"]["round_wall_s"], 3)
+        ),
         "goal_ratio": 0.6,
         "final_heldout_intervals_overlap": {m: overlapping(m) for m in MODES if m != "sequential"},
     }

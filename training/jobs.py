@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import subprocess
 import sys
 import threading
 import time
@@ -65,7 +64,7 @@ from training.stages import (  # noqa: F401 - these names are part of this API
     stage_names,
 )
 from training.tracking import tracker_env_prefixes
-from training.warm import WarmTrainers
+from training.warm import ForkServer
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +98,8 @@ class JobManager:
         self.generate_lane = generate_lane
         # torch threads of each run on CPU (None: all cores); set when two runs share them
         self.cpu_threads: int | None = None
-        # trainer processes started ahead, per lane ("train", "generate"): `keep_warm`
-        self._warm: dict[str, WarmTrainers] = {}
-        self._procs: dict[str, subprocess.Popen[bytes] | None] = {}
+        self._forks: ForkServer | None = None  # forks runs with the imports done: keep_warm
+        self._procs: dict[str, Any] = {}  # run id -> Popen or ForkedRun; None: adopted
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._recover()
@@ -243,17 +241,19 @@ class JobManager:
     def tick(self) -> None:
         """Pick up ended processes and start the next queued run when none is going."""
         with self._lock:
-            for pool in self._warm.values():
-                pool.fill()
             for run_id, proc in list(self._procs.items()):
                 if proc is not None:
                     code = proc.poll()
                     if code is not None:
                         self._procs.pop(run_id)
                         self._ingest(run_id, code)
+                    elif getattr(proc, "orphaned", False):  # its fork server ended first
+                        self._procs[run_id] = None  # followed by pid from now on
                 elif adopted_poll(self._pid(run_id)) is not None:
                     self._procs.pop(run_id)
                     self._ingest(run_id, None)  # exit status of an adopted process is unknown
+            if self._forks is not None and self._forks.importing():
+                return  # a queued run starts forked once the imports are done
             lanes_started: set[bool] = set()
             for run_id, kind in runs.queued_runs(self.store):
                 lane = self.generate_lane and kind == "generate"
@@ -264,27 +264,25 @@ class JobManager:
                 if not self.generate_lane:
                     break
 
-    def keep_warm(self, train: int, generate: int = 0) -> None:
-        """Keep trainer processes started ahead, imports done (`training.warm`), so a run
-        skips its start-up: `train` for the training runs, `generate` for the generation
-        lane (`generate_lane`); 0, 0 ends them. Each lane refills its own, so a training run
-        that follows another at once still finds one that had a whole run to import."""
+    def keep_warm(self, on: bool) -> None:
+        """With `on`, runs are forked from a process that has done the imports
+        (`training.warm`), so they skip their start-up; off ends that process (runs it
+        forked go on)."""
         with self._lock:
-            for pool in self._warm.values():
-                pool.close()
-            self._warm = {}
-            if self.inline:
-                return
-            for lane, size in (("train", train), ("generate", generate)):
-                if size > 0:
-                    self._warm[lane] = WarmTrainers(
-                        self.python, size, trainer_env(), self.runs_root
-                    )
+            if self._forks is not None:
+                self._forks.close()
+                self._forks = None
+            if on and not self.inline:
+                self._forks = ForkServer(self.python, trainer_env(), self.runs_root)
 
-    def warm_processes(self) -> dict[str, list[dict[str, Any]]]:
-        """Per lane, the idle trainer processes `keep_warm` keeps: pid, imports done."""
+    @property
+    def warm(self) -> dict[str, Any] | None:
+        """The fork server's pid and whether its imports are done (None when off)."""
         with self._lock:
-            return {lane: pool.idle() for lane, pool in self._warm.items()}
+            if self._forks is None:
+                return None
+            self._forks.start_check()
+            return {"pid": self._forks.proc.pid, "ready": self._forks.ready}
 
     def close(self) -> None:
         with _SHARED_LOCK:
@@ -297,7 +295,7 @@ class JobManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.keep_warm(0, 0)
+        self.keep_warm(False)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -356,11 +354,9 @@ class JobManager:
             self.python, request.stage, run_dir, request.num_processes, request.distributed
         )
         trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
-        proc = None
-        lane = "generate" if self.generate_lane and request.stage == "generate" else "train"
-        pool = self._warm.get(lane)
-        if pool is not None and not trackers and cmd[1:3] == ["-m", "training"]:
-            proc = pool.take(request.stage, run_dir, self.cpu_threads)
+        proc: Any = None
+        if self._forks is not None and not trackers and cmd[1:3] == ["-m", "training"]:
+            proc = self._forks.start(request.stage, run_dir, self.cpu_threads)
         if proc is None:
             proc = spawn_trainer(cmd, run_dir, trackers, self.cpu_threads)
         self._procs[run_id] = proc

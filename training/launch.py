@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from data.processes import alive
 from training import runfiles
 
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
@@ -140,15 +141,7 @@ def spawn_trainer(
 
 def adopted_poll(pid: int | None) -> int | None:
     """Exit status of a process we did not start: None while it lives, else unknown (-1)."""
-    if not pid:
-        return -1
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return -1
-    except PermissionError:
-        return None
-    return None
+    return None if pid and alive(pid) else -1
 
 
 def terminate_group(pid: int | None, proc: subprocess.Popen[bytes] | None, grace: float) -> None:

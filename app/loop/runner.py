@@ -97,8 +97,8 @@ def run_loop(
     jobs.generate_lane = True
     if config.overlap:  # a generation runs next to a training run: each gets half the cores
         jobs.cpu_threads = max(1, _cores() // 2)
-        if config.warm_trainers:  # training runs follow each other at once: one spare
-            jobs.keep_warm(train=2, generate=1)
+    if config.warm_trainers:  # runs forked from a process that has done the imports
+        jobs.keep_warm(True)
     server = judge_reward_server(store, config)
     work = LoopWork(store, config, loop_id, jobs, folder, stop, judge_reward=server)
     early = EarlyStop(config)
@@ -147,7 +147,7 @@ def run_loop(
         if server is not None:
             server.stop()
         jobs.generate_lane, jobs.cpu_threads = before
-        jobs.keep_warm(0, 0)
+        jobs.keep_warm(False)
         if own_jobs:
             jobs.close()
     state.finish_loop(store, loop_id, status, reason)

@@ -1,86 +1,89 @@
-"""Trainer processes started ahead (`training.warm`) and the CPU share of a run, through
-JobManager with real subprocesses, a real store and a tiny GPT-2."""
+"""Runs forked from a process that has done the imports (`training.warm`) and the CPU share
+of a run, through JobManager with real subprocesses, a real store and a tiny GPT-2."""
 
 from __future__ import annotations
 
 import os
-import sys
+import signal
 import time
 from pathlib import Path
 
+from data.processes import alive
 from tests.fakes.hh import TINY
 from training import runfiles
 from training.jobs import JobManager, TrainRequest
-from training.launch import trainer_env
-from training.warm import WarmTrainers
 
 
 def request(stage: str, steps: int = 2) -> TrainRequest:
     return TrainRequest(stage, policy="tiny", max_steps=steps, overrides={**TINY, "eval_every": 0})
 
 
-def wait_ready(jobs: JobManager, lane: str = "train", timeout: float = 180) -> int:
-    """The pid of the lane's first idle process once its imports are done."""
+def server_ready(jobs: JobManager, timeout: float = 180) -> int:
+    """The fork server's pid once its imports are done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        idle = jobs.warm_processes().get(lane, [])
-        if idle and idle[0]["ready"]:
-            return idle[0]["pid"]
+        if jobs.warm and jobs.warm["ready"]:
+            return jobs.warm["pid"]
         time.sleep(0.2)
-    raise AssertionError(f"no warm {lane} process became ready in {timeout} s: {idle}")
+    raise AssertionError(f"the fork server was not ready in {timeout} s: {jobs.warm}")
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (ended, not yet reaped by its parent) counts as gone
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
 
 
-def test_a_run_goes_to_the_warm_process_and_a_fresh_one_replaces_it(jobs) -> None:
-    jobs.keep_warm(train=1)
-    warm_pid = wait_ready(jobs)
+def at_first_step(jobs: JobManager, run_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = jobs.status(run_id)
+        if (status["progress"] or {}).get("step"):
+            return status
+        assert status["status"] in ("queued", "running"), status["log_tail"]
+        assert time.monotonic() < deadline, "the trainer never reached step 1"
+        time.sleep(0.2)
+
+
+def test_runs_are_forked_from_the_server_and_keep_cancel_and_exit_codes(jobs) -> None:
+    jobs.keep_warm(True)
+    server = server_ready(jobs)
     jobs.cpu_threads = 1
-    status = jobs.run(request("sft"), timeout=300)
-    assert status["status"] == "succeeded", status["log_tail"]
-    assert status["pid"] == warm_pid  # the run went to the process that had imported
-    assert status["metrics"]["steps"] == 2 and status["metrics"]["param_change"] > 0
-    assert status["metrics"]["torch_threads"] == 1  # the share it was handed
-    run_dir = Path(status["run_dir"])
-    log = (run_dir / runfiles.LOG).read_text()
-    assert "'loss'" in log  # the trainer's own output reached the run's log
-    assert (run_dir / "artifact" / "config.json").exists()
-    # the pool refilled with a new process, which gets the next run
-    next_pid = wait_ready(jobs)
-    assert next_pid != warm_pid
-    again = jobs.run(request("dpo"), timeout=300)
-    assert again["status"] == "succeeded", again["log_tail"]
-    assert again["pid"] == next_pid
-    idle = [p["pid"] for p in jobs.warm_processes()["train"]]
-    jobs.keep_warm(0, 0)  # ends the idle ones
-    assert jobs.warm_processes() == {}
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in idle) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in idle)
-
-
-def test_cancelling_a_run_in_a_warm_process_stops_it(jobs) -> None:
-    jobs.keep_warm(train=1)
-    wait_ready(jobs)
+    # a run goes to a child of the server, in its own session, with the CPU share it was given
     run_id = jobs.submit(request("sft", 500))
-    deadline = time.monotonic() + 240
-    while not (jobs.status(run_id)["progress"] or {}).get("step"):
-        assert jobs.status(run_id)["status"] == "running", jobs.status(run_id)["log_tail"]
-        assert time.monotonic() < deadline, "the warm trainer never reached step 1"
-        time.sleep(0.2)
-    pid = jobs.status(run_id)["pid"]
+    status = at_first_step(jobs, run_id)
+    pid = status["pid"]
+    assert parent_of(pid) == server and os.getpgid(pid) == pid
     assert jobs.cancel(run_id)
     assert jobs.status(run_id)["status"] == "cancelled"
     assert not alive(pid)
+    # a run that ends normally: its artifact, metrics and log are those of a cold run
+    done = jobs.run(request("sft"), timeout=300)
+    assert done["status"] == "succeeded", done["log_tail"]
+    assert done["metrics"]["steps"] == 2 and done["metrics"]["param_change"] > 0
+    assert done["metrics"]["torch_threads"] == 1
+    run_dir = Path(done["run_dir"])
+    assert "'loss'" in (run_dir / runfiles.LOG).read_text()  # the trainer's own output
+    assert (run_dir / "artifact" / "config.json").exists()
+    # the exit status of a killed child comes back through the server
+    killed = jobs.submit(request("dpo", 500))
+    os.kill(at_first_step(jobs, killed)["pid"], signal.SIGKILL)
+    final = jobs.wait(killed, timeout=60)
+    assert final["status"] == "failed" and "killed by signal 9" in final["log_tail"]
+    jobs.keep_warm(False)
+    assert jobs.warm is None and not alive(server)
+
+
+def test_a_run_outlives_its_fork_server(jobs) -> None:
+    """The server ends mid-run (killed): the run goes on and is followed by its pid."""
+    jobs.keep_warm(True)
+    server = server_ready(jobs)
+    run_id = jobs.submit(request("sft", 40))
+    pid = at_first_step(jobs, run_id)["pid"]
+    os.killpg(server, signal.SIGKILL)  # its group only: the run has a session of its own
+    final = jobs.wait(run_id, timeout=300)
+    assert final["status"] == "succeeded", final["log_tail"]
+    assert final["metrics"]["steps"] == 40
+    assert not alive(pid)
+    jobs.keep_warm(False)
 
 
 def test_cold_runs_get_their_cpu_share_and_default_to_every_core(jobs) -> None:
@@ -93,28 +96,8 @@ def test_cold_runs_get_their_cpu_share_and_default_to_every_core(jobs) -> None:
     assert shared["metrics"]["torch_threads"] == 1
 
 
-def test_a_warm_process_that_died_is_skipped_and_replaced(tmp_path) -> None:
-    pool = WarmTrainers(sys.executable, 1, trainer_env(), tmp_path)
-    try:
-        first = pool.idle()[0]["pid"]
-        os.kill(first, 9)
-        deadline = time.monotonic() + 10
-        while alive(first):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        # no run goes to the dead process: the caller starts the run cold, and a fresh
-        # process takes the dead one's place
-        assert pool.take("sft", tmp_path, None) is None
-        fresh = [p["pid"] for p in pool.idle()]
-        assert len(fresh) == 1 and fresh[0] != first and alive(fresh[0])
-    finally:
-        pool.close()
-    assert pool.idle() == []
-    assert not alive(fresh[0])
-
-
-def test_inline_managers_keep_no_warm_processes(labelled_store, tmp_path) -> None:
+def test_inline_managers_fork_nothing(labelled_store, tmp_path) -> None:
     manager = JobManager(labelled_store, tmp_path / "runs", inline=True)
-    manager.keep_warm(train=2, generate=1)
-    assert manager.warm_processes() == {}
+    manager.keep_warm(True)
+    assert manager.warm is None
     manager.close()
