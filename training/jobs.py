@@ -272,7 +272,7 @@ class JobManager:
             if self._forks is not None:
                 self._forks.close()
                 self._forks = None
-            if on and not self.inline:
+            if on and not self.inline and hasattr(os, "fork"):  # no fork on Windows: cold
                 self._forks = ForkServer(self.python, trainer_env(), self.runs_root)
 
     @property

@@ -14,7 +14,9 @@ rescore    the re-score after a run: `score_store`, then `route_store` with budg
 
 Each stage records its start, end, counts and run in `loop_rounds` (`data.loop_rounds`).
 A stage whose run was started before the loop was killed waits for that run on resume
-instead of starting another one.
+instead of starting another one. A run that has to start again (it was cancelled, as by
+Ctrl-C) takes its snapshot when it starts again, so it may train on labels that arrived
+after its round's cut-off; the next round's run then has nothing new and keeps its parent.
 """
 
 from __future__ import annotations

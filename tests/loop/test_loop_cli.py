@@ -203,7 +203,16 @@ def test_ctrl_c_cancels_the_running_run_and_resume_finishes(
         assert store.scalar("SELECT status FROM runs WHERE kind = 'dpo'") == "cancelled"
     summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))
     assert summary["status"] == "finished"
-    assert all(s["status"] == "done" for s in summary["stages"])
+    # A run restarted by the resume takes its snapshot then, so it may already train on the
+    # labels of the round after it (judged meanwhile); that round's run then has nothing new
+    # and keeps its parent, which counts as finished. Anything else must be done.
+    undone = [
+        (s["round"], s["stage"], s["status"], s["error"], s["counts"])
+        for s in summary["stages"]
+        if s["status"] != "done"
+        and not (s["status"] == "skipped" and "no new labels" in s["counts"].get("reason", ""))
+    ]
+    assert undone == []
 
 
 @pytest.mark.slow
