@@ -36,7 +36,9 @@ def test_admin_starts_follows_and_stops_the_loop(
     launch(ctx, blocks, config, block=False)
     url = f"http://127.0.0.1:{config.port}/"
     settings = ", ".join(f"{k}={v}" for k, v in {**TINY, "eval_every": 0}.items())
-    args = (2, "dpo", str(tiny_policy), 4, "", "", 4, True, 2, settings)
+    # 500 steps: the DPO run is still going when the test stops the loop (a forked
+    # generation run is over in well under a second)
+    args = (2, "dpo", str(tiny_policy), 4, "", "", 4, True, 500, settings)
     try:
         with FakeOpenAIServer() as judge:
             args = (*args[:4], judge.url, "fake-judge", *args[6:])
@@ -51,13 +53,14 @@ def test_admin_starts_follows_and_stops_the_loop(
             with pytest.raises(AppError, match="is running"):
                 admin.predict(*args, api_name="/loop_start")  # one loop at a time
             deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:  # until round 1's generation run is going
+            running_dpo = "SELECT count(*) FROM runs WHERE status = 'running' AND kind = 'dpo'"
+            while time.monotonic() < deadline:  # until round 1's DPO run is going
                 md, rows, _plot = admin.predict(api_name="/loop_status")
-                if store.scalar("SELECT count(*) FROM runs WHERE status = 'running'"):
+                if store.scalar(running_dpo):
                     break
                 time.sleep(0.3)
             md, rows, _plot = admin.predict(api_name="/loop_status")
-            assert "**running**" in md and "running now: generate (round 1)" in md, md
+            assert "**running**" in md and "train:dpo (round 1)" in md, md
             assert rows["headers"][0] == "round" and rows["data"][0][0] == 1
             assert "Stopping" in admin.predict(api_name="/loop_stop")
             while time.monotonic() < deadline and ctx.loop.running:
@@ -65,7 +68,7 @@ def test_admin_starts_follows_and_stops_the_loop(
             md = admin.predict(api_name="/loop_status")[0]
             assert "**stopped**" in md and "stopped by request" in md, md
             assert store.scalar("SELECT count(*) FROM runs WHERE status = 'running'") == 0
-            assert store.scalar("SELECT status FROM runs WHERE kind = 'generate'") == "cancelled"
+            assert store.scalar("SELECT status FROM runs WHERE kind = 'dpo'") == "cancelled"
     finally:
         blocks.close()
         ctx.close()
