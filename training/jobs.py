@@ -281,7 +281,7 @@ class JobManager:
         with self._lock:
             if self._forks is None:
                 return None
-            self._forks.start_check()
+            self._forks.refresh()
             return {"pid": self._forks.proc.pid, "ready": self._forks.ready}
 
     def close(self) -> None:

@@ -99,7 +99,7 @@ class ForkServer:
             return None
         return ForkedRun(self, self._started.pop(0))
 
-    def start_check(self) -> None:
+    def refresh(self) -> None:
         """Read what the server reported so far (ready, exits)."""
         self._read(0)
 
