@@ -80,6 +80,7 @@ def progress_callback(
             self.last_eval: tuple[int, dict[str, Any]] | None = None
 
         def on_step_end(self, args, state, control, **kwargs):
+            ctx.follow_cpu_share()  # the owner may have moved cores to or from this run
             timing = {"first_step_at": time.time()} if state.global_step == 1 else {}
             ctx.status(
                 "running",

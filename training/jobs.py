@@ -39,6 +39,7 @@ from training import runfiles, runs
 from training.generation_io import GENERATIONS, ingest_generations
 from training.launch import (
     adopted_poll,
+    available_cores,
     spawn_trainer,
     terminate_group,
     trainer_command,
@@ -96,8 +97,10 @@ class JobManager:
         self.inline = inline  # run trainers in this process (benchmarks: no start-up cost)
         # `prefloop loop`: a generation run may go next to a training run (one of each at a time)
         self.generate_lane = generate_lane
-        # torch threads of each run on CPU (None: all cores); set when two runs share them
+        # torch threads of a run while a run of the other lane goes too (None: every run
+        # gets all cores); a training run gets all of them back when it is alone
         self.cpu_threads: int | None = None
+        self._shares: dict[str, int] = {}  # run id -> the CPU share last written for it
         self._forks: ForkServer | None = None  # forks runs with the imports done: keep_warm
         self._procs: dict[str, Any] = {}  # run id -> Popen or ForkedRun; None: adopted
         self._lock = threading.RLock()
@@ -263,6 +266,19 @@ class JobManager:
                 self._start(run_id)
                 if not self.generate_lane:
                     break
+            if self.cpu_threads:
+                self._share_cpu()
+
+    def _share_cpu(self) -> None:
+        """Give each running run half the cores while a run of the other lane goes, else all
+        (`runfiles.CPU_SHARE`, which a training run reads between steps)."""
+        going = runs.running_kinds(self.store)
+        both = len({kind == "generate" for _, kind, _ in going}) > 1
+        share = self.cpu_threads if both else available_cores()
+        for run_id, _, run_dir in going:
+            if self._shares.get(run_id) != share:
+                runfiles.write_json(Path(run_dir) / runfiles.CPU_SHARE, share)
+                self._shares[run_id] = share
 
     def keep_warm(self, on: bool) -> None:
         """With `on`, runs are forked from a process that has done the imports
@@ -354,11 +370,16 @@ class JobManager:
             self.python, request.stage, run_dir, request.num_processes, request.distributed
         )
         trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
+        share = None  # all cores, unless a run of the other lane is going (_share_cpu)
+        if self.cpu_threads and self._running_id(
+            "train" if request.stage == "generate" else "generate"
+        ):
+            share = self.cpu_threads
         proc: Any = None
         if self._forks is not None and not trackers and cmd[1:3] == ["-m", "training"]:
-            proc = self._forks.start(request.stage, run_dir, self.cpu_threads)
+            proc = self._forks.start(request.stage, run_dir, share)
         if proc is None:
-            proc = spawn_trainer(cmd, run_dir, trackers, self.cpu_threads)
+            proc = spawn_trainer(cmd, run_dir, trackers, share)
         self._procs[run_id] = proc
         runs.mark_running(
             self.store, run_id, config=config, parent_run_id=plan.get("parent_run_id"), pid=proc.pid

@@ -139,6 +139,14 @@ def spawn_trainer(
         )
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def adopted_poll(pid: int | None) -> int | None:
     """Exit status of a process we did not start: None while it lives, else unknown (-1)."""
     return None if pid and alive(pid) else -1

@@ -57,6 +57,19 @@ class RunContext:
         if self.is_main:
             runfiles.append_metrics(self.run_dir, row)
 
+    def follow_cpu_share(self) -> None:
+        """Take the CPU cores the owner last gave the run (`runfiles.CPU_SHARE`), if changed:
+        all of them once the generation next to it has ended, half while one runs."""
+        cores = runfiles.read_json(self.run_dir / runfiles.CPU_SHARE)
+        if not isinstance(cores, int) or cores < 1:
+            return
+        import torch
+
+        threads = max(1, cores // max(1, self.world_size))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            runfiles.write_status(self.run_dir, "running", torch_threads=threads)
+
     def snapshot(self) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 

@@ -10,6 +10,8 @@ A run folder holds
 * ``result.json``     written last by a successful trainer: summary metrics, artifact, gate
 * ``ref_logprobs.parquet`` reference log-probs the run computed (the owner caches them)
 * ``artifact/``       the trained model or adapter
+* ``cpu_threads``     the CPU cores the owner lets the run use now (a pipelined loop moves
+                      them between a training run and the generation next to it)
 
 This module has no heavy imports: the app reads these files to show progress.
 """
@@ -35,6 +37,7 @@ ARTIFACT = "artifact"
 # besides the folder, one environment variable: the CPU cores the trainer may use, set by the
 # owner when two runs share the machine (a pipelined loop's generation next to its training)
 CPU_THREADS_ENV = "PREFLOOP_CPU_THREADS"
+CPU_SHARE = "cpu_threads"  # its current value, which a training run follows between steps
 
 
 def write_json(path: Path, value: Any) -> None:

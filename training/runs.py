@@ -106,6 +106,16 @@ def running_runs(store: PreferenceStore) -> list[tuple[str, int | None]]:
     ]
 
 
+def running_kinds(store: PreferenceStore) -> list[tuple[str, str, str]]:
+    """(run id, kind, run folder) of every run marked running."""
+    return [
+        (run_id, kind, run_dir)
+        for run_id, kind, run_dir in store.query(
+            "SELECT run_id, kind, run_dir FROM runs WHERE status = 'running'"
+        )
+    ]
+
+
 def running_id(store: PreferenceStore, generation: bool | None = None) -> str | None:
     """A running run: any (`generation` None), or a generation / training one."""
     if generation is None:

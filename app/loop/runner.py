@@ -9,7 +9,6 @@ thread of the app's process, so annotators keep labelling the same store meanwhi
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -25,7 +24,7 @@ from app.loop.stages import LoopStopped, LoopWork
 from data import loop_rounds as state
 from data.errors import ConfigError
 from data.store import PreferenceStore
-from training.jobs import JobManager
+from training.jobs import JobManager, available_cores
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def run_loop(
     before = (jobs.generate_lane, jobs.cpu_threads)
     jobs.generate_lane = True
     if config.overlap:  # a generation runs next to a training run: each gets half the cores
-        jobs.cpu_threads = max(1, _cores() // 2)
+        jobs.cpu_threads = max(1, available_cores() // 2)
     if config.warm_trainers:  # runs forked from a process that has done the imports
         jobs.keep_warm(True)
     server = judge_reward_server(store, config)
@@ -152,13 +151,6 @@ def run_loop(
             jobs.close()
     state.finish_loop(store, loop_id, status, reason)
     return loop_summary(store, loop_id)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def judge_reward_server(store: PreferenceStore, config: LoopConfig) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from data.processes import alive
 from tests.fakes.hh import TINY
 from training import runfiles
-from training.jobs import JobManager, TrainRequest
+from training.jobs import JobManager, TrainRequest, available_cores
 
 
 def request(stage: str, steps: int = 2) -> TrainRequest:
@@ -47,7 +47,7 @@ def test_runs_are_forked_from_the_server_and_keep_cancel_and_exit_codes(jobs) ->
     jobs.keep_warm(True)
     server = server_ready(jobs)
     jobs.cpu_threads = 1
-    # a run goes to a child of the server, in its own session, with the CPU share it was given
+    # a run goes to a child of the server, in its own session
     run_id = jobs.submit(request("sft", 500))
     status = at_first_step(jobs, run_id)
     pid = status["pid"]
@@ -59,7 +59,7 @@ def test_runs_are_forked_from_the_server_and_keep_cancel_and_exit_codes(jobs) ->
     done = jobs.run(request("sft"), timeout=300)
     assert done["status"] == "succeeded", done["log_tail"]
     assert done["metrics"]["steps"] == 2 and done["metrics"]["param_change"] > 0
-    assert done["metrics"]["torch_threads"] == 1
+    assert done["metrics"]["torch_threads"] == available_cores()  # alone: every core
     run_dir = Path(done["run_dir"])
     assert "'loss'" in (run_dir / runfiles.LOG).read_text()  # the trainer's own output
     assert (run_dir / "artifact" / "config.json").exists()
@@ -86,14 +86,34 @@ def test_a_run_outlives_its_fork_server(jobs) -> None:
     jobs.keep_warm(False)
 
 
-def test_cold_runs_get_their_cpu_share_and_default_to_every_core(jobs) -> None:
-    default = jobs.run(request("sft"), timeout=300)
-    assert default["status"] == "succeeded", default["log_tail"]
-    assert default["metrics"]["torch_threads"] == os.cpu_count()
-    jobs.cpu_threads = 1
-    shared = jobs.run(request("sft"), timeout=300)
-    assert shared["status"] == "succeeded", shared["log_tail"]
-    assert shared["metrics"]["torch_threads"] == 1
+def test_two_runs_at_once_share_the_cores_and_a_run_alone_gets_them_back(jobs, tiny_policy) -> None:
+    cores = available_cores()
+    alone = jobs.run(request("sft"), timeout=300)
+    assert alone["status"] == "succeeded", alone["log_tail"]
+    assert alone["metrics"]["torch_threads"] == cores
+    jobs.generate_lane = True  # a generation may run next to a training run
+    jobs.cpu_threads = 1  # the share of each while both go
+    training = jobs.submit(request("sft", 100_000))
+    run_dir = Path(at_first_step(jobs, training)["run_dir"])
+    generation = jobs.run(
+        TrainRequest(
+            "generate",
+            policy=str(tiny_policy),
+            max_prompts=4,
+            overrides={"n": 2, "max_new_tokens": 4},
+        ),
+        timeout=300,
+    )
+    assert generation["status"] == "succeeded", generation["log_tail"]
+    assert generation["metrics"]["torch_threads"] == 1  # started next to the training run
+    assert runfiles.read_json(run_dir / runfiles.CPU_SHARE) == cores  # alone again
+    # the training run takes the cores back at its next step
+    deadline = time.monotonic() + 60
+    while runfiles.read_json(run_dir / runfiles.STATUS).get("torch_threads") != cores:
+        assert jobs.status(training)["status"] == "running", jobs.status(training)["log_tail"]
+        assert time.monotonic() < deadline, runfiles.read_json(run_dir / runfiles.STATUS)
+        time.sleep(0.1)
+    assert jobs.cancel(training)
 
 
 def test_inline_managers_fork_nothing(labelled_store, tmp_path) -> None:
