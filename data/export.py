@@ -61,6 +61,9 @@ class AggregationPolicy:
     include_gold: bool = False  # export gold pairs, with their gold answer as the verdict
     min_annotator_gold_accuracy: float | None = None  # drop humans below this gold accuracy
     human_model: str = "majority"  # or "dawid-skene": weigh each human by their fitted quality
+    # only labels up to this id (a loop round's cut-off, `data.labels.newest_label_id`);
+    # adjudications and gold answers are not capped: they are decisions about labels
+    max_label_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,12 @@ def aggregate_verdicts(
     return decided
 
 
-def active_labels(store: PreferenceStore) -> list[dict[str, Any]]:
-    """Every active label as the rows `aggregate_verdicts` takes."""
+def active_labels(store: PreferenceStore, max_label_id: int | None = None) -> list[dict[str, Any]]:
+    """Every active label (up to `max_label_id`) as the rows `aggregate_verdicts` takes."""
     return store.query_dicts(
-        "SELECT pair_id, source, who, verdict, confidence FROM active_labels ORDER BY label_id"
+        "SELECT pair_id, source, who, verdict, confidence FROM active_labels "
+        "WHERE ? IS NULL OR label_id <= ? ORDER BY label_id",
+        [max_label_id, max_label_id],
     )
 
 
@@ -125,7 +130,7 @@ def policy_labels(store: PreferenceStore, policy: AggregationPolicy) -> list[dic
     """The rows the export aggregates: active labels, adjudications as source `adjudication`,
     gold answers as source `gold` (only with `include_gold`; otherwise gold pairs are left
     out), without the human labels of annotators under `min_annotator_gold_accuracy`."""
-    labels = active_labels(store)
+    labels = active_labels(store, policy.max_label_id)
     if policy.min_annotator_gold_accuracy is not None:
         config = read_gold_config(store)
         dropped = below_gold_accuracy(

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from data.row_source import row_source
+
+if TYPE_CHECKING:  # data.store imports this module
+    from data.store import PreferenceStore
 
 _INSERT_SQL = """
 INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped, round, meta)
@@ -69,3 +72,9 @@ def insert_labels(
     with row_source(cur, "n", columns) as (rows_sql, params):
         rows = cur.execute(_INSERT_SQL.format(rows=rows_sql), params).fetchall()
     return [(int(label_id), pair_id, who) for label_id, pair_id, who in rows]
+
+
+def newest_label_id(store: PreferenceStore) -> int:
+    """The newest label id (0 for none): label ids grow with time, so a round's cut-off is
+    this id, and a snapshot capped at it holds exactly the labels written before it."""
+    return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)

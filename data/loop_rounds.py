@@ -164,6 +164,15 @@ def record_pairs(
     return len(pair_ids)
 
 
+def round_pair_ids(store: PreferenceStore, loop_id: str, round_: int) -> list[str]:
+    """The pairs a round generated (`record_pairs`)."""
+    rows = store.query(
+        "SELECT pair_id FROM loop_pairs WHERE loop_id = ? AND round = ? ORDER BY pair_id",
+        [loop_id, round_],
+    )
+    return [r[0] for r in rows]
+
+
 def pair_staleness(store: PreferenceStore, loop_id: str) -> dict[int, dict[str, int]]:
     """round -> {staleness: pairs} for a loop."""
     out: dict[int, dict[str, int]] = {}
@@ -192,11 +201,15 @@ def generated_pair_ids(store: PreferenceStore, run_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def label_counts(store: PreferenceStore) -> dict[str, int]:
-    """Active labels by source, now (a round's cut-off records these)."""
+def label_counts(store: PreferenceStore, max_label_id: int | None = None) -> dict[str, int]:
+    """Active labels by source, now or up to a label id (a round's cut-off)."""
     return {
         str(source): int(n)
-        for source, n in store.query("SELECT source, count(*) FROM active_labels GROUP BY source")
+        for source, n in store.query(
+            "SELECT source, count(*) FROM active_labels "
+            "WHERE ? IS NULL OR label_id <= ? GROUP BY source",
+            [max_label_id, max_label_id],
+        )
     }
 
 

@@ -295,55 +295,19 @@ def dpo_rows(items: list[dict[str, Any]], use_cache: bool) -> list[dict[str, Any
 
 
 def run(ctx: RunContext) -> None:
-    from datasets import Dataset
-    from trl import DPOConfig
-
     cfg = ctx.stage_config(DPOStageConfig)
-    score_completions_only_on_cpu(cfg.compact_scoring)  # see trl_fixes
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     policy = resolve_policy(ctx, cfg, rows)
-    tokenizer = load_tokenizer(policy)
-    model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
-    # the reference is the adapter-disabled base: its hash keys the cache
-    ref_hash = ctx.config.get("ref_model_hash") or model_hash(policy)
-    use_cache = cfg.cache_reference and cfg.use_lora and ref_hash == model_hash(policy)
-
-    args = trainer_args(
-        ctx,
-        cfg,
-        DPOConfig,
-        len(test_rows),
-        beta=cfg.beta,
-        loss_type=cfg.loss_types,
-        loss_weights=cfg.weights,
-        label_smoothing=cfg.label_smoothing,
-        max_length=cfg.max_length,
-        truncation_mode="keep_end",
-        precompute_ref_log_probs=cfg.use_lora,
-        remove_unused_columns=False,
-    )
+    ref_hash, use_cache = reference_key(ctx, cfg, policy)
     progress = progress_callback(
         ctx, "eval_rewards/accuracies", cfg.patience, stop_at=cfg.stop_at_accuracy
     )
-    trainer_cls = cached_reference_trainer_class()
-    trainer_cls.ref_batch_size = cfg.ref_batch_size or (
-        2 if device_kind() == "cpu" else cfg.batch_size
-    )
-    trainer_cls.share_prompt = cfg.share_prompt
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        train_dataset=Dataset.from_list(dpo_rows(train_rows, use_cache)),
-        eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
-        callbacks=[progress],
-    )
-    if "ref" in getattr(trainer.model, "peft_config", {}):
-        trainer.model.delete_adapter("ref")  # TRL's warm-start reference copy: unused here
-    before = trainable_snapshot(trainer.model)
     ctx.status("running", message="reference log-probs of the pairs the cache lacks")
+    trainer, trainer_cls = build_trainer(
+        ctx, cfg, policy, train_rows, test_rows, use_cache, callbacks=[progress]
+    )
+    before = trainable_snapshot(trainer.model)
     output = trainer.train()
     metrics: dict[str, Any] = {
         "train_loss": output.training_loss,
@@ -360,10 +324,70 @@ def run(ctx: RunContext) -> None:
         metrics["heldout_margin"] = float(evaluation.get("eval_rewards/margins", 0.0))
     promote, gate_numbers = gate(ctx, metrics.get("heldout_accuracy"))
     metrics["gate"] = gate_numbers
-    save_adapter(ctx, trainer.model, tokenizer, policy)
+    save_adapter(ctx, trainer.model, trainer.processing_class, policy)
     if ctx.is_main:
         write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
     ctx.finish(metrics, artifact=ARTIFACT, promote=promote, extra={"base_policy": policy})
+
+
+def reference_key(ctx: RunContext, cfg: DPOStageConfig, policy: str) -> tuple[str, bool]:
+    """The reference model's hash (the adapter-disabled base: it keys the cache), and
+    whether cached values may be used and new ones cached."""
+    ref_hash = ctx.config.get("ref_model_hash") or model_hash(policy)
+    return ref_hash, cfg.cache_reference and cfg.use_lora and ref_hash == model_hash(policy)
+
+
+def build_trainer(
+    ctx: RunContext,
+    cfg: DPOStageConfig,
+    policy: str,
+    train_rows: list[dict[str, Any]],
+    test_rows: list[dict[str, Any]],
+    use_cache: bool,
+    callbacks: list[Any] | None = None,
+) -> tuple[Any, Any]:
+    """The DPO trainer of a run, and its class (which holds the reference pass's counts).
+
+    TRL computes the reference log-probs the rows lack while it builds the trainer, so a
+    reference pass (`training.reference_pass`) is this call and no training.
+    """
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    score_completions_only_on_cpu(cfg.compact_scoring)  # see trl_fixes
+    tokenizer = load_tokenizer(policy)
+    model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
+    args = trainer_args(
+        ctx,
+        cfg,
+        DPOConfig,
+        len(test_rows),
+        beta=cfg.beta,
+        loss_type=cfg.loss_types,
+        loss_weights=cfg.weights,
+        label_smoothing=cfg.label_smoothing,
+        max_length=cfg.max_length,
+        truncation_mode="keep_end",
+        precompute_ref_log_probs=cfg.use_lora,
+        remove_unused_columns=False,
+    )
+    trainer_cls = cached_reference_trainer_class()
+    trainer_cls.ref_batch_size = cfg.ref_batch_size or (
+        2 if device_kind() == "cpu" else cfg.batch_size
+    )
+    trainer_cls.share_prompt = cfg.share_prompt
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        train_dataset=Dataset.from_list(dpo_rows(train_rows, use_cache)),
+        eval_dataset=Dataset.from_list(dpo_rows(test_rows, use_cache)) if test_rows else None,
+        callbacks=callbacks or [],
+    )
+    if "ref" in getattr(trainer.model, "peft_config", {}):
+        trainer.model.delete_adapter("ref")  # TRL's warm-start reference copy: unused here
+    return trainer, trainer_cls
 
 
 def write_ref_logprobs(

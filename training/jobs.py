@@ -51,7 +51,10 @@ from training.planning import (  # noqa: F401 - these names are part of this API
     TINY,
     plan_evaluate,
     plan_generate,
+    plan_reference,
+    plan_rollouts,
     plan_training,
+    reference_todo,
 )
 from training.snapshot import ingest_ref_logprobs
 from training.stages import (  # noqa: F401 - these names are part of this API
@@ -62,12 +65,16 @@ from training.stages import (  # noqa: F401 - these names are part of this API
     kind_names,
     policy_stages,
     reward_stages,
+    side_lane_kinds,
+    stage_config,
     stage_names,
 )
 from training.tracking import tracker_env_prefixes
 from training.warm import ForkServer
 
 log = logging.getLogger(__name__)
+
+SIDE_KINDS = side_lane_kinds()  # generate, reference: what may go next to a training run
 
 _SHARED: dict[str, JobManager] = {}  # store path -> its manager in this process (`shared`)
 _SHARED_LOCK = threading.Lock()
@@ -88,15 +95,16 @@ class JobManager:
         background: bool = False,
         poll_interval: float = 0.5,
         inline: bool = False,
-        generate_lane: bool = False,
+        side_lane: bool = False,
     ):
         self.store = store
         default_root = Path(store.path).resolve().parent / "runs"
         self.runs_root = Path(runs_root) if runs_root else default_root
         self.python = python
         self.inline = inline  # run trainers in this process (benchmarks: no start-up cost)
-        # `prefloop loop`: a generation run may go next to a training run (one of each at a time)
-        self.generate_lane = generate_lane
+        # `prefloop loop`: a generation or reference-pass run may go next to a training run
+        # (one of each lane at a time; `Stage.side_lane`)
+        self.side_lane = side_lane
         # torch threads of a run while a run of the other lane goes too (None: every run
         # gets all cores); a training run gets all of them back when it is alone
         self.cpu_threads: int | None = None
@@ -259,12 +267,12 @@ class JobManager:
                 return  # a queued run starts forked once the imports are done
             lanes_started: set[bool] = set()
             for run_id, kind in runs.queued_runs(self.store):
-                lane = self.generate_lane and kind == "generate"
+                lane = self.side_lane and kind in SIDE_KINDS
                 if lane in lanes_started or self._running_id(kind) is not None:
                     continue
                 lanes_started.add(lane)
                 self._start(run_id)
-                if not self.generate_lane:
+                if not self.side_lane:
                     break
             if self.cpu_threads:
                 self._share_cpu()
@@ -273,7 +281,7 @@ class JobManager:
         """Give each running run half the cores while a run of the other lane goes, else all
         (`runfiles.CPU_SHARE`, which a training run reads between steps)."""
         going = runs.running_kinds(self.store)
-        both = len({kind == "generate" for _, kind, _ in going}) > 1
+        both = len({kind in SIDE_KINDS for _, kind, _ in going}) > 1
         share = self.cpu_threads if both else available_cores()
         for run_id, _, run_dir in going:
             if self._shares.get(run_id) != share:
@@ -323,11 +331,11 @@ class JobManager:
                 log.exception("prefloop-jobs: checking the runs failed")
 
     def _running_id(self, kind: str | None = None) -> str | None:
-        """The running run a run of `kind` waits for: any run, or with `generate_lane` one of
-        the same lane (generation, or training)."""
-        if not self.generate_lane or kind is None:
+        """The running run a run of `kind` waits for: any run, or with `side_lane` one of
+        the same lane (generation and reference passes, or training)."""
+        if not self.side_lane or kind is None:
             return runs.running_id(self.store)
-        return runs.running_id(self.store, generation=kind == "generate")
+        return runs.running_id(self.store, SIDE_KINDS, side=kind in SIDE_KINDS)
 
     def _run_dir(self, run_id: str) -> Path:
         return Path(runs.run_dir_of(self.store, run_id))
@@ -351,6 +359,10 @@ class JobManager:
         try:
             if request.stage == "generate":
                 plan = plan_generate(self.store, request, run_dir)
+            elif request.stage == "reference":
+                plan = plan_reference(self.store, request, run_dir)
+            elif request.stage == "rollouts":
+                plan = plan_rollouts(self.store, request, run_dir)
             elif request.stage == "evaluate":
                 plan = plan_evaluate(self.store, request, run_dir)
             else:
@@ -371,8 +383,8 @@ class JobManager:
         )
         trackers = tracker_env_prefixes(str(request.overrides.get("report_to", "auto")))
         share = None  # all cores, unless a run of the other lane is going (_share_cpu)
-        if self.cpu_threads and self._running_id(
-            "train" if request.stage == "generate" else "generate"
+        if self.cpu_threads and runs.running_id(
+            self.store, SIDE_KINDS, side=request.stage not in SIDE_KINDS
         ):
             share = self.cpu_threads
         proc: Any = None
@@ -434,14 +446,3 @@ class JobManager:
                 log_tail=f"{tail}\n{why}",
                 metrics={"exit_code": exit_code},
             )
-
-
-def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The stage's frozen config with `overrides` applied (stage modules import torch lazily)."""
-    import importlib
-
-    from training.stage_config import config_from_dict
-
-    info = get_stage(stage)
-    config_class = getattr(importlib.import_module(info.module), info.config)
-    return config_from_dict(config_class, dict(overrides or {}))

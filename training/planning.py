@@ -6,6 +6,7 @@ imports no torch, so the app can import it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from training.generation_io import PROMPTS, export_prompts
 from training.snapshot import (
     export_eval_pairs,
     export_feedback,
+    export_ref_pairs,
     export_snapshot,
     label_watermark,
     model_hash,
     template_hash,
+    uncached_pairs,
 )
 from training.stage_config import StageConfig, profile_defaults
-from training.stages import TrainRequest, get_stage, policy_stages
+from training.stages import TrainRequest, get_stage, policy_stages, stage_config
 
 POLICY_STAGES = policy_stages()  # stages whose artifact is a policy
 TINY = "tiny"  # the embedded random-init GPT-2 (unit tests, `--policy tiny`), built in the run
@@ -67,9 +70,46 @@ def plan_evaluate(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
     return {"stage": "evaluate", "policy": request.policy, "eval_file": request.eval_file, **count}
 
 
-def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+def reference_todo(
+    store: PreferenceStore, request: TrainRequest
+) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
+    """A reference pass's plan: the DPO run with the same policy and settings resolves the
+    cache keys, so the pass fills exactly the entries that run looks up. Returns the pairs
+    to compute, why there are none (when so), and the resolved plan."""
+    plan = plan_run(store, replace(request, stage="dpo", incremental=False, pairs=None))
+    plan = {**plan, "stage": "reference", "warm_start": None, "parent_run_id": None}
+    if plan["ref_model_hash"] is None:
+        return [], f"{plan['policy']} has no reference cache (no fixed weights to key it by)", plan
+    if not stage_config("dpo", request.overrides).use_lora:
+        return [], "use_lora=false: the DPO run's reference is not the cached base", plan
+    ids = None
+    if request.pairs is not None:
+        ids = [x.strip() for x in Path(request.pairs).read_text("utf-8").split() if x.strip()]
+    rows = uncached_pairs(store, ids, plan["ref_model_hash"], plan["template_hash"])
+    return rows, "" if rows else "every pair's reference log-probs are cached already", plan
+
+
+def plan_reference(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+    """Resolve a reference pass and write its pairs; raise when it has nothing to compute."""
+    rows, why, plan = reference_todo(store, request)
+    if not rows:
+        raise TrainingError(f"no reference pass needed: {why}")
+    export_ref_pairs(rows, run_dir / runfiles.REF_PAIRS)
+    return {**plan, "ref_pairs": len(rows)}
+
+
+def plan_rollouts(store: PreferenceStore, request: TrainRequest, run_dir: Path) -> dict[str, Any]:
+    """A PPO run's first batch ahead of it (`training.pre_rollouts`): planned as that run
+    (same snapshot, cut-off, warm start), but before its reward model exists."""
+    plan = plan_training(store, replace(request, stage="ppo"), run_dir, resolve_reward=False)
+    return {**plan, "stage": "rollouts"}
+
+
+def plan_training(
+    store: PreferenceStore, request: TrainRequest, run_dir: Path, *, resolve_reward: bool = True
+) -> dict[str, Any]:
     """Resolve a training run and export its snapshot; raise when nothing can be trained."""
-    plan = plan_run(store, request)
+    plan = plan_run(store, request, resolve_reward=resolve_reward)
     plan["snapshot"] = export_snapshot(
         store,
         run_dir / runfiles.SNAPSHOT,
@@ -77,6 +117,7 @@ def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
         watermark=plan["watermark"] if plan["warm_start"] else 0,
         ref_model_hash=plan["ref_model_hash"],
         template=plan["template_hash"],
+        label_cutoff=request.label_cutoff,
     )
     if get_stage(request.stage).unpaired:
         plan["feedback"] = export_feedback(
@@ -96,8 +137,11 @@ def plan_training(store: PreferenceStore, request: TrainRequest, run_dir: Path) 
     return plan
 
 
-def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
-    """Resolve policy, warm start, reward and cache keys for a run, from the store."""
+def plan_run(
+    store: PreferenceStore, request: TrainRequest, *, resolve_reward: bool = True
+) -> dict[str, Any]:
+    """Resolve policy, warm start, reward (unless `resolve_reward` is false) and cache keys
+    for a run, from the store."""
     policy = request.policy
     if policy in (None, "latest"):
         policy = latest_artifact(store, ("sft",)) if request.stage != "sft" else None
@@ -108,7 +152,7 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
     if request.incremental:
         parent = latest_promoted(store, request.stage, policy, request.overrides.get("use_lora"))
     reward = request.reward
-    if get_stage(request.stage).needs_reward:
+    if resolve_reward and get_stage(request.stage).needs_reward:
         reward = reward or ("rm" if latest_artifact(store, ("rm",)) else None)
         if reward == "rm":
             reward = latest_artifact(store, ("rm",))
@@ -136,7 +180,7 @@ def plan_run(store: PreferenceStore, request: TrainRequest) -> dict[str, Any]:
         "parent_run_id": parent["run_id"] if parent else None,
         "parent_metrics": parent["metrics"] if parent else None,
         "watermark": parent["config"].get("label_watermark", 0) if parent else 0,
-        "label_watermark": label_watermark(store),
+        "label_watermark": label_watermark(store, request.label_cutoff),
         "ref_model_hash": model_hash(policy) if policy != TINY else None,
         "template_hash": template_hash(max_length, "keep_end"),
     }

@@ -31,7 +31,7 @@ from training.models import (
     resolve_policy,
     trainable_snapshot,
 )
-from training.rl_gate import heldout_reward, rl_gate
+from training.rl_gate import heldout_reward, mean_reward, rl_gate
 from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
 from training.stage_config import StageConfig, help_field
@@ -64,6 +64,17 @@ class PPOStageConfig(StageConfig):
     stop_min_delta: float = help_field(0.01, "Improvement that counts for stop_patience.")
     kl_bound: float = help_field(20.0, "Stop when mean KL per sequence exceeds this.")
     max_grad_norm: float = help_field(1.0, "Gradient clipping norm.")
+    pre_rollouts: str | None = help_field(
+        None,
+        "A `rollouts` run's file (`prefloop loop` makes one while the reward model trains): "
+        "the first batch's samples and the gate's starting greedy completions come from it "
+        "when it was made for this run's policy, warm start, prompts and lengths.",
+    )
+
+
+def first_batch(prompts: list[str], cfg: PPOStageConfig) -> list[str]:
+    """The prompts of a run's first rollout (its seeded sampler's first draw)."""
+    return random.Random(cfg.seed).sample(prompts, min(len(prompts), cfg.rollout_batch))
 
 
 def _forward(model, value_head, ids, attn, prompt_len: int):
@@ -80,9 +91,8 @@ def _forward(model, value_head, ids, attn, prompt_len: int):
     return logp, values
 
 
-def rollout(
-    model, value_head, tokenizer, prompts: list[str], cfg: PPOStageConfig
-) -> dict[str, Any]:
+def sample(model, tokenizer, prompts: list[str], cfg: PPOStageConfig) -> dict[str, Any]:
+    """Sampled completions of `prompts` (left-padded): the token ids, prompt and all."""
     import torch
 
     enc = tokenizer(
@@ -92,7 +102,6 @@ def rollout(
         truncation=True,
         max_length=cfg.max_prompt_tokens,
     )
-    eos = tokenizer.eos_token_id
     with torch.no_grad():
         generated = model.generate(
             **enc,
@@ -102,13 +111,22 @@ def rollout(
             temperature=1.0,
             max_new_tokens=cfg.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=eos,
+            eos_token_id=tokenizer.eos_token_id,
         )
-    prompt_len = enc["input_ids"].shape[1]
+    return {"ids": generated, "prompt_mask": enc["attention_mask"]}
+
+
+def rollout(model, value_head, tokenizer, sampled: dict[str, Any]) -> dict[str, Any]:
+    """A rollout batch from sampled ids: response mask, log-probs, values, reference log-probs."""
+    import torch
+
+    generated, prompt_mask = sampled["ids"], sampled["prompt_mask"]
+    eos = tokenizer.eos_token_id
+    prompt_len = prompt_mask.shape[1]
     response = generated[:, prompt_len:]
     is_eos = (response == eos).long()
     mask = ((is_eos.cumsum(1) - is_eos) == 0).float()  # up to and including the first eos
-    attn = torch.cat([enc["attention_mask"], mask.long()], dim=1)
+    attn = torch.cat([prompt_mask, mask.long()], dim=1)
     with torch.no_grad():
         old_logp, old_values = _forward(model, value_head, generated, attn, prompt_len)
         with model.disable_adapter():
@@ -129,9 +147,61 @@ def rollout(
     }
 
 
+def rollout_prompts(
+    ctx: RunContext, cfg: PPOStageConfig
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(train prompts, held-out prompts, counts) of a run, from its snapshot."""
+    rows = ctx.snapshot()
+    train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
+    prompts = sorted({r["prompt"] for r in train_rows})
+    heldout = sorted({r["prompt"] for r in test_rows})[: cfg.rollout_batch]
+    return prompts, heldout, {**counts, "rows": rows}
+
+
+def load_policy(ctx: RunContext, cfg: PPOStageConfig, rows: list[dict[str, Any]]):
+    """(base policy, tokenizer, model with its LoRA adapter: the run's starting policy)."""
+    from peft import get_peft_model
+
+    policy = resolve_policy(ctx, cfg, rows)
+    tokenizer = load_tokenizer(policy)
+    tokenizer.padding_side = "left"
+    model, lora = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
+    if lora is not None:
+        model = get_peft_model(model, lora)
+    return policy, tokenizer, model
+
+
+def pre_rollout_key(
+    ctx: RunContext, cfg: PPOStageConfig, first: list[str], heldout: list[str]
+) -> dict[str, Any]:
+    """What a pre-generated first batch must match to stand in for the run's own sampling."""
+    return {
+        "policy": ctx.config.get("policy"),
+        "warm_start": ctx.config.get("warm_start"),
+        "first_batch": first,
+        "heldout": heldout,
+        "max_new_tokens": cfg.max_new_tokens,
+        "max_prompt_tokens": cfg.max_prompt_tokens,
+    }
+
+
+def read_pre_rollouts(path: str | None, key: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The pre-generated first batch at `path` when it was made for this run, and why not."""
+    import torch
+
+    if not path:
+        return None, "none given"
+    try:
+        saved = torch.load(path)
+    except (OSError, RuntimeError) as exc:
+        return None, f"unreadable: {exc}"
+    if saved.get("key") != key:
+        return None, "made for another policy, warm start, prompts or lengths"
+    return saved, "used"
+
+
 def run(ctx: RunContext) -> None:
     import torch
-    from peft import get_peft_model
 
     from training.ppo_core import (
         AdaptiveKLController,
@@ -151,22 +221,14 @@ def run(ctx: RunContext) -> None:
             "PPO here needs use_lora=true: the reference is the adapter-disabled base"
         )
     torch.manual_seed(cfg.seed)
-    rows = ctx.snapshot()
-    train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
-    prompts = sorted({r["prompt"] for r in train_rows})
-    heldout = sorted({r["prompt"] for r in test_rows})[: cfg.rollout_batch]
-    policy = resolve_policy(ctx, cfg, rows)
-    tokenizer = load_tokenizer(policy)
-    tokenizer.padding_side = "left"
-    warm = ctx.config.get("warm_start")
-    model, lora = load_causal_lm(policy, warm, cfg)
-    if lora is not None:
-        model = get_peft_model(model, lora)
+    prompts, heldout, counts = rollout_prompts(ctx, cfg)
+    policy, tokenizer, model = load_policy(ctx, cfg, counts.pop("rows"))
     value_head = torch.nn.Linear(
         model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd, 1
     )
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
+    warm = ctx.config.get("warm_start")
     if warm:
         value_head.load_state_dict(torch.load(f"{warm}/value_head.pt"))
     reward_fn = load_reward_fn(ctx.config.get("reward"), cfg.conservative_lambda, cfg.max_length)
@@ -175,20 +237,31 @@ def run(ctx: RunContext) -> None:
     kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
     stopper = PlateauStopper(cfg.stop_patience, cfg.stop_min_delta, cfg.kl_bound)
     rng = random.Random(cfg.seed)
+    first_prompts = first_batch(prompts, cfg)
+    pre, pre_status = read_pre_rollouts(
+        cfg.pre_rollouts, pre_rollout_key(ctx, cfg, first_prompts, heldout)
+    )
     before = trainable_snapshot(model)
     history: list[float] = []
     gate_lengths = {
         "max_new_tokens": cfg.max_new_tokens,
         "max_prompt_tokens": cfg.max_prompt_tokens,
     }
-    reward_before = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)
+    if pre is not None and heldout:  # the starting policy's greedy completions, made ahead
+        reward_before = mean_reward(reward_fn, heldout, pre["heldout_completions"])
+    else:
+        reward_before = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)
     mean_kl: float | None = None
 
     step = 0
     for step in range(1, cfg.max_steps + 1):
         batch_prompts = rng.sample(prompts, min(len(prompts), cfg.rollout_batch))
         model.eval()
-        roll = rollout(model, value_head, tokenizer, batch_prompts, cfg)
+        if step == 1 and pre is not None:  # sampled while the reward model trained
+            sampled = {"ids": pre["ids"], "prompt_mask": pre["prompt_mask"]}
+        else:
+            sampled = sample(model, tokenizer, batch_prompts, cfg)
+        roll = rollout(model, value_head, tokenizer, sampled)
         scores = torch.tensor(reward_fn(batch_prompts, roll["completions"]), dtype=torch.float32)
         mask = roll["mask"]
         rewards, kl = kl_penalized_rewards(
@@ -247,6 +320,7 @@ def run(ctx: RunContext) -> None:
         "kl_coef": kl_ctl.value,
         "early_stop": stopper.reason,
         "param_change": param_change(before, model),
+        "pre_rollouts": pre_status,
         **counts,
     }
     metrics["heldout_reward"] = heldout_reward(model, tokenizer, heldout, reward_fn, **gate_lengths)

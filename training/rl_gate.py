@@ -26,10 +26,34 @@ def heldout_reward(
     max_prompt_tokens: int,
 ) -> float | None:
     """Mean reward of the model's greedy completions of `prompts` (None without prompts)."""
-    import torch
-
     if not prompts:
         return None
+    completions = greedy_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+    )
+    return mean_reward(reward_fn, prompts, completions)
+
+
+def mean_reward(reward_fn: RewardFn, prompts: list[str], completions: list[str]) -> float:
+    scores = reward_fn(list(prompts), list(completions))
+    return float(sum(scores) / len(scores))
+
+
+def greedy_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+) -> list[str]:
+    """The model's greedy completions of `prompts` (what the gate scores)."""
+    import torch
+
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the right end
     try:
@@ -54,11 +78,9 @@ def heldout_reward(
         )
     if was_training:
         model.train()
-    completions = tokenizer.batch_decode(
+    return tokenizer.batch_decode(
         generated[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
     )
-    scores = reward_fn(list(prompts), completions)
-    return float(sum(scores) / len(scores))
 
 
 def rl_gate(

@@ -9,6 +9,7 @@ A run folder holds
 * ``train.log``       the subprocess's stdout and stderr
 * ``result.json``     written last by a successful trainer: summary metrics, artifact, gate
 * ``ref_logprobs.parquet`` reference log-probs the run computed (the owner caches them)
+* ``ref_pairs.parquet`` a reference pass's pairs: those whose log-probs the cache lacks
 * ``artifact/``       the trained model or adapter
 * ``cpu_threads``     the CPU cores the owner lets the run use now (a pipelined loop moves
                       them between a training run and the generation next to it)
@@ -33,6 +34,7 @@ METRICS = "metrics.jsonl"
 LOG = "train.log"
 RESULT = "result.json"
 REF_LOGPROBS = "ref_logprobs.parquet"
+REF_PAIRS = "ref_pairs.parquet"  # reference passes: the pairs to compute, snapshot columns
 ARTIFACT = "artifact"
 # besides the folder, one environment variable: the CPU cores the trainer may use, set by the
 # owner when two runs share the machine (a pipelined loop's generation next to its training)

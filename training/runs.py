@@ -116,13 +116,17 @@ def running_kinds(store: PreferenceStore) -> list[tuple[str, str, str]]:
     ]
 
 
-def running_id(store: PreferenceStore, generation: bool | None = None) -> str | None:
-    """A running run: any (`generation` None), or a generation / training one."""
-    if generation is None:
+def running_id(
+    store: PreferenceStore, side_kinds: tuple[str, ...] | None = None, side: bool = False
+) -> str | None:
+    """A running run: any (`side_kinds` None), else one whose kind is in `side_kinds`
+    (`side`) or is not (a training run)."""
+    if side_kinds is None:
         return store.scalar("SELECT run_id FROM runs WHERE status = 'running' LIMIT 1")
     return store.scalar(
-        "SELECT run_id FROM runs WHERE status = 'running' AND (kind = 'generate') = ? LIMIT 1",
-        [generation],
+        "SELECT run_id FROM runs WHERE status = 'running' "
+        "AND list_contains(?::VARCHAR[], kind) = ? LIMIT 1",
+        [list(side_kinds), side],
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from data.export import AggregationPolicy, aggregated_pairs, is_test_prompt
 from data.ids import render_messages, response_id, stable_json_hash
+from data.labels import newest_label_id
 from data.models import converted_folder, folder_hash, is_named
 from data.store import PreferenceStore
 
@@ -56,9 +57,11 @@ def template_hash(max_length: int, truncation_mode: str) -> str:
     )[:32]
 
 
-def label_watermark(store: PreferenceStore) -> int:
-    """The newest active label id: labels above a run's watermark are new to it."""
-    return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)
+def label_watermark(store: PreferenceStore, label_cutoff: int | None = None) -> int:
+    """The newest label id a run sees (its cut-off when it has one): labels above a run's
+    watermark are new to the run after it."""
+    newest = newest_label_id(store)
+    return newest if label_cutoff is None else min(label_cutoff, newest)
 
 
 def export_eval_pairs(eval_set: Any, path: Path) -> dict[str, int]:
@@ -139,25 +142,22 @@ def export_snapshot(
     watermark: int = 0,
     ref_model_hash: str | None = None,
     template: str | None = None,
+    label_cutoff: int | None = None,
 ) -> dict[str, Any]:
-    """Write the run's training pairs; returns counts (rows, train, test, new, cached)."""
+    """Write the run's training pairs, from the labels up to `label_cutoff` (all when None);
+    returns counts (rows, train, test, new, cached)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pairs = aggregated_pairs(store, AggregationPolicy())
+    pairs = aggregated_pairs(store, AggregationPolicy(max_label_id=label_cutoff))
     last_label = dict(
-        store.query("SELECT pair_id, max(label_id) FROM active_labels GROUP BY pair_id")
+        store.query(
+            "SELECT pair_id, max(label_id) FROM active_labels "
+            "WHERE ? IS NULL OR label_id <= ? GROUP BY pair_id",
+            [label_cutoff, label_cutoff],
+        )
     )
-    cache: dict[tuple[str, str], float] = {}
-    if ref_model_hash and template:
-        cache = {
-            (p, r): logp
-            for p, r, logp in store.query(
-                "SELECT prompt_id, response_id, logp FROM ref_logprobs "
-                "WHERE ref_model_hash = ? AND template_hash = ?",
-                [ref_model_hash, template],
-            )
-        }
+    cache = cached_ref_logprobs(store, ref_model_hash, template)
     rows: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -215,6 +215,63 @@ def export_snapshot(
         "new": sum(rows["is_new"]),
         "ref_cached_pairs": cached,
     }
+
+
+def cached_ref_logprobs(
+    store: PreferenceStore, ref_model_hash: str | None, template: str | None
+) -> dict[tuple[str, str], float]:
+    """(prompt id, response id) -> the cached reference log-prob, for this model and template."""
+    if not ref_model_hash or not template:
+        return {}
+    return {
+        (p, r): logp
+        for p, r, logp in store.query(
+            "SELECT prompt_id, response_id, logp FROM ref_logprobs "
+            "WHERE ref_model_hash = ? AND template_hash = ?",
+            [ref_model_hash, template],
+        )
+    }
+
+
+def uncached_pairs(
+    store: PreferenceStore,
+    pair_ids: list[str] | None,
+    ref_model_hash: str | None,
+    template: str | None,
+) -> list[dict[str, Any]]:
+    """The pairs (all, or these ids) with a response whose reference log-prob is not cached,
+    as snapshot rows (response A as `chosen`: a log-prob does not depend on the verdict)."""
+    cache = cached_ref_logprobs(store, ref_model_hash, template)
+    where, params = "", []
+    if pair_ids is not None:
+        where, params = "WHERE p.pair_id IN (SELECT unnest(?::VARCHAR[]))", [list(pair_ids)]
+    rows = []
+    for pair in store.pairs(where, params):
+        a, b = response_id(pair.response_a), response_id(pair.response_b)
+        if (pair.prompt_id, a) in cache and (pair.prompt_id, b) in cache:
+            continue
+        rows.append(
+            {
+                "pair_id": pair.pair_id,
+                "prompt_id": pair.prompt_id,
+                "prompt": prompt_text(pair.messages),
+                "chosen": completion_text(pair.response_a),
+                "rejected": completion_text(pair.response_b),
+                "chosen_id": a,
+                "rejected_id": b,
+                "ref_chosen_logps": math.nan,
+                "ref_rejected_logps": math.nan,
+            }
+        )
+    return rows
+
+
+def export_ref_pairs(rows: list[dict[str, Any]], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 def ingest_ref_logprobs(store: PreferenceStore, path: Path) -> int:

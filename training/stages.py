@@ -30,6 +30,9 @@ class Stage:
     help: str  # one line: what it does
     trains: bool = True  # False for generate: it samples from a policy and trains nothing
     unpaired: bool = False  # also trains on unpaired thumbs up/down rows (`data.feedback`)
+    # runs next to a training run when the manager has a side lane (`prefloop loop`):
+    # generation, and the reference pass that fills the cache for the next DPO run
+    side_lane: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
@@ -116,6 +119,29 @@ STAGES: tuple[Stage, ...] = (
         multi_process=False,
         help="sample responses from a policy and pair them per prompt",
         trains=False,
+        side_lane=True,
+    ),
+    Stage(
+        "rollouts",
+        "training.pre_rollouts",
+        "PPOStageConfig",
+        trains_policy=False,
+        needs_reward=False,
+        multi_process=False,
+        help="a PPO run's first rollout batch, sampled ahead of it (while its reward trains)",
+        trains=False,
+        side_lane=True,
+    ),
+    Stage(
+        "reference",
+        "training.reference_pass",
+        "DPOStageConfig",
+        trains_policy=False,
+        needs_reward=False,
+        multi_process=False,
+        help="reference log-probs of stored pairs the cache lacks, for the DPO runs after it",
+        trains=False,
+        side_lane=True,
     ),
 )
 
@@ -138,6 +164,11 @@ def kind_names() -> tuple[str, ...]:
 def stage_names() -> tuple[str, ...]:
     """The stages that train something (the choices of `prefloop train`)."""
     return tuple(s.name for s in STAGES if s.trains)
+
+
+def side_lane_kinds() -> tuple[str, ...]:
+    """The kinds of run that may go next to a training run (`Stage.side_lane`)."""
+    return tuple(s.name for s in STAGES if s.side_lane)
 
 
 def policy_stages() -> tuple[str, ...]:
@@ -191,6 +222,10 @@ class TrainRequest:
     # several processes: ddp, fsdp (PyTorch FSDP2) or zero3 (DeepSpeed ZeRO-3); see
     # training/accelerate/ and training/launch.py
     distributed: str = "ddp"
+    # train only on labels up to this label id (a loop round's cut-off); None: all of them
+    label_cutoff: int | None = None
+    # reference only: a .txt file of pair ids (one a line) to compute; None: every pair
+    pairs: str | None = None
 
     def __post_init__(self) -> None:
         stage = get_stage(self.stage)
@@ -203,6 +238,8 @@ class TrainRequest:
             )
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
+        if self.label_cutoff is not None and self.label_cutoff < 0:
+            raise ConfigError("--label-cutoff must be a label id (0 or more)")
         if self.max_prompts is not None and self.max_prompts < 1:
             raise ConfigError("--max-prompts must be at least 1")
         self._check_distributed(stage)
@@ -245,3 +282,14 @@ class TrainRequest:
                 "--distributed zero3 needs DeepSpeed, which is not installed here: on a machine "
                 "with CUDA GPUs run `pip install deepspeed`, or use --distributed fsdp"
             )
+
+
+def stage_config(stage: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The stage's frozen config with `overrides` applied (stage modules import torch lazily)."""
+    import importlib
+
+    from training.stage_config import config_from_dict
+
+    info = get_stage(stage)
+    config_class = getattr(importlib.import_module(info.module), info.config)
+    return config_from_dict(config_class, dict(overrides or {}))

@@ -180,6 +180,14 @@ def _summary(result: dict[str, Any]) -> str:
     help="Stage setting, e.g. --set beta=0.2 --set lora_r=8 (see training/<stage>.py).",
 )
 @click.option(
+    "--label-cutoff",
+    type=int,
+    default=None,
+    metavar="LABEL_ID",
+    help="Train only on labels up to this label id (what `prefloop loop` passes: its round's "
+    "cut-off), so a run restarted later trains on the same labels.",
+)
+@click.option(
     "--detach",
     is_flag=True,
     help="Return at once with the run id instead of waiting; `prefloop runs` follows it.",
@@ -196,6 +204,7 @@ def train_command(
     distributed: str,
     reward: str | None,
     settings: tuple[str, ...],
+    label_cutoff: int | None,
     detach: bool,
     as_json: bool,
 ) -> None:
@@ -210,6 +219,7 @@ def train_command(
         distributed=distributed,
         reward=reward,
         overrides=_overrides(settings),
+        label_cutoff=label_cutoff,
     )
     emit(_run_blocking(db, out, request, as_json, detach), as_json, _summary)
 

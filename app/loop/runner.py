@@ -92,8 +92,8 @@ def run_loop(
     own_jobs = jobs is None
     if jobs is None:  # the store's one manager in this process (the app's, when it serves)
         jobs = JobManager.shared(store, config.runs_root)
-    before = (jobs.generate_lane, jobs.cpu_threads)
-    jobs.generate_lane = True
+    before = (jobs.side_lane, jobs.cpu_threads)
+    jobs.side_lane = True
     if config.overlap:  # a generation runs next to a training run: each gets half the cores
         jobs.cpu_threads = max(1, available_cores() // 2)
     if config.warm_trainers:  # runs forked from a process that has done the imports
@@ -145,7 +145,7 @@ def run_loop(
     finally:
         if server is not None:
             server.stop()
-        jobs.generate_lane, jobs.cpu_threads = before
+        jobs.side_lane, jobs.cpu_threads = before
         jobs.keep_warm(False)
         if own_jobs:
             jobs.close()

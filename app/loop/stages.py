@@ -2,21 +2,27 @@
 
 generate   `prefloop generate`: a `generate` run through `training.jobs` from the last
            promoted policy, for this round's prompts; its pairs are tagged with the round
+reference  (DPO) a `reference` run through `training.jobs`: the reference log-probs of the
+           round's pairs, on the side lane while the last round trains, so this round's
+           DPO run finds them cached (skipped with `--no-overlap`: the run computes them)
 score      `prefloop score`: `labeling.scoring.score_store`
 judge      `prefloop judge --all-unlabelled`: `judges.batch.run_batch` (the judge cache
            means a resumed or repeated batch sends no call twice)
 route      `prefloop route --human-budget B`: `labeling.router.route_store`
-cutoff     waits for human labels only when asked (`--wait-for-humans`, `--human-deadline`)
-train:X    `prefloop train X --incremental`: a run through `training.jobs`, whose gate
-           promotes it or keeps the parent; the labels it trains on are those present when
-           it starts (its snapshot), so later labels go into the next round
+cutoff     waits for human labels only when asked (`--wait-for-humans`, `--human-deadline`),
+           then records the newest label id: the round's cut-off
+rollouts   (rm+ppo) a `rollouts` run: the PPO run's first batch, sampled on the side lane
+           while the round's reward model trains (skipped with `--no-overlap`)
+train:X    `prefloop train X --incremental --label-cutoff ID`: a run through `training.jobs`,
+           whose gate promotes it or keeps the parent; it trains on the labels up to its
+           round's cut-off, so later labels (humans', and the next round's judge labels)
+           go into the next round, however late the run starts
 rescore    the re-score after a run: `score_store`, then `route_store` with budget 0
 
 Each stage records its start, end, counts and run in `loop_rounds` (`data.loop_rounds`).
 A stage whose run was started before the loop was killed waits for that run on resume
-instead of starting another one. A run that has to start again (it was cancelled, as by
-Ctrl-C) takes its snapshot when it starts again, so it may train on labels that arrived
-after its round's cut-off; the next round's run then has nothing new and keeps its parent.
+instead of starting another one; a run that has to start again (it was cancelled, as by
+Ctrl-C) trains on the same labels, since its cut-off is in the store.
 """
 
 from __future__ import annotations
@@ -33,8 +39,16 @@ from app.loop.config import LoopConfig
 from app.loop.plan import parse_key, train_stages
 from data import loop_rounds as state
 from data.errors import PrefloopError, TrainingError
+from data.labels import newest_label_id
 from data.store import PreferenceStore
-from training.jobs import DEFAULT_POLICY, JobManager, TrainRequest, get_stage, policy_stages
+from training.jobs import (
+    DEFAULT_POLICY,
+    JobManager,
+    TrainRequest,
+    get_stage,
+    policy_stages,
+    reference_todo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +155,64 @@ class LoopWork:
             "round_pairs": len(pairs),
         }
 
+    def reference(self, round_: int) -> dict[str, Any]:
+        if not self.config.overlap:
+            return {"skipped": True, "reason": "--no-overlap: the DPO run computes them"}
+        path = self.folder / f"round-{round_}-pairs.txt"
+        pairs = state.round_pair_ids(self.store, self.loop_id, round_)
+        path.write_text("".join(p + "\n" for p in pairs), "utf-8")
+        request = TrainRequest(
+            "reference",
+            policy=self.config.policy,
+            overrides=dict(self.config.train_settings),
+            pairs=str(path),
+        )
+        todo, why, _ = reference_todo(self.store, request)
+        if not todo:
+            return {"skipped": True, "reason": why, "round_pairs": len(pairs)}
+        final = self._run_job(round_, "reference", request)
+        if final["status"] != "succeeded":
+            raise TrainingError(
+                f"round {round_}: reference run {final['run_id']} {final['status']}; log "
+                f"tail:\n{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` "
+                "retries it"
+            )
+        metrics = final.get("metrics") or {}
+        keys = ("pairs", "ref_forward_pairs", "ref_seconds", "ref_logprobs_added", "wall_s")
+        return {"run_id": final["run_id"], "round_pairs": len(pairs)} | {
+            k: metrics[k] for k in keys if k in metrics
+        }
+
+    def rollouts(self, round_: int) -> dict[str, Any]:
+        if not self.config.overlap:
+            return {"skipped": True, "reason": "--no-overlap: the PPO run samples them itself"}
+        stage = self.trains[-1].split(":", 1)[1]
+        request = TrainRequest(
+            "rollouts",
+            policy=self.config.policy,
+            incremental=True,
+            max_steps=self.config.max_steps,
+            overrides=dict(self.config.train_settings),
+            label_cutoff=self.label_cutoff(round_),
+        )
+        final = self._run_job(round_, "rollouts", request)
+        if final["status"] == "failed" and NOTHING_NEW in (final.get("log_tail") or ""):
+            return {"skipped": True, "reason": f"the {stage} run will have no new labels"}
+        if final["status"] != "succeeded":
+            raise TrainingError(
+                f"round {round_}: rollouts run {final['run_id']} {final['status']}; log "
+                f"tail:\n{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` "
+                "retries it"
+            )
+        metrics = final.get("metrics") or {}
+        return {
+            "run_id": final["run_id"],
+            "artifact": final.get("artifact_path"),
+            "first_batch": metrics.get("first_batch"),
+            "heldout_prompts": metrics.get("heldout_prompts"),
+            "wall_s": metrics.get("wall_s"),
+        }
+
     def score(self, round_: int) -> dict[str, Any]:
         from labeling.encoder import EncoderConfig
         from labeling.scoring import ScoreConfig, score_store
@@ -206,24 +278,33 @@ class LoopWork:
                 time.sleep(0.5)
             else:
                 waited_for = "stop" if self.stop.is_set() else "deadline"
+        label_cutoff = newest_label_id(self.store)
+        labels = state.label_counts(self.store, label_cutoff)
         return {
-            "labels": state.label_counts(self.store),
-            "new_human_labels": state.label_counts(self.store).get("human", 0) - before,
+            "label_cutoff": label_cutoff,
+            "labels": labels,
+            "new_human_labels": labels.get("human", 0) - before,
             "waited_s": round(time.monotonic() - start, 3),
             "waited_until": waited_for,
         }
 
     def train(self, round_: int, stage: str) -> dict[str, Any]:
         reward = (self.reward_spec or "rm") if get_stage(stage).needs_reward else None
+        label_cutoff = self.label_cutoff(round_)
+        overrides = dict(self.config.train_settings)
+        pre_rollouts = self.stage_counts(round_, "rollouts").get("artifact")
+        if pre_rollouts and stage == "ppo":
+            overrides["pre_rollouts"] = pre_rollouts
         request = TrainRequest(
             stage,
             policy=self.config.policy,
             incremental=True,
             max_steps=self.config.max_steps,
             reward=reward,
-            overrides=dict(self.config.train_settings),
+            overrides=overrides,
+            label_cutoff=label_cutoff,
         )
-        labels = state.label_counts(self.store)  # the cut-off: the run's snapshot is taken now
+        labels = state.label_counts(self.store, label_cutoff)
         final = self._run_job(round_, f"train:{stage}", request)
         metrics = final.get("metrics") or {}
         if final["status"] == "failed" and NOTHING_NEW in (final.get("log_tail") or ""):
@@ -246,6 +327,7 @@ class LoopWork:
             "artifact": final.get("artifact_path"),
             "labels_at_cutoff": labels,
             "metrics": {k: metrics[k] for k in METRIC_KEYS if k in metrics},
+            **({"pre_rollouts": metrics["pre_rollouts"]} if "pre_rollouts" in metrics else {}),
             "gate": metrics.get("gate"),
             **(
                 {"judge_reward_so_far": asdict(self.judge_reward.reward.stats)}
@@ -312,6 +394,19 @@ class LoopWork:
                 self.jobs.cancel(run_id)
                 raise LoopStopped(f"loop stopped; run {run_id} cancelled")
             time.sleep(0.25)
+
+    def stage_counts(self, round_: int, stage: str) -> dict[str, Any]:
+        """The counts a finished stage of this loop recorded ({} if it has not finished)."""
+        for row in state.stage_rows(self.store, self.loop_id):
+            if row["round"] == round_ and row["stage"] == stage and row["status"] == "done":
+                return row["counts"] or {}
+        return {}
+
+    def label_cutoff(self, round_: int) -> int:
+        """The newest label id at this round's cut-off (a train stage runs after it). A loop
+        from before cut-offs were recorded gets the newest id now."""
+        recorded = self.stage_counts(round_, "cutoff").get("label_cutoff")
+        return int(recorded) if recorded is not None else newest_label_id(self.store)
 
     def current_policy(self) -> tuple[str, int]:
         """The policy to sample from, and the round that trained it (0: from before the loop)."""

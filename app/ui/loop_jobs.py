@@ -31,6 +31,8 @@ ROUND_COLUMNS = [
 ]
 STAGE_COLORS = {
     "generate": "#4c78a8",
+    "reference": "#72b7b2",
+    "rollouts": "#eeca3b",
     "score": "#f58518",
     "judge": "#54a24b",
     "route": "#b279a2",

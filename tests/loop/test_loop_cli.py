@@ -6,12 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from data.store import PreferenceStore
 from tests.fakes.loop_cli import kill_when, loop_args, run_cli, signal_when
 
-ROUND_STAGES = ("generate", "score", "judge", "route", "cutoff", "train:dpo", "rescore")
+ROUND_STAGES = (
+    "generate",
+    "reference",
+    "score",
+    "judge",
+    "route",
+    "cutoff",
+    "train:dpo",
+    "rescore",
+)
 
 
 def summary_of(result) -> dict:
@@ -21,6 +31,17 @@ def summary_of(result) -> dict:
 
 def intervals(summary: dict) -> dict[tuple[int, str], tuple[float, float]]:
     return {(s["round"], s["stage"]): (s["start_s"], s["end_s"]) for s in summary["stages"]}
+
+
+def run_dir_of(db: Path, run_id: str) -> Path:
+    with PreferenceStore(db, read_only=True) as store:
+        return Path(store.scalar("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]))
+
+
+def responses_of(ref_pairs: Path) -> set[tuple[str, str]]:
+    """(prompt id, response id) of both responses of a reference pass's pairs."""
+    rows = pq.read_table(ref_pairs).to_pylist()
+    return {(r["prompt_id"], r[side]) for r in rows for side in ("chosen_id", "rejected_id")}
 
 
 def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -77,8 +98,8 @@ def test_the_pipelined_loop_overlaps_rounds_and_records_every_stage(
     spans = intervals(summary)
     assert set(spans) == {(k, s) for k in (1, 2) for s in ROUND_STAGES}
     assert all(s["status"] == "done" for s in summary["stages"])
-    # round 2's generation, scoring and judging ran while round 1 was still at work
-    early = [spans[(2, s)] for s in ("generate", "score", "judge")]
+    # round 2's generation, reference pass, scoring and judging ran while round 1 was at work
+    early = [spans[(2, s)] for s in ("generate", "reference", "score", "judge")]
     round1 = [spans[(1, s)] for s in ("score", "judge", "route", "train:dpo")]
     assert any(overlaps(a, b) for a in early for b in round1)
     # one training job at a time, round 2's after round 1's
@@ -92,12 +113,28 @@ def test_the_pipelined_loop_overlaps_rounds_and_records_every_stage(
     assert r2["labels"]["judge"] > r1["labels"]["judge"]
     train2 = next(s for s in summary["stages"] if (s["round"], s["stage"]) == (2, "train:dpo"))
     assert train2["counts"]["metrics"]["new_rows"] > 0
+    # each round's reference pass computed its pairs' reference log-probs, and the round's
+    # DPO run computed none of them again (only older pairs it replays for the first time)
+    by_key = {(s["round"], s["stage"]): s["counts"] for s in summary["stages"]}
+    for k in (1, 2):
+        reference = by_key[(k, "reference")]
+        assert reference["ref_forward_pairs"] == reference["round_pairs"] > 0
+        assert reference["round_pairs"] == by_key[(k, "generate")]["round_pairs"]
+        precomputed = responses_of(run_dir_of(loop_db, reference["run_id"]) / "ref_pairs.parquet")
+        recomputed = (
+            run_dir_of(loop_db, by_key[(k, "train:dpo")]["run_id"]) / "ref_logprobs.parquet"
+        )
+        if recomputed.exists():
+            again = {
+                (r["prompt_id"], r["response_id"]) for r in pq.read_table(recomputed).to_pylist()
+            }
+            assert precomputed and not precomputed & again
     with PreferenceStore(loop_db, read_only=True) as store:
         tagged = store.scalar("SELECT count(*) FROM loop_pairs")
         generated = store.scalar("SELECT count(*) FROM pairs WHERE origin = 'generate'")
         assert tagged == generated > 0
         kinds = store.query("SELECT kind, count(*) FROM runs GROUP BY kind ORDER BY kind")
-        assert kinds == [("dpo", 2), ("generate", 2)]
+        assert kinds == [("dpo", 2), ("generate", 2), ("reference", 2)]
         # every judge call was sent once: the server saw as many requests as the cache holds
         assert judge_server.request_count == store.count("judge_calls") > 0
 
@@ -141,7 +178,11 @@ def test_resume_after_kill_9_finishes_every_stage_once(
     with PreferenceStore(loop_db, read_only=True) as store:
         runs = store.query("SELECT kind, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL")
         # a run in flight at the kill was waited for, not started again
-        assert runs == [("dpo", "succeeded", 2), ("generate", "succeeded", 2)]
+        assert runs == [
+            ("dpo", "succeeded", 2),
+            ("generate", "succeeded", 2),
+            ("reference", "succeeded", 2),
+        ]
         # the resumed judge sent only what had no cached call yet
         assert judge_server.request_count == store.count("judge_calls") - calls_at_kill
         assert store.scalar("SELECT count(*) FROM loops") == 1
@@ -172,14 +213,22 @@ def test_rm_then_ppo_rounds_train_both_stages_in_order(loop_db, tiny_policy, jud
     summary = summary_of(run_cli(args))
     assert summary["status"] == "finished"
     spans = intervals(summary)
-    stages = ("generate", "score", "judge", "route", "cutoff", "train:rm", "train:ppo", "rescore")
+    stages = ("generate", "score", "judge", "route", "cutoff", "rollouts", "train:rm")
+    stages += ("train:ppo", "rescore")
     assert set(spans) == {(k, s) for k in (1, 2) for s in stages}
     assert all(s["status"] == "done" for s in summary["stages"])
+    counts = {(s["round"], s["stage"]): s["counts"] for s in summary["stages"]}
     for k in (1, 2):  # the PPO run trains on the reward model of its own round
         assert spans[(k, "train:rm")][1] <= spans[(k, "train:ppo")][0]
+        # its first batch was sampled from its starting policy next to the reward model's
+        # training (after the last PPO run), and it scored that batch instead of sampling
+        assert overlaps(spans[(k, "rollouts")], spans[(k, "train:rm")])
+        assert spans[(k, "rollouts")][1] <= spans[(k, "train:ppo")][0]
+        assert counts[(k, "train:ppo")]["pre_rollouts"] == "used"
+    assert spans[(1, "train:ppo")][1] <= spans[(2, "rollouts")][0]
     assert spans[(1, "train:ppo")][1] <= spans[(2, "train:rm")][0]
-    # round 2 sampled after round 1's reward model, while its PPO run went on
-    assert spans[(1, "train:rm")][1] <= spans[(2, "generate")][0] < spans[(1, "train:ppo")][1]
+    # round 2 sampled after round 1's cut-off, while round 1 trained
+    assert spans[(1, "cutoff")][1] <= spans[(2, "generate")][0] < spans[(1, "train:ppo")][1]
     assert all(r["heldout_reward"] is not None for r in summary["rounds"])
 
 
@@ -203,16 +252,27 @@ def test_ctrl_c_cancels_the_running_run_and_resume_finishes(
         assert store.scalar("SELECT status FROM runs WHERE kind = 'dpo'") == "cancelled"
     summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))
     assert summary["status"] == "finished"
-    # A run restarted by the resume takes its snapshot then, so it may already train on the
-    # labels of the round after it (judged meanwhile); that round's run then has nothing new
-    # and keeps its parent, which counts as finished. Anything else must be done.
     undone = [
         (s["round"], s["stage"], s["status"], s["error"], s["counts"])
         for s in summary["stages"]
         if s["status"] != "done"
-        and not (s["status"] == "skipped" and "no new labels" in s["counts"].get("reason", ""))
     ]
     assert undone == []
+    # the restarted run trained on the labels up to its round's cut-off, not on round 2's
+    # judge labels (judged meanwhile), so round 2's run had new labels of its own
+    stages = {(s["round"], s["stage"]): s["counts"] for s in summary["stages"]}
+    for k in (1, 2):
+        cutoff = stages[(k, "cutoff")]["label_cutoff"]
+        assert stages[(k, "train:dpo")]["labels_at_cutoff"] == stages[(k, "cutoff")]["labels"]
+        with PreferenceStore(loop_db, read_only=True) as store:
+            config = json.loads(
+                store.scalar(
+                    "SELECT config FROM runs WHERE run_id = ?",
+                    [stages[(k, "train:dpo")]["run_id"]],
+                )
+            )
+        assert config["request"]["label_cutoff"] == cutoff == config["label_watermark"]
+    assert stages[(1, "cutoff")]["label_cutoff"] < stages[(2, "cutoff")]["label_cutoff"]
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def test_the_loop_plan_overlaps_the_next_rounds_work_with_this_rounds_training()
     """The real round plan, with sleeps as stages: round 2 generates, scores and judges
     while round 1 trains, and the pipelined plan beats the sequential one."""
     seconds = {"generate": 0.12, "score": 0.04, "judge": 0.04, "route": 0.01, "cutoff": 0.0}
-    seconds.update({"train:dpo": 0.2, "rescore": 0.04})
+    seconds.update({"reference": 0.04, "train:dpo": 0.2, "rescore": 0.04})
 
     def run(overlap: bool) -> tuple[Recorder, float]:
         rec = Recorder()
@@ -91,6 +91,7 @@ def test_the_loop_plan_overlaps_the_next_rounds_work_with_this_rounds_training()
     seq, seq_s = run(False)
     assert overlaps(piped.intervals["r2.generate"], piped.intervals["r1.train:dpo"])
     assert piped.intervals["r2.generate"][0] >= piped.intervals["r1.cutoff"][1]
+    assert overlaps(piped.intervals["r2.reference"], piped.intervals["r1.train:dpo"])
     assert overlaps(piped.intervals["r3.generate"], piped.intervals["r2.train:dpo"])
     assert piped.intervals["r3.generate"][0] >= piped.intervals["r1.train:dpo"][1]  # staleness 1
     trains = [piped.intervals[f"r{k}.train:dpo"] for k in (1, 2, 3)]
@@ -104,10 +105,25 @@ def test_rm_then_policy_training_is_one_chain_per_round() -> None:
     keys = [s.key for s in plan_steps(2, ("rm", "ppo"))]
     steps = {s.key: s for s in plan_steps(2, ("rm", "ppo"))}
     assert keys.index("r1.train:rm") < keys.index("r1.train:ppo") < keys.index("r1.rescore")
-    assert steps["r1.train:ppo"].deps == ("r1.train:rm",)
+    # the PPO run also waits for its first batch, sampled next to the reward model's run
+    assert set(steps["r1.train:ppo"].deps) == {"r1.train:rm", "r1.rollouts"}
+    assert (
+        steps["r1.rollouts"].deps == ("r1.cutoff",) and steps["r1.rollouts"].resource == "generator"
+    )
+    assert set(steps["r2.rollouts"].deps) == {"r2.cutoff", "r1.train:ppo"}
     assert set(steps["r2.train:rm"].deps) == {"r2.cutoff", "r1.train:ppo"}
-    # round 2's pairs come after round 1's PPO run took its snapshot (with the RM's labels)
-    assert "r1.train:rm" in steps["r2.generate"].deps
+    # round 2 samples once round 1's cut-off is recorded (both of its runs train on the labels
+    # up to it), so it may go next to round 1's reward model; PPO reads no reference cache
+    assert set(steps["r2.generate"].deps) == {"r1.generate", "r1.cutoff"}
+    assert "r1.reference" not in steps
+
+
+def test_a_dpo_round_computes_its_reference_log_probs_next_to_the_last_training() -> None:
+    steps = {s.key: s for s in plan_steps(3, ("dpo",))}
+    assert steps["r2.reference"].deps == ("r2.generate",)
+    assert steps["r2.reference"].resource == "generator"  # the side lane, not the trainer
+    assert set(steps["r2.train:dpo"].deps) == {"r2.cutoff", "r1.train:dpo", "r2.reference"}
+    assert "r1.train:dpo" not in steps["r2.reference"].deps  # so it may overlap that run
 
 
 def test_bad_plans_are_refused_with_what_is_wrong() -> None:

@@ -26,7 +26,8 @@ def test_the_lists_read_the_table() -> None:
     from app.ui.train_jobs import TRAIN_KINDS, TRAIN_STAGES
 
     assert STAGES == ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
-    assert list(KINDS) == [*STAGES, "evaluate", "generate"]
+    assert list(KINDS) == [*STAGES, "evaluate", "generate", "rollouts", "reference"]
+    assert stages.side_lane_kinds() == ("generate", "rollouts", "reference")
     assert POLICY_STAGES == ("sft", "dpo", "kto", "ppo", "grpo", "rloo")
     assert stages.reward_stages() == ("ppo", "grpo", "rloo")
     assert tuple(train_command.params[0].type.choices) == STAGES

@@ -97,6 +97,41 @@ def test_ppo_grpo_and_rloo_with_an_ensemble_reward(jobs, tiny_policy, tmp_path) 
 
 
 @pytest.mark.slow
+def test_a_pre_generated_first_batch_stands_in_for_the_ppo_runs_own(
+    jobs, tiny_policy, tmp_path
+) -> None:
+    ensemble = make_ensemble(tmp_path / "ens", ["length"], 2)
+    settings = {**TINY, "rollout_batch": 4, "minibatch": 4, "ppo_epochs": 1, "max_new_tokens": 8}
+
+    def ppo(**extra) -> dict:
+        request = TrainRequest(
+            "ppo",
+            policy=str(tiny_policy),
+            max_steps=2,
+            reward=str(ensemble),
+            overrides={**settings, **extra},
+        )
+        return run_ok(jobs, request)
+
+    # sampled before any reward exists: the rollouts run plans as the PPO run, minus its reward
+    ahead = run_ok(
+        jobs, TrainRequest("rollouts", policy=str(tiny_policy), max_steps=2, overrides=settings)
+    )
+    assert ahead["metrics"]["first_batch"] == 4 and ahead["config"]["reward"] is None
+    with_it = ppo(pre_rollouts=ahead["artifact_path"])
+    assert with_it["metrics"]["pre_rollouts"] == "used"
+    assert with_it["metrics"]["steps"] == 2 and with_it["metrics"]["param_change"] > 0
+    # the same starting policy's greedy completions: the gate's "before" is the run's own
+    without = ppo()
+    assert without["metrics"]["pre_rollouts"] == "none given"
+    before = [r["metrics"]["gate"]["heldout_reward_before"] for r in (with_it, without)]
+    assert before[0] is not None and before[0] == pytest.approx(before[1], abs=1e-5)
+    # made for other lengths: the run samples its own batch, and says why
+    other = ppo(pre_rollouts=ahead["artifact_path"], max_new_tokens=6)
+    assert other["metrics"]["pre_rollouts"].startswith("made for another")
+
+
+@pytest.mark.slow
 def test_two_processes_through_accelerate_both_ranks_train(jobs, tiny_policy) -> None:
     status = run_ok(
         jobs,

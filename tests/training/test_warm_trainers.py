@@ -91,7 +91,7 @@ def test_two_runs_at_once_share_the_cores_and_a_run_alone_gets_them_back(jobs, t
     alone = jobs.run(request("sft"), timeout=300)
     assert alone["status"] == "succeeded", alone["log_tail"]
     assert alone["metrics"]["torch_threads"] == cores
-    jobs.generate_lane = True  # a generation may run next to a training run
+    jobs.side_lane = True  # a generation may run next to a training run
     jobs.cpu_threads = 1  # the share of each while both go
     training = jobs.submit(request("sft", 100_000))
     run_dir = Path(at_first_step(jobs, training)["run_dir"])
