@@ -42,14 +42,14 @@ HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "helpful-base" / "test.jsonl.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from data import intervals  # noqa: E402 - after the repository is on the path
 
-def wilson(successes: float, n: int, z: float = 1.96) -> list[float]:
+
+def wilson(successes: float, n: int) -> list[float]:
+    """`data.intervals.wilson`, rounded, as a JSON list (NaN without rows)."""
     if n == 0:
         return [math.nan, math.nan]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(centre - half, 4), round(centre + half, 4)]
+    return [round(x, 4) for x in intervals.wilson(round(successes), n)]
 
 
 def mean_interval(values: list[float]) -> dict[str, float]:

@@ -4,6 +4,7 @@
     python bench/loop.py --rounds 2   # shorter
     python bench/loop.py --policy smollm2-135m-instruct   # the real model (tens of minutes on CPU)
     python bench/loop.py --modes pipelined   # only the default against the by-hand loop
+    python bench/loop.py --pipeline rm+ppo   # reward model + PPO rounds
 
 Setup: the demo store (`prefloop demo`'s data, scored once so both runs start from the
 same copy, embeddings cached), a tiny GPT-2 policy folder (2 layers, width 64, built here
@@ -115,6 +116,8 @@ def run_loop(
         str(args.max_new_tokens),
         "--human-budget-per-round",
         "8",
+        "--pipeline",
+        args.pipeline,
         "--max-steps",
         str(args.max_steps),
         "--min-gain",
@@ -176,6 +179,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--latency", type=float, default=0.1, help="Judge seconds per request.")
     parser.add_argument(
+        "--pipeline", default="dpo", help="`prefloop loop --pipeline`: dpo, rm+ppo, rm+grpo, ..."
+    )
+    parser.add_argument(
         "--policy",
         default=None,
         help="Policy to loop on (a folder or a named model, e.g. smollm2-135m-instruct, trained "
@@ -225,6 +231,7 @@ def main() -> None:
             "store": "demo (44 prompts, 147 pairs, 42 seed labels), scored once",
             "policy": args.policy or "tiny GPT-2 (2 layers, width 64) from the demo texts",
             "judge": f"fake OpenAI server, {args.latency * 1000:.0f} ms per request, concurrency 16",
+            "pipeline": args.pipeline,
             "rounds": args.rounds,
             "prompts_per_round": args.prompts_per_round,
             "max_new_tokens": args.max_new_tokens,

@@ -126,20 +126,33 @@ def resolve_model(name: str, *, progress: bool = True) -> str:
 
 
 def folder_hash(path: Path) -> str:
-    """Content hash of a model folder: weights, config and tokenizer files, by path."""
+    """Content hash of a model folder: weights, config and tokenizer files, by path.
+
+    Remembered in this process while no hashed file changes its size or modification time
+    (a loop plans several runs a round on one 500 MB folder; a changed file rehashes).
+    """
+    files = [
+        file
+        for file in sorted(path.rglob("*"))
+        if file.is_file()
+        and file.suffix in _HASHED_SUFFIXES
+        and file.name != MANIFEST
+        and "checkpoint-" not in str(file)
+    ]
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stats in _HASHES:
+        return _HASHES[stats]
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")):
-        if (
-            file.is_file()
-            and file.suffix in _HASHED_SUFFIXES
-            and file.name != MANIFEST
-            and "checkpoint-" not in str(file)
-        ):
-            digest.update(str(file.relative_to(path)).encode())
-            with file.open("rb") as handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()[:32]
+    for file in files:
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(chunk)
+    _HASHES[stats] = digest.hexdigest()[:32]
+    return _HASHES[stats]
+
+
+_HASHES: dict[tuple[tuple[str, int, int], ...], str] = {}  # file stats -> folder_hash
 
 
 def recorded_hash(path: Path) -> str | None:

@@ -4,7 +4,8 @@ generate   `prefloop generate`: a `generate` run through `training.jobs` from th
            promoted policy, for this round's prompts; its pairs are tagged with the round
 reference  (DPO) a `reference` run through `training.jobs`: the reference log-probs of the
            round's pairs, on the side lane while the last round trains, so this round's
-           DPO run finds them cached (skipped with `--no-overlap`: the run computes them)
+           DPO run finds them cached (skipped with `--no-overlap`, and with
+           `--no-warm-trainers`, where the process's imports cost more than the pass)
 score      `prefloop score`: `labeling.scoring.score_store`
 judge      `prefloop judge --all-unlabelled`: `judges.batch.run_batch` (the judge cache
            means a resumed or repeated batch sends no call twice)
@@ -158,6 +159,8 @@ class LoopWork:
     def reference(self, round_: int) -> dict[str, Any]:
         if not self.config.overlap:
             return {"skipped": True, "reason": "--no-overlap: the DPO run computes them"}
+        if not self.config.warm_trainers:  # a cold process costs more than a round's pass
+            return {"skipped": True, "reason": "--no-warm-trainers: the DPO run computes them"}
         path = self.folder / f"round-{round_}-pairs.txt"
         pairs = state.round_pair_ids(self.store, self.loop_id, round_)
         path.write_text("".join(p + "\n" for p in pairs), "utf-8")
