@@ -345,11 +345,13 @@ def build_trainer(
     test_rows: list[dict[str, Any]],
     use_cache: bool,
     callbacks: list[Any] | None = None,
+    on_model: Any = None,
 ) -> tuple[Any, Any]:
     """The DPO trainer of a run, and its class (which holds the reference pass's counts).
 
     TRL computes the reference log-probs the rows lack while it builds the trainer, so a
-    reference pass (`training.reference_pass`) is this call and no training.
+    reference pass (`training.reference_pass`) is this call and no training. `on_model`
+    gets the loaded model first (a reference pass follows its CPU share through it).
     """
     from datasets import Dataset
     from trl import DPOConfig
@@ -357,6 +359,8 @@ def build_trainer(
     score_completions_only_on_cpu(cfg.compact_scoring)  # see trl_fixes
     tokenizer = load_tokenizer(policy)
     model, peft_config = load_causal_lm(policy, ctx.config.get("warm_start"), cfg)
+    if on_model is not None:  # before the trainer exists: its reference pass runs in __init__
+        on_model(model)
     args = trainer_args(
         ctx,
         cfg,

@@ -154,6 +154,7 @@ def _transformers(
     tokenizer = load_tokenizer(policy)
     tokenizer.padding_side = "left"
     model = load_policy(policy).eval()
+    ctx.follow_cpu_share_in(model)  # a token at a time: the share can move mid-batch
     out: list[list[str]] = []
     for start in tqdm(range(0, len(texts), cfg.batch_size), desc="generating", unit="batch"):
         batch = texts[start : start + cfg.batch_size]

@@ -279,7 +279,8 @@ class JobManager:
 
     def _share_cpu(self) -> None:
         """Give each running run half the cores while a run of the other lane goes, else all
-        (`runfiles.CPU_SHARE`, which a training run reads between steps)."""
+        (`runfiles.CPU_SHARE`, which a training run reads between steps, and a generation or
+        reference pass before its model's forward passes)."""
         going = runs.running_kinds(self.store)
         both = len({kind in SIDE_KINDS for _, kind, _ in going}) > 1
         share = self.cpu_threads if both else available_cores()

@@ -39,6 +39,7 @@ def run(ctx: RunContext) -> None:
     prompts, heldout, counts = rollout_prompts(ctx, cfg)
     _, tokenizer, model = load_policy(ctx, cfg, counts.pop("rows"))
     model.eval()
+    ctx.follow_cpu_share_in(model)
     first = first_batch(prompts, cfg)
     ctx.status("running", message=f"sampling the first batch of {len(first)} prompts")
     sampled = sample(model, tokenizer, first, cfg)

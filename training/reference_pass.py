@@ -29,7 +29,9 @@ def run(ctx: RunContext) -> None:
             "cached under the wrong key"
         )
     ctx.status("running", message=f"reference log-probs of {len(rows)} pairs")
-    _, trainer_cls = build_trainer(ctx, cfg, policy, rows, [], use_cache)
+    _, trainer_cls = build_trainer(
+        ctx, cfg, policy, rows, [], use_cache, on_model=ctx.follow_cpu_share_in
+    )
     if ctx.is_main:
         write_ref_logprobs(ctx, trainer_cls.computed, ref_hash, ctx.config.get("template_hash"))
     metrics = {

@@ -59,7 +59,7 @@ class RunContext:
 
     def follow_cpu_share(self) -> None:
         """Take the CPU cores the owner last gave the run (`runfiles.CPU_SHARE`), if changed:
-        all of them once the generation next to it has ended, half while one runs."""
+        all of them once the run next to it has ended, half while one runs."""
         cores = runfiles.read_json(self.run_dir / runfiles.CPU_SHARE)
         if not isinstance(cores, int) or cores < 1:
             return
@@ -69,6 +69,22 @@ class RunContext:
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
             runfiles.write_status(self.run_dir, "running", torch_threads=threads)
+
+    def follow_cpu_share_in(self, model: Any, every_s: float = 0.25) -> None:
+        """Follow the share before `model`'s forward passes as well (at most every `every_s`):
+        a generation or a reference pass has no trainer steps, and a run that keeps a share
+        the other run has taken back makes both wait on each other's threads."""
+        last = [0.0]
+
+        def before_forward(module: Any, args: Any) -> None:
+            now = time.monotonic()
+            if now - last[0] >= every_s:
+                last[0] = now
+                self.follow_cpu_share()
+
+        # on the input embeddings: every forward calls them as a module, also when a PEFT
+        # wrapper calls the base model's `forward` directly (which skips the model's hooks)
+        model.get_input_embeddings().register_forward_pre_hook(before_forward)
 
     def snapshot(self) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq

@@ -121,3 +121,30 @@ def test_inline_managers_fork_nothing(labelled_store, tmp_path) -> None:
     manager.keep_warm(True)
     assert manager.warm is None
     manager.close()
+
+
+def test_a_generation_follows_its_share_token_by_token(tmp_path) -> None:
+    """A generation or reference pass has no trainer steps: it reads its share before the
+    model's forward passes, through a PEFT wrapper too (which calls the base's forward)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from training.run_context import RunContext
+
+    runfiles.write_json(tmp_path / runfiles.CONFIG, {"run_id": "g", "stage": "generate"})
+    ctx = RunContext(tmp_path)
+    base = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).eval()
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"]))
+    ctx.follow_cpu_share_in(model, every_s=0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runfiles.write_json(tmp_path / runfiles.CPU_SHARE, 1)  # a training run started
+        model.generate(
+            input_ids=torch.tensor([[1, 2, 3]]), max_new_tokens=2, do_sample=False, pad_token_id=0
+        )
+        assert torch.get_num_threads() == 1
+        assert runfiles.read_json(tmp_path / runfiles.STATUS)["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
