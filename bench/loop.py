@@ -163,6 +163,8 @@ def describe(run: dict[str, Any]) -> dict[str, Any]:
         "promoted": [r["promoted"] for r in summary["rounds"]],
         "staleness": [r["staleness"] for r in summary["rounds"]],
         "final_heldout_accuracy": acc,
+        # RL pipelines: the mean reward of greedy completions on held-out prompts
+        "final_heldout_reward": last.get("heldout_reward"),
         "final_heldout_rows": n,
         "final_heldout_interval95": [round(x, 3) for x in interval] if interval else None,
         "intervals": [

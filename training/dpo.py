@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.errors import ConfigError
-from training.hf_trainer import final_evaluation, progress_callback, trainer_args
+from training.hf_trainer import final_evaluation, progress_callback, train_measured, trainer_args
 from training.models import (
     device_kind,
     load_causal_lm,
     load_tokenizer,
-    param_change,
     resolve_policy,
     save_adapter,
-    trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
 from training.runfiles import ARTIFACT, REF_LOGPROBS
@@ -307,12 +305,8 @@ def run(ctx: RunContext) -> None:
     trainer, trainer_cls = build_trainer(
         ctx, cfg, policy, train_rows, test_rows, use_cache, callbacks=[progress]
     )
-    before = trainable_snapshot(trainer.model)
-    output = trainer.train()
     metrics: dict[str, Any] = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "param_change": param_change(before, trainer.model),
+        **train_measured(trainer),
         "ref_forward_pairs": trainer_cls.ref_forward_rows,
         "ref_seconds": round(trainer_cls.ref_seconds, 3),
         "ref_cached_pairs": len(train_rows) + len(test_rows) - trainer_cls.ref_forward_rows,

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from data.errors import TrainingError
-from training.models import cpu_threads, device_kind, use_bf16
+from training.models import cpu_threads, device_kind, param_change, trainable_snapshot, use_bf16
 from training.run_context import RunContext
 from training.stage_config import StageConfig
 from training.tracking import TENSORBOARD_FOLDER, resolve_report_to
@@ -132,3 +132,14 @@ def final_evaluation(trainer: Any, progress: Any) -> tuple[dict[str, Any], bool]
     if last is not None and last[0] == trainer.state.global_step:
         return last[1], True
     return trainer.evaluate(), False
+
+
+def train_measured(trainer: Any) -> dict[str, Any]:
+    """Train; the run's loss, steps and how far its trainable parameters moved."""
+    before = trainable_snapshot(trainer.model)
+    output = trainer.train()
+    return {
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "param_change": param_change(before, trainer.model),
+    }

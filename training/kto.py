@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.errors import ConfigError
-from training.hf_trainer import progress_callback, trainer_args
+from training.hf_trainer import progress_callback, train_measured, trainer_args
 from training.implicit_reward import implicit_reward_accuracy, pair_logps, reference_off
 from training.models import (
     load_causal_lm,
     load_tokenizer,
-    param_change,
     resolve_policy,
     save_adapter,
-    trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
 from training.runfiles import ARTIFACT, FEEDBACK
@@ -119,14 +117,7 @@ def run(ctx: RunContext) -> None:
     reference = None
     if test_pairs and peft_config is None and ctx.config.get("warm_start") is None:
         reference = pair_logps(trainer.model, tokenizer, test_pairs, max_length=cfg.max_length)
-    before = trainable_snapshot(trainer.model)
-    output = trainer.train()
-    metrics: dict[str, Any] = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "param_change": param_change(before, trainer.model),
-        **counts,
-    }
+    metrics: dict[str, Any] = {**train_measured(trainer), **counts}
     if test_pairs:
         ctx.status("running", message="held-out pairs: implicit reward")
         trained = pair_logps(trainer.model, tokenizer, test_pairs, max_length=cfg.max_length)

@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from training.hf_trainer import final_evaluation, progress_callback, trainer_args
+from training.hf_trainer import final_evaluation, progress_callback, train_measured, trainer_args
 from training.models import (
     load_tokenizer,
     lora_config,
-    param_change,
     resolve_policy,
     save_adapter,
-    trainable_snapshot,
 )
 from training.run_context import RunContext, gate, select_rows
 from training.runfiles import ARTIFACT
@@ -101,14 +99,7 @@ def run(ctx: RunContext) -> None:
         eval_dataset=as_dataset(test_rows) if test_rows else None,
         callbacks=[progress],
     )
-    before = trainable_snapshot(trainer.model)
-    output = trainer.train()
-    metrics: dict[str, Any] = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "param_change": param_change(before, trainer.model),
-        **counts,
-    }
+    metrics: dict[str, Any] = {**train_measured(trainer), **counts}
     if test_rows:
         evaluation, metrics["final_eval_reused"] = final_evaluation(trainer, progress)
         metrics["heldout_accuracy"] = float(evaluation["eval_accuracy"])

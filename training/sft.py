@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.hf_trainer import progress_callback, trainer_args
+from training.hf_trainer import progress_callback, train_measured, trainer_args
 from training.models import (
     load_causal_lm,
     load_tokenizer,
-    param_change,
     resolve_policy,
-    trainable_snapshot,
 )
 from training.run_context import RunContext, select_rows
 from training.runfiles import ARTIFACT
@@ -72,15 +70,7 @@ def run(ctx: RunContext) -> None:
         peft_config=peft_config,
         callbacks=[progress_callback(ctx, "eval_loss", cfg.patience, greater_is_better=False)],
     )
-    before = trainable_snapshot(trainer.model)
-    output = trainer.train()
-    change = param_change(before, trainer.model)
-    metrics = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "param_change": change,
-        **counts,
-    }
+    metrics = {**train_measured(trainer), **counts}
     if test_rows:
         metrics["heldout_loss"] = trainer.evaluate()["eval_loss"]
     model = trainer.model

@@ -148,7 +148,8 @@ def loop_command(
     """Run the loop: each round generates pairs from the last promoted policy, scores them,
     judges them, routes a human budget, trains incrementally on the labels present at the
     round's cut-off, gates the run and re-scores. Stages of neighbouring rounds overlap
-    (generation and judging of round k+1 while round k trains) unless --no-overlap. Humans
+    (generation, reference log-probs and judging of round k+1 while round k trains; in
+    rm+ppo, PPO's first batch sampled while the reward model trains) unless --no-overlap. Humans
     are never waited for unless --wait-for-humans or --human-deadline. Stops early when the
     gate fails twice in a row or the held-out metric stops improving (--min-gain)."""
     from app.loop.runner import run_loop

@@ -174,12 +174,7 @@ class LoopWork:
         if not todo:
             return {"skipped": True, "reason": why, "round_pairs": len(pairs)}
         final = self._run_job(round_, "reference", request)
-        if final["status"] != "succeeded":
-            raise TrainingError(
-                f"round {round_}: reference run {final['run_id']} {final['status']}; log "
-                f"tail:\n{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` "
-                "retries it"
-            )
+        _succeeded(round_, "reference", final)
         metrics = final.get("metrics") or {}
         keys = ("pairs", "ref_forward_pairs", "ref_seconds", "ref_logprobs_added", "wall_s")
         return {"run_id": final["run_id"], "round_pairs": len(pairs)} | {
@@ -201,12 +196,7 @@ class LoopWork:
         final = self._run_job(round_, "rollouts", request)
         if final["status"] == "failed" and NOTHING_NEW in (final.get("log_tail") or ""):
             return {"skipped": True, "reason": f"the {stage} run will have no new labels"}
-        if final["status"] != "succeeded":
-            raise TrainingError(
-                f"round {round_}: rollouts run {final['run_id']} {final['status']}; log "
-                f"tail:\n{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` "
-                "retries it"
-            )
+        _succeeded(round_, "rollouts", final)
         metrics = final.get("metrics") or {}
         return {
             "run_id": final["run_id"],
@@ -319,11 +309,7 @@ class LoopWork:
                 "the parent is kept",
                 "labels_at_cutoff": labels,
             }
-        if final["status"] != "succeeded":
-            raise TrainingError(
-                f"round {round_}: {stage} run {final['run_id']} {final['status']}; log tail:\n"
-                f"{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` retries it"
-            )
+        _succeeded(round_, stage, final)
         return {
             "run_id": final["run_id"],
             "promoted": bool(final["promoted"]),
@@ -438,6 +424,15 @@ class LoopWork:
             if r["stage"] == self.trains[-1] and r["status"] == "done"
         }
         return sum(1 for k in range(1, round_) if k not in done)
+
+
+def _succeeded(round_: int, stage: str, final: dict[str, Any]) -> None:
+    """Raise, with the run's log tail and the fix, unless the stage's run succeeded."""
+    if final["status"] != "succeeded":
+        raise TrainingError(
+            f"round {round_}: {stage} run {final['run_id']} {final['status']}; log tail:\n"
+            f"{final.get('log_tail') or '(empty)'}\n`prefloop loop --resume` retries it"
+        )
 
 
 def _judge_url_gone(status: dict[str, Any], request: TrainRequest) -> bool:

@@ -126,7 +126,7 @@ def test_api_key_never_reaches_store_logs_or_exports(
 
 
 def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> None:
-    total = 60
+    total = 120
     new_store(store_path, total)
     with FakeOpenAIServer(prefers_good, latency=0.05) as server:
         env = {**os.environ, "OPENAI_API_KEY": "sk-x"}
@@ -161,11 +161,18 @@ def test_killed_batch_resumes_with_only_the_missing_work(store_path: Path) -> No
             time.sleep(0.01)
         before_calls = wal_size()  # the batch's own set-up writes happen before its first call
         while (
-            not (wal_size() > before_calls and server.completed >= 10)  # a writer commit landed
+            not (wal_size() > before_calls and server.completed >= 10)  # a writer commit began
             and time.monotonic() < deadline
             and process.poll() is None
         ):
             time.sleep(0.02)
+        # a commit is written to the WAL in pieces on a busy machine: kill once it has not
+        # grown for 0.1 s, so the commit seen is whole (a half-written one is rolled back)
+        size, still_since = wal_size(), time.monotonic()
+        while time.monotonic() - still_since < 0.1 and process.poll() is None:
+            time.sleep(0.01)
+            if wal_size() != size:
+                size, still_since = wal_size(), time.monotonic()
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         first_calls = server.request_count
