@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import duckdb
 
 from data.row_source import row_source
 
-if TYPE_CHECKING:  # data.store imports this module
-    from data.store import PreferenceStore
+
+class Scalars(Protocol):
+    """What `newest_label_id` reads through: a `data.store.PreferenceStore` (which imports
+    this module, so it is not imported here)."""
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any: ...
+
 
 _INSERT_SQL = """
 INSERT INTO labels (pair_id, source, who, verdict, confidence, rationale, swapped, round, meta)
@@ -74,7 +79,7 @@ def insert_labels(
     return [(int(label_id), pair_id, who) for label_id, pair_id, who in rows]
 
 
-def newest_label_id(store: PreferenceStore) -> int:
+def newest_label_id(store: Scalars) -> int:
     """The newest label id (0 for none): label ids grow with time, so a round's cut-off is
     this id, and a snapshot capped at it holds exactly the labels written before it."""
     return int(store.scalar("SELECT coalesce(max(label_id), 0) FROM labels") or 0)

@@ -21,6 +21,7 @@ def test_a_reference_pass_fills_the_cache_the_dpo_run_reads(
     jobs, labelled_store, tiny_policy, tmp_path
 ) -> None:
     policy = str(tiny_policy)
+    jobs.keep_warm(True)  # five runs: fork them from one process that has done the imports
     some = [r[0] for r in labelled_store.query("SELECT pair_id FROM pairs ORDER BY pair_id")][:5]
     listed = tmp_path / "pairs.txt"
     listed.write_text("\n".join(some) + "\n")
