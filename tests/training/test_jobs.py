@@ -84,6 +84,7 @@ def test_dpo_reference_cache_then_incremental_run(
     jobs, labelled_store, hh_path, tmp_path, tiny_policy
 ) -> None:
     policy = str(tiny_policy)
+    jobs.keep_warm(True)  # four runs: forked from one process that has done the imports
     big = {**TINY, "batch_size": 40}  # 2 steps x 40 covers every row: nothing is left out of a run
     first = jobs.run(
         TrainRequest("dpo", policy=policy, max_steps=2, overrides={**big, "eval_every": 0}),

@@ -47,6 +47,7 @@ def test_kto_trains_on_feedback_and_pairs_and_is_measured_on_held_out_pairs(
 
 
 def test_dpo_with_the_ipo_loss(jobs) -> None:
+    jobs.keep_warm(True)  # two runs: forked from one process that has done the imports
     sigmoid = jobs.run(request("dpo", 1), timeout=600)
     ipo = jobs.run(request("dpo", 1, loss_type="ipo"), timeout=600)
     for status in (sigmoid, ipo):
