@@ -74,7 +74,7 @@ from training.warm import ForkServer
 
 log = logging.getLogger(__name__)
 
-SIDE_KINDS = side_lane_kinds()  # generate, reference: what may go next to a training run
+SIDE_KINDS = side_lane_kinds()  # generate, rollouts, reference: may go next to a training run
 
 _SHARED: dict[str, JobManager] = {}  # store path -> its manager in this process (`shared`)
 _SHARED_LOCK = threading.Lock()

@@ -76,8 +76,9 @@ def reference_todo(
     """A reference pass's plan: the DPO run with the same policy and settings resolves the
     cache keys, so the pass fills exactly the entries that run looks up. Returns the pairs
     to compute, why there are none (when so), and the resolved plan."""
+    # not incremental: no warm start and no parent, as the reference is the base
     plan = plan_run(store, replace(request, stage="dpo", incremental=False, pairs=None))
-    plan = {**plan, "stage": "reference", "warm_start": None, "parent_run_id": None}
+    plan = {**plan, "stage": "reference"}
     if plan["ref_model_hash"] is None:
         return [], f"{plan['policy']} has no reference cache (no fixed weights to key it by)", plan
     if not stage_config("dpo", request.overrides).use_lora:

@@ -149,13 +149,13 @@ def rollout(model, value_head, tokenizer, sampled: dict[str, Any]) -> dict[str, 
 
 def rollout_prompts(
     ctx: RunContext, cfg: PPOStageConfig
-) -> tuple[list[str], list[str], dict[str, Any]]:
-    """(train prompts, held-out prompts, counts) of a run, from its snapshot."""
+) -> tuple[list[str], list[str], dict[str, Any], list[dict[str, Any]]]:
+    """(train prompts, held-out prompts, counts, snapshot rows) of a run."""
     rows = ctx.snapshot()
     train_rows, test_rows, counts = select_rows(ctx, rows, cfg)
     prompts = sorted({r["prompt"] for r in train_rows})
     heldout = sorted({r["prompt"] for r in test_rows})[: cfg.rollout_batch]
-    return prompts, heldout, {**counts, "rows": rows}
+    return prompts, heldout, counts, rows
 
 
 def load_policy(ctx: RunContext, cfg: PPOStageConfig, rows: list[dict[str, Any]]):
@@ -221,8 +221,8 @@ def run(ctx: RunContext) -> None:
             "PPO here needs use_lora=true: the reference is the adapter-disabled base"
         )
     torch.manual_seed(cfg.seed)
-    prompts, heldout, counts = rollout_prompts(ctx, cfg)
-    policy, tokenizer, model = load_policy(ctx, cfg, counts.pop("rows"))
+    prompts, heldout, counts, rows = rollout_prompts(ctx, cfg)
+    policy, tokenizer, model = load_policy(ctx, cfg, rows)
     value_head = torch.nn.Linear(
         model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd, 1
     )

@@ -36,8 +36,8 @@ def run(ctx: RunContext) -> None:
 
     cfg = ctx.stage_config(PPOStageConfig)
     torch.manual_seed(cfg.seed)
-    prompts, heldout, counts = rollout_prompts(ctx, cfg)
-    _, tokenizer, model = load_policy(ctx, cfg, counts.pop("rows"))
+    prompts, heldout, counts, rows = rollout_prompts(ctx, cfg)
+    _, tokenizer, model = load_policy(ctx, cfg, rows)
     model.eval()
     ctx.follow_cpu_share_in(model)
     first = first_batch(prompts, cfg)
