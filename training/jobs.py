@@ -21,6 +21,7 @@ Blocking use (the CLI): `run()` = submit + wait.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -81,6 +82,11 @@ _SHARED_LOCK = threading.Lock()
 
 STAGES = stage_names()  # the names `prefloop train` takes; the table is training.stages.STAGES
 KINDS = kind_names()  # run kinds: the training stages and sampling from a policy
+
+
+def new_run_id(stage: str) -> str:
+    """An unused run id: the stage, the time (UTC) and a random suffix."""
+    return f"{stage}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 class JobManager:
@@ -150,9 +156,16 @@ class JobManager:
             manager._users += 1
             return manager
 
-    def submit(self, request: TrainRequest, runs_root: str | os.PathLike[str] | None = None) -> str:
+    def submit(
+        self,
+        request: TrainRequest,
+        runs_root: str | os.PathLike[str] | None = None,
+        run_id: str | None = None,
+    ) -> str:
         """Start the run now, or queue it (merging into a queued run of the same stage);
-        its folder goes under `runs_root` (default: the manager's)."""
+        its folder goes under `runs_root` (default: the manager's). `run_id`: the id to give
+        it (`new_run_id`), which a caller recorded before submitting; the id returned
+        differs only when the request merged into a queued run."""
         stage_config(
             request.stage, request.overrides
         )  # bad settings fail here, not in the subprocess
@@ -165,7 +178,10 @@ class JobManager:
                 config["merged_requests"] = int(config.get("merged_requests", 1)) + 1
                 runs.set_config(self.store, run_id, config)
                 return run_id
-            run_id = f"{request.stage}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            if run_id is None:
+                run_id = new_run_id(request.stage)
+            elif runs.get_run(self.store, run_id) is not None:
+                raise TrainingError(f"run id {run_id!r} is taken; submit with new_run_id()")
             runs.insert_queued(
                 self.store,
                 run_id,
@@ -206,6 +222,9 @@ class JobManager:
                     f"cancel it with JobManager.cancel({run_id!r}) or wait longer"
                 )
             time.sleep(interval)
+
+    def exists(self, run_id: str) -> bool:
+        return runs.get_run(self.store, run_id) is not None
 
     def status(self, run_id: str) -> dict[str, Any]:
         """The run's row plus live progress from its folder (step, last metrics)."""
@@ -356,6 +375,8 @@ class JobManager:
         config = runs.run_config(self.store, run_id)
         request = TrainRequest(**config["request"])
         run_dir = self._run_dir(run_id)
+        if self._adopt_unrecorded(run_id, run_dir):
+            return
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if request.stage == "generate":
@@ -397,6 +418,26 @@ class JobManager:
         runs.mark_running(
             self.store, run_id, config=config, parent_run_id=plan.get("parent_run_id"), pid=proc.pid
         )
+
+    def _adopt_unrecorded(self, run_id: str, run_dir: Path) -> bool:
+        """A queued run whose process has started: its owner was killed after starting the
+        process and before recording it (`mark_running`). Follow that process, as
+        `_recover` follows a recorded one, instead of starting a second into the same
+        folder; if it has ended, `tick` ingests what it left. (Its process writes its pid
+        within milliseconds of the fork, well before a new owner gets here.)"""
+        pid = runfiles.started_pid(run_dir)
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            pid = os.getpgid(pid)  # its group's leader (a launcher's), which cancel stops
+        config = runfiles.read_json(run_dir / runfiles.CONFIG) or {}
+        config.pop("run_id", None)
+        runs.mark_running(
+            self.store, run_id, config=config, parent_run_id=config.get("parent_run_id"), pid=pid
+        )
+        self._procs[run_id] = None
+        log.warning("run %s had started unrecorded (pid %s); following it", run_id, pid)
+        return True
 
     def _run_inline(
         self, run_id: str, request: TrainRequest, run_dir: Path, config: dict[str, Any]

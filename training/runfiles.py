@@ -62,6 +62,16 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> None:
     write_json(run_dir / STATUS, status)
 
 
+def started_pid(run_dir: Path) -> int | None:
+    """The pid the run's process wrote when it started (`RunContext.status`); None while
+    the folder says it is still queued (its owner writes that before starting one)."""
+    status = read_json(run_dir / STATUS, {}) or {}
+    pid = status.get("pid")
+    if status.get("state") in (None, "queued") or not isinstance(pid, int):
+        return None
+    return pid
+
+
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
     with (run_dir / METRICS).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"time": round(time.time(), 3), **row}, default=float) + "\n")

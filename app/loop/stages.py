@@ -47,6 +47,7 @@ from training.jobs import (
     JobManager,
     TrainRequest,
     get_stage,
+    new_run_id,
     policy_stages,
     reference_todo,
 )
@@ -365,16 +366,23 @@ class LoopWork:
             if r["round"] == round_ and r["stage"] == stage
         ]
         run_id = rows[0]["run_id"] if rows else None
-        if run_id is not None:
+        submitted = run_id is not None and self.jobs.exists(run_id)
+        if submitted:
             status = self.jobs.status(run_id)
             if status["status"] in ("failed", "cancelled"):
                 run_id = None
             elif status["status"] in ("queued", "running") and _judge_url_gone(status, request):
                 self.jobs.cancel(run_id)  # its judge reward endpoint died with the killed loop
                 run_id = None
-        if run_id is None:
-            run_id = self.jobs.submit(request)
+        if run_id is None or not submitted:
+            # the id is recorded before the run exists: a loop killed in between submits
+            # that id on resume, instead of a second run next to one it lost track of
+            run_id = run_id or new_run_id(request.stage)
             state.stage_run(self.store, self.loop_id, round_, stage, run_id)
+            merged_into = self.jobs.submit(request, run_id=run_id)
+            if merged_into != run_id:
+                run_id = merged_into
+                state.stage_run(self.store, self.loop_id, round_, stage, run_id)
         while True:
             status = self.jobs.status(run_id)
             if status["status"] in ENDED:

@@ -218,6 +218,22 @@ class FakeOpenAIServer:
             time.sleep(0.005)
         return False
 
+    def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> bool:
+        """Wait until no request is in flight and none has arrived for `quiet` s. After a
+        client is killed, a request it had sent may still sit in the socket's buffer: the
+        server counts it when a handler reads it, which can be after the kill."""
+        deadline = time.monotonic() + timeout
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            with self._lock:
+                count, busy = len(self.requests), self.in_flight > 0
+            if count != seen or busy:
+                seen, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return True
+            time.sleep(0.01)
+        return False
+
     @property
     def request_count(self) -> int:
         with self._lock:

@@ -169,6 +169,7 @@ def test_resume_after_kill_9_finishes_every_stage_once(
     loop_db, tiny_policy, judge_server, marker
 ) -> None:
     kill_when(loop_args(loop_db, tiny_policy, judge_server.url), marker)
+    assert judge_server.settle()  # counted what the killed loop sent before the reset
     calls_at_kill = judge_calls(loop_db)
     judge_server.reset_counts()
     summary = summary_of(run_cli(["loop", "--db", str(loop_db), "--resume", "--json"]))

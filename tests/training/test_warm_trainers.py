@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from data.processes import alive
 from tests.fakes.hh import TINY
 from training import runfiles
@@ -148,3 +150,34 @@ def test_a_generation_follows_its_share_token_by_token(tmp_path) -> None:
         assert runfiles.read_json(tmp_path / runfiles.STATUS)["torch_threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+class OwnerKilled(BaseException):
+    """Its owner dying between starting a run's process and recording it (kill -9)."""
+
+
+def test_a_run_started_but_never_recorded_is_followed_not_started_twice(
+    labelled_store, tmp_path, monkeypatch
+) -> None:
+    first = JobManager(labelled_store, tmp_path / "runs")
+    first.keep_warm(True)  # forked, as `prefloop loop` runs it
+    server_ready(first)
+    with monkeypatch.context() as patched:
+
+        def killed(*args, **kwargs) -> None:
+            raise OwnerKilled
+
+        patched.setattr("training.jobs.runs.mark_running", killed)
+        with pytest.raises(OwnerKilled):
+            first.submit(request("sft", 3))
+    first.close()  # ends the fork server; the forked run goes on
+    ((run_id,),) = labelled_store.query("SELECT run_id FROM runs WHERE status = 'queued'")
+    second = JobManager(labelled_store, tmp_path / "runs")  # the next owner (a resume)
+    try:
+        final = second.wait(run_id, timeout=300)
+    finally:
+        second.close()
+    assert final["status"] == "succeeded", final["log_tail"]
+    # one process trained it: a second one started into the same folder repeats the steps
+    steps = [m["step"] for m in runfiles.read_metrics(Path(final["run_dir"])) if "loss" in m]
+    assert steps == [1, 2, 3]
