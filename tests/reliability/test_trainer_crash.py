@@ -14,6 +14,7 @@ TABLES = ("prompts", "responses", "pairs", "labels", "ref_logprobs", "scores")
 
 
 def test_killed_trainer_then_retrain_succeeds(jobs, labelled_store) -> None:  # noqa: F811
+    jobs.keep_warm(True)  # forked, as the loop runs them (test_jobs kills a cold one)
     before = {t: labelled_store.count(t) for t in TABLES}
     label_rows = labelled_store.query("SELECT * FROM labels ORDER BY label_id")
     doomed = jobs.submit(

@@ -89,6 +89,8 @@ def test_a_run_outlives_its_fork_server(jobs) -> None:
 
 
 def test_two_runs_at_once_share_the_cores_and_a_run_alone_gets_them_back(jobs, tiny_policy) -> None:
+    jobs.keep_warm(True)  # three runs: one import, not three (a forked run shares as a cold one)
+    server_ready(jobs)
     cores = available_cores()
     alone = jobs.run(request("sft"), timeout=300)
     assert alone["status"] == "succeeded", alone["log_tail"]
