@@ -180,7 +180,7 @@ class JobManager:
                 return run_id
             if run_id is None:
                 run_id = new_run_id(request.stage)
-            elif runs.get_run(self.store, run_id) is not None:
+            elif self.exists(run_id):
                 raise TrainingError(f"run id {run_id!r} is taken; submit with new_run_id()")
             runs.insert_queued(
                 self.store,
@@ -224,6 +224,7 @@ class JobManager:
             time.sleep(interval)
 
     def exists(self, run_id: str) -> bool:
+        """Whether the store has a run with this id (in any status)."""
         return runs.get_run(self.store, run_id) is not None
 
     def status(self, run_id: str) -> dict[str, Any]:
