@@ -123,6 +123,9 @@ def test_a_conversion_killed_midway_leaves_nothing_and_the_next_call_converts(
 
     folder = Path(resolve_model(SMOLLM2, progress=False))
     assert folder == model_folder(SMOLLM2) == converted_folder(SMOLLM2)
+    import gguf
+
+    assert isinstance(gguf.GGUFReader, type)  # the conversion's shared parsing is undone
     assert not list(models.glob(".converting-*"))  # an abandoned attempt is cleaned up
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["parameters"] > 100_000_000
